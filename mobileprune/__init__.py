@@ -1,0 +1,11 @@
+"""mobileprune: prune PyTorch vision models to a latency budget measured on the phone."""
+from .graph import Analysis, CaptureError, ChannelGroup, analyze
+from .plan import PlanError, PrunePlan
+from .slim import SlimError, masked, slim
+
+__version__ = "0.1.0"
+
+from .storage import load, save  # noqa: E402 - storage records __version__
+
+__all__ = ["Analysis", "CaptureError", "ChannelGroup", "PlanError", "PrunePlan", "SlimError",
+           "analyze", "load", "masked", "save", "slim", "__version__"]

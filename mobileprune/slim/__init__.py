@@ -1,0 +1,5 @@
+"""Stage: apply a PrunePlan, either as a mask (the reference) or physically (slim)."""
+from .masking import masked
+from .slimming import SlimError, slim
+
+__all__ = ["SlimError", "masked", "slim"]

@@ -1,0 +1,70 @@
+"""Model specs: how to build a model from a string, so a pruned model is stored without pickle.
+
+- ``torchvision:NAME``  any model of ``torchvision.models.list_models()`` (random init, no download)
+- ``path/to/file.py:factory``  a function in a Python file returning an ``nn.Module``
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from torch import nn
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be turned into a model."""
+
+
+USAGE = "MODEL is torchvision:NAME (e.g. torchvision:resnet18) or path/to/file.py:factory"
+
+# Input sizes the torchvision models are used at, when not 224x224.
+_DEFAULT_SIZES = {"inception_v3": 299}
+
+
+def build(spec: str) -> nn.Module:
+    kind, sep, name = spec.rpartition(":")
+    if not sep or not kind or not name:
+        raise SpecError(f"bad model spec {spec!r}: {USAGE}")
+    if kind == "torchvision":
+        import torchvision
+
+        known = torchvision.models.list_models()
+        if name not in known:
+            close = [k for k in known if name.lower()[:5] in k][:5]
+            raise SpecError(f"torchvision has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        return torchvision.models.get_model(name, weights=None)
+    path = Path(kind)
+    if path.suffix != ".py" or not path.is_file():
+        raise SpecError(f"bad model spec {spec!r}: {kind!r} is neither 'torchvision' nor an existing .py file. {USAGE}")
+    module_name = f"mobileprune_user_{path.stem}"
+    mod_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.modules[module_name] = module
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - user code: report, do not dump a traceback wall
+        raise SpecError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise SpecError(f"{path} has no callable {name!r}")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"{path}:{name}() returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def default_input_shape(spec: str) -> tuple:
+    name = spec.rpartition(":")[2]
+    size = _DEFAULT_SIZES.get(name, 224)
+    return (1, 3, size, size)
+
+
+def parse_shape(text: str) -> tuple:
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        raise SpecError(f"bad input shape {text!r}: use comma-separated integers like 1,3,224,224") from None
+    if not shape or any(s <= 0 for s in shape):
+        raise SpecError(f"bad input shape {text!r}: sizes must be positive integers")
+    return shape
