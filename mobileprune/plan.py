@@ -11,6 +11,8 @@ import json
 import random
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .graph import Analysis
 
 
@@ -71,6 +73,14 @@ class PrunePlan:
                     f"group {gid} ({g.name()}) keeps {len(kept)} positions x {g.unit} channels; "
                     f"with block {self.block} it must keep a multiple of {step} positions "
                     f"or all {g.size}")
+
+    def removed(self, analysis: Analysis):
+        """A function ids -> bool array: True where the channel's position is pruned."""
+        roots = self.pruned_roots(analysis)
+        top = max((int(c.ids.max()) for c in analysis.cuts if c.ids.size), default=-1)
+        lookup = np.zeros(top + 2, dtype=bool)  # slot 0 is UNTRACKED (-1): never removed
+        lookup[np.array(sorted(roots), dtype=np.int64) + 1] = True
+        return lambda ids: lookup[np.asarray(ids) + 1]
 
     def pruned_roots(self, analysis: Analysis) -> set[int]:
         self.validate(analysis)

@@ -62,7 +62,7 @@ def default_input_shape(spec: str) -> tuple:
 
 def parse_shape(text: str) -> tuple:
     try:
-        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+        shape = tuple(int(s) for s in text.split(","))
     except ValueError:
         raise SpecError(f"bad input shape {text!r}: use comma-separated integers like 1,3,224,224") from None
     if not shape or any(s <= 0 for s in shape):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from math import gcd
 
@@ -101,7 +102,10 @@ def analyze(model: nn.Module, example_inputs) -> Analysis:
     own = time.perf_counter() - start
     untraced = _unused_modules(ep)
     if untraced:
-        ep_train, seconds = capture(model, example_inputs, train=True)
+        # Batch of 2: train-mode BatchNorm refuses one value per channel (inception's aux head).
+        doubled = tuple(torch.cat([x, x]) if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == 1
+                        else x for x in example_inputs)
+        ep_train, seconds = capture(model, doubled, train=True)
         export_s += seconds
         start = time.perf_counter()
         tracer.run(ep_train)  # same atoms: train-only modules join the eval-mode groups
@@ -158,8 +162,7 @@ def _group(tracer: Tracer, cuts: list[Cut]) -> list[ChannelGroup]:
     width: dict[int, int] = {}  # channels a position spans in the cut where it is narrowest
     order: list[int] = []
     for c in cuts:
-        uniq, counts = np.unique(c.ids, return_counts=True)
-        for r, k in zip(uniq.tolist(), counts.tolist()):
+        for r, k in Counter(c.ids.tolist()).items():
             width[r] = min(width.get(r, k), k)
         for r in dict.fromkeys(c.ids.tolist()):  # unique, in order
             if r == UNTRACKED:

@@ -63,14 +63,20 @@ class Tracer:
         self._claimed.add(fqn)
         self.cuts.append(Cut(fqn, dim, role, np.asarray(ids, dtype=np.int64).copy(), self.where))
 
-    def claim(self, fqn: str) -> None:
-        self._claimed.add(fqn)
+    def claim(self, view: ParamView) -> None:
+        """The rule accounted for this parameter use (it carries the view on)."""
+        self._claimed.update(view.fqns)
+
+    def cut_view(self, view: ParamView, param_dim: int, ids: np.ndarray, role: str) -> None:
+        for fqn in view.fqns:
+            self.cut(fqn, param_dim, ids, role)
 
     def claim_as_fixed(self, tensors, why: str) -> None:
         for t in tensors:
             if t is not None and isinstance(t.value, ParamView):
-                self._claimed.add(t.value.fqn)
-                self.fixed_params.setdefault(t.value.fqn, f"used by {why}: {self.where}")
+                for fqn in t.value.fqns:
+                    self._claimed.add(fqn)
+                    self.fixed_params.setdefault(fqn, f"used by {why}: {self.where}")
 
     def freeze(self, ids, why: str) -> None:
         self.atoms.freeze(np.asarray(ids), f"{why}: {self.where}")
@@ -113,7 +119,7 @@ class Tracer:
             if node.op == "placeholder":
                 fqn = params.get(node.name)
                 val = node.meta.get("val")
-                env[node] = ParamView(fqn, tuple(range(val.dim())), tuple(val.shape)) if fqn else None
+                env[node] = ParamView((fqn,), tuple(range(val.dim())), tuple(val.shape)) if fqn else None
             elif node.op == "call_function":
                 env[node] = self._call(node, env)
             elif node.op == "output":
@@ -148,8 +154,9 @@ class Tracer:
         else:
             out = self.unknown(a)
         for t in _tensors(a):  # a parameter this rule did not account for must keep its size
-            if isinstance(t.value, ParamView) and t.value.fqn not in self._claimed:
-                self.fixed_params.setdefault(t.value.fqn, f"used by {self.where}")
+            for fqn in t.value.fqns if isinstance(t.value, ParamView) else ():
+                if fqn not in self._claimed:
+                    self.fixed_params.setdefault(fqn, f"used by {self.where}")
         return out
 
 

@@ -4,8 +4,8 @@ A tensor is either
 - ``Tracked``: ``ids`` has the tensor's rank; along each dimension its size is either the
   tensor's size or 1 (broadcast). ``ids[...]`` is the atom of that element's channel, or
   UNTRACKED. A plain feature map [N, C, H, W] has ids of shape [1, C, 1, 1].
-- ``ParamView``: the tensor is a parameter/buffer (or a view/elementwise image of one); ``dims``
-  maps each tensor dimension to the parameter dimension it indexes (None for an added dim).
+- ``ParamView``: the tensor is a parameter/buffer, or a view or elementwise image of some
+  parameters of one shape; ``dims`` maps each tensor dimension to the parameter dimension it indexes (None for an added dim).
 - ``None``: nothing known (inputs, constants, results of ops that mix channels). Such a tensor
   can never shrink, so whenever it meets a tracked channel dimension, that channel is frozen.
 """
@@ -29,7 +29,7 @@ class Tracked:
 
 @dataclass
 class ParamView:
-    fqn: str
+    fqns: tuple  # parameters indexed alike (FrozenBatchNorm's w * rsqrt(var) gives two)
     dims: tuple  # tensor dim -> parameter dim or None
     param_shape: tuple
 

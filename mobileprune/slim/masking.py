@@ -23,7 +23,7 @@ from ..plan import PrunePlan
 
 
 def masked(model: nn.Module, analysis: Analysis, plan: PrunePlan) -> nn.Module:
-    pruned = np.array(sorted(plan.pruned_roots(analysis)), dtype=np.int64)
+    removed = plan.removed(analysis)
     out = copy.deepcopy(model)
     state = dict(out.named_parameters())
     state.update(dict(out.named_buffers()))
@@ -31,7 +31,7 @@ def masked(model: nn.Module, analysis: Analysis, plan: PrunePlan) -> nn.Module:
         for c in analysis.cuts:
             if c.role != "consumer":
                 continue
-            drop = np.nonzero(np.isin(c.ids, pruned))[0]
+            drop = np.nonzero(removed(c.ids))[0]
             if len(drop):
                 state[c.fqn].index_fill_(c.dim, torch.as_tensor(drop), 0.0)
     return out

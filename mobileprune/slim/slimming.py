@@ -25,18 +25,18 @@ class SlimError(RuntimeError):
 
 def slim(model: nn.Module, analysis: Analysis, plan: PrunePlan, verify: bool = True,
          rtol: float = 1e-4) -> nn.Module:
-    pruned = np.array(sorted(plan.pruned_roots(analysis)), dtype=np.int64)
+    removed = plan.removed(analysis)
     out = copy.deepcopy(model)
     before = {n: _widths(m) for n, m in out.named_modules()}
     with torch.no_grad():
         for c in analysis.cuts:
-            keep = np.nonzero(~np.isin(c.ids, pruned))[0]
+            keep = np.nonzero(~removed(c.ids))[0]
             if len(keep) == len(c.ids):
                 continue
             _replace(out, c.fqn, lambda t: t.index_select(c.dim, torch.as_tensor(keep)).clone())
     for name, mod in out.named_modules():
         _update_attributes(mod, before[name])
-    if verify and len(pruned):
+    if verify and plan.keep:
         check_equal(model, out, analysis, plan, rtol)
     return out
 

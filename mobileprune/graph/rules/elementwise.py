@@ -30,7 +30,7 @@ def unary(ctx, a: dict, out_shape: tuple):
         return pointwise(ctx, a, out_shape)
     t = tensors[0]
     if isinstance(t.value, ParamView):
-        ctx.claim(t.value.fqn)  # f(param) sliced == f(param slice): the view carries on
+        ctx.claim(t.value)  # f(param) sliced == f(param slice): the view carries on
     return t.value
 
 
@@ -41,14 +41,26 @@ def pointwise(ctx, a: dict, out_shape: tuple):
     rank = len(out_shape)
     merged = merge(ctx, [t for t in tensors if t.tracked], rank)
     if merged is None:
-        for t in tensors:
-            if isinstance(t.value, ParamView):
-                ctx.claim_as_fixed([t], "arithmetic between parameters")
-        return None
+        return _param_arithmetic(ctx, tensors, out_shape)
     varying = [d for d, n in enumerate(merged.shape) if n > 1]
     for t in tensors:
         _fit_operand(ctx, t, merged, varying, rank, out_shape)
     return Tracked(merged)
+
+
+def _param_arithmetic(ctx, tensors: list[T], out_shape: tuple):
+    """w * rsqrt(var + eps) and friends: parameters of one shape combine into one view that
+    slims all of them alike (FrozenBatchNorm2d computes its scale and shift this way)."""
+    views = [t.value for t in tensors if isinstance(t.value, ParamView)]
+    alike = views and len(views) == len(tensors) and all(
+        tuple(t.shape) == tuple(out_shape) and t.value.dims == views[0].dims
+        and t.value.param_shape == views[0].param_shape for t in tensors)
+    if not alike:
+        ctx.claim_as_fixed(tensors, "arithmetic between parameters")
+        return None
+    fqns = tuple(dict.fromkeys(f for v in views for f in v.fqns))
+    ctx.claim(ParamView(fqns, views[0].dims, views[0].param_shape))
+    return ParamView(fqns, views[0].dims, views[0].param_shape)
 
 
 def merge(ctx, tracked: list[T], rank: int) -> np.ndarray | None:
@@ -77,7 +89,7 @@ def _fit_operand(ctx, t: T, merged, varying, rank, out_shape) -> None:
             ctx.freeze(merged, "channels vary along several dimensions of an elementwise op")
             return
         if isinstance(t.value, ParamView) and t.value.dims[d - offset] is not None:
-            ctx.cut(t.value.fqn, t.value.dims[d - offset], vec, "passthrough")
+            ctx.cut_view(t.value, t.value.dims[d - offset], vec, "passthrough")
             cut = True
             continue
         own = vector_along(ids_of(t), d, out_shape[d]) if t.tracked else None

@@ -16,7 +16,7 @@ def _pass_through(ctx, params: list, ids, where: str) -> None:
         if p is None:
             continue
         if isinstance(p.value, ParamView) and len(p.shape) == 1:
-            ctx.cut(p.value.fqn, 0, ids, "passthrough")
+            ctx.cut_view(p.value, 0, ids, "passthrough")
         else:
             ctx.freeze(ids, f"{where} parameter is computed, not a parameter")
 

@@ -18,7 +18,7 @@ def _whole_param(t: T | None) -> ParamView | None:
     if t is None or not isinstance(t.value, ParamView):
         return None
     pv = t.value
-    if tuple(pv.dims) == tuple(range(len(pv.param_shape))) and tuple(t.shape) == tuple(pv.param_shape):
+    if len(pv.fqns) == 1 and tuple(pv.dims) == tuple(range(len(pv.param_shape))) and tuple(t.shape) == tuple(pv.param_shape):
         return pv
     return None
 
@@ -43,7 +43,7 @@ def _cut_bias(ctx, bias: T | None, out_ids: np.ndarray) -> bool:
     pv = _whole_param(bias)
     if pv is None:
         return False
-    ctx.cut(pv.fqn, 0, out_ids, "producer")
+    ctx.cut_view(pv, 0, out_ids, "producer")
     return True
 
 
@@ -60,8 +60,8 @@ def convolution(ctx, a: dict, out_shape: tuple):
     w_in, w_out = (0, 1) if transposed else (1, 0)
     if groups == 1:
         out_ids = ctx.fresh(cout)
-        ctx.cut(pw.fqn, w_in, in_ids, "consumer")
-        ctx.cut(pw.fqn, w_out, out_ids, "producer")
+        ctx.cut_view(pw, w_in, in_ids, "consumer")
+        ctx.cut_view(pw, w_out, out_ids, "producer")
     else:
         out_ids = _grouped(ctx, pw, in_ids, cout, groups, transposed)
     if not _cut_bias(ctx, bias, out_ids):
@@ -73,7 +73,7 @@ def _grouped(ctx, pw: ParamView, in_ids: np.ndarray, cout: int, groups: int, tra
     cin_g, cout_g = len(in_ids) // groups, cout // groups
     group_atoms = ctx.fresh(groups)
     out_ids = np.repeat(group_atoms, cout_g)
-    if ctx.module_type_of(pw.fqn) is None:
+    if ctx.module_type_of(pw.fqns[0]) is None:
         # F.conv2d(x, w, groups=G) in user code: slimming cannot rewrite the literal G.
         ctx.freeze(out_ids, "grouped convolution called functionally (groups cannot be updated)")
         ctx.freeze(in_ids, "grouped convolution called functionally (groups cannot be updated)")
@@ -82,7 +82,7 @@ def _grouped(ctx, pw: ParamView, in_ids: np.ndarray, cout: int, groups: int, tra
     if fed_fixed.any():
         ctx.freeze(group_atoms[fed_fixed], "conv group fed by channels that cannot be removed")
     # The weight's per-group input dimension is never cut; whole groups go along the group dim.
-    ctx.cut(pw.fqn, 0, in_ids if transposed else out_ids, "producer")
+    ctx.cut_view(pw, 0, in_ids if transposed else out_ids, "producer")
     return out_ids
 
 
@@ -94,8 +94,8 @@ def linear(ctx, a: dict, out_shape: tuple):
     last = len(x.shape) - 1
     in_ids = _channels_in(ctx, x, last)
     out_ids = ctx.fresh(out_shape[-1])
-    ctx.cut(pw.fqn, 1, in_ids, "consumer")
-    ctx.cut(pw.fqn, 0, out_ids, "producer")
+    ctx.cut_view(pw, 1, in_ids, "consumer")
+    ctx.cut_view(pw, 0, out_ids, "producer")
     if not _cut_bias(ctx, bias, out_ids):
         ctx.freeze(out_ids, "linear bias is computed, not a parameter")
     return _place(out_ids, len(out_shape) - 1, len(out_shape))

@@ -60,8 +60,8 @@ def _reshape_param(ctx, x: T, out_shape: tuple):
     dims = [None] * len(out_shape)
     for i, o in zip(kept_in, kept_out):
         dims[o] = pv.dims[i]
-    ctx.claim(pv.fqn)
-    return ParamView(pv.fqn, tuple(dims), pv.param_shape)
+    ctx.claim(pv)
+    return ParamView(pv.fqns, tuple(dims), pv.param_shape)
 
 
 def permute(ctx, a: dict, out_shape: tuple):
@@ -75,8 +75,8 @@ def permute(ctx, a: dict, out_shape: tuple):
         d1 = _norm_dim(a.get("dim1", a.get("axis1", 1 if rank > 1 else 0)), rank)
         perm[d0], perm[d1] = perm[d1], perm[d0]
     if isinstance(x.value, ParamView):
-        ctx.claim(x.value.fqn)
-        return ParamView(x.value.fqn, tuple(x.value.dims[p] for p in perm), x.value.param_shape)
+        ctx.claim(x.value)
+        return ParamView(x.value.fqns, tuple(x.value.dims[p] for p in perm), x.value.param_shape)
     if not x.tracked:
         return None
     return Tracked(np.transpose(x.tracked.ids, perm))
@@ -86,8 +86,8 @@ def expand(ctx, a: dict, out_shape: tuple):
     x: T = a["self"]
     extra = len(out_shape) - len(x.shape)
     if isinstance(x.value, ParamView):
-        ctx.claim(x.value.fqn)
-        return ParamView(x.value.fqn, (None,) * extra + tuple(x.value.dims), x.value.param_shape)
+        ctx.claim(x.value)
+        return ParamView(x.value.fqns, (None,) * extra + tuple(x.value.dims), x.value.param_shape)
     if not x.tracked:
         return None
     return Tracked(x.tracked.ids.reshape((1,) * extra + x.tracked.ids.shape))
@@ -168,7 +168,7 @@ def slice_(ctx, a: dict, out_shape: tuple):
     size = x.shape[dim]
     if isinstance(x.value, ParamView):
         if tuple(out_shape) == tuple(x.shape):
-            ctx.claim(x.value.fqn)
+            ctx.claim(x.value)
             return x.value
         ctx.claim_as_fixed([x], f"{ctx.op} of a parameter")
         return None

@@ -1,0 +1,28 @@
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/random_nets.py, tests/zoo.py
+
+from zoo import RESULTS  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # controller only, not xdist workers
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        for f in RESULTS.glob("*.json"):
+            f.unlink()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    rows = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
+    if not rows:
+        return
+    w = terminalreporter
+    w.section("mobileprune coverage (random plan: 30% of each prunable group, blocks of 8)")
+    w.line(f"{'model':34s} {'groups':>6s} {'frozen':>6s} {'params before':>14s} {'after':>12s} {'ratio':>5s} "
+           f"{'rel diff':>8s}  frozen because")
+    for r in rows:
+        w.line(f"{r['model']:34s} {r['groups']:6d} {r['frozen']:6d} {r['params_before']:14,d} "
+               f"{r['params_after']:12,d} {r['params_after'] / r['params_before']:5.2f} {r['rel_diff']:8.1e}  "
+               f"{'; '.join(r['frozen_reasons'])}")

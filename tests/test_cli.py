@@ -1,0 +1,33 @@
+"""The `mobileprune analyze` command, run as a user runs it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "mobileprune.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_analyze_table_and_json():
+    table = run("analyze", "torchvision:resnet18", "--input-shape", "1,3,64,64")
+    assert table.returncode == 0, table.stderr
+    assert "13 groups, 12 prunable" in table.stdout and "network output" in table.stdout
+    out = run("analyze", "torchvision:resnet18", "--json")
+    data = json.loads(out.stdout)
+    assert data["input_shape"] == [1, 3, 224, 224] and len(data["groups"]) == 13
+    assert {"size", "producers", "consumers", "passthrough", "frozen", "reasons"} <= set(data["groups"][0])
+
+
+def test_bad_spec_exits_nonzero_with_usage_not_traceback():
+    for spec in ("torchvision:nope", "nonsense", "missing.py:make"):
+        out = run("analyze", spec)
+        assert out.returncode == 2
+        assert "usage:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bad_input_shape():
+    out = run("analyze", "torchvision:resnet18", "--input-shape", "1,3,x")
+    assert out.returncode == 2 and "bad input shape" in out.stderr and "Traceback" not in out.stderr

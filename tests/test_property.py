@@ -1,0 +1,42 @@
+"""Property: for random architectures and random plans, slimmed == masked.
+
+CI runs 500 examples (MOBILEPRUNE_PROPERTY_EXAMPLES overrides; the documented long profile is
+`MOBILEPRUNE_PROPERTY_EXAMPLES=10000 .venv/bin/python -m pytest tests/test_property.py`).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mobileprune as mp
+from mobileprune.slim.slimming import relative_diff, _flat
+from random_nets import RandomNet, net_specs
+
+EXAMPLES = int(os.environ.get("MOBILEPRUNE_PROPERTY_EXAMPLES", "500"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=net_specs(), ratio=st.sampled_from([0.2, 0.5, 0.8]), block=st.sampled_from([1, 2, 4]),
+       seed=st.integers(0, 1000))
+def test_slimmed_equals_masked_on_random_nets(spec, ratio, block, seed):
+    steps, in_channels, size = spec
+    torch.manual_seed(seed)
+    model = RandomNet(steps, in_channels, size).eval()
+    for m in model.modules():  # non-trivial BN statistics, so pass-through cuts matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, in_channels, size, size)
+    analysis = mp.analyze(model, x)
+    plan = mp.PrunePlan.random(analysis, ratio, block, seed)
+    slimmed = mp.slim(model, analysis, plan, verify=False)
+    with torch.no_grad():
+        want = _flat(mp.masked(model, analysis, plan)(x))
+        got = _flat(slimmed(x))
+    assert relative_diff(want, got) <= 1e-4
+    if plan.keep:
+        assert sum(p.numel() for p in slimmed.parameters()) < sum(p.numel() for p in model.parameters())
