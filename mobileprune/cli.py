@@ -60,7 +60,7 @@ def cmd_analyze(args) -> int:
 
 
 def print_groups(analysis, title: str = "", console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(width=max(120, Console().width))
     table = Table(title=title or None, show_lines=False)
     for col, just in (("group", "right"), ("size", "right"), ("unit", "right"),
                       ("producers", "left"), ("consumers", "left"), ("frozen because", "left")):
@@ -78,7 +78,9 @@ def print_groups(analysis, title: str = "", console: Console | None = None) -> N
 
 
 def _members(names: list, limit: int = 3) -> str:
-    shown = ", ".join(n.replace(".weight", "") for n in names[:limit])
+    """Layers by their weights ("layer1.0.conv1[0]"); biases only if nothing else is there."""
+    names = [n.replace(".weight", "") for n in names if ".weight[" in n] or names
+    shown = ", ".join(names[:limit])
     return shown + (f" +{len(names) - limit}" if len(names) > limit else "")
 
 

@@ -276,3 +276,20 @@ def test_width_in_a_plain_attribute_is_caught_by_verification():
     assert plan.keep
     with pytest.raises(mp.SlimError, match="plain attribute"):
         mp.slim(model, analysis, plan)
+
+
+class Padded(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3)
+        self.b = nn.Conv2d(8, 4, 3)
+
+    def forward(self, x):
+        y = F.pad(self.a(x), (1, 1, 1, 1), mode="reflect")
+        y = F.pad(y, (1, 1, 1, 1)) + F.pad(y, (1, 1, 1, 1), mode="replicate")
+        return self.b(y.roll(1, dims=3).flip(2))
+
+
+def test_padding_roll_and_flip_keep_channels():
+    analysis, _, _ = analyse_and_slim(Padded())
+    assert [g.size for g in analysis.free_groups] == [8]

@@ -19,7 +19,7 @@ def count(model) -> int:
 
 def check_model(name: str, model: torch.nn.Module, x: torch.Tensor, ratio=0.3, block=8, seed=0) -> dict:
     torch.manual_seed(seed)
-    model = model.eval()
+    model = enliven(model).eval()
     analysis = mp.analyze(model, x)
     plan = mp.PrunePlan.random(analysis, ratio, block, seed)
     slimmed = mp.slim(model, analysis, plan, verify=False)
@@ -36,6 +36,7 @@ def check_model(name: str, model: torch.nn.Module, x: torch.Tensor, ratio=0.3, b
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(row))
     assert row["rel_diff"] <= 1e-4, row
+    assert max(t.abs().max().item() for t in want) > 0, "degenerate output: the check would be vacuous"
     if any(g.prunable(block) for g in analysis.groups):
         assert plan.keep and row["params_after"] < row["params_before"], row
     if _has_train_only_modules(model, x):
@@ -44,6 +45,20 @@ def check_model(name: str, model: torch.nn.Module, x: torch.Tensor, ratio=0.3, b
         with torch.no_grad():
             slimmed(torch.cat([x, x]))
     return row
+
+
+def enliven(model: torch.nn.Module) -> torch.nn.Module:
+    """Give zero-initialised weights (ViT's head, some biases) and BN statistics random values,
+    so that a missed cut shows up as a difference instead of hiding behind zeros."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.abs().max() == 0:
+                p.normal_(0, 0.02)
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return model
 
 
 def _has_train_only_modules(model, x) -> bool:

@@ -196,7 +196,7 @@ def slice_(ctx, a: dict, out_shape: tuple):
 
 def pad(ctx, a: dict, out_shape: tuple):
     x: T = a.get("self", a.get("input"))
-    widths = list(a["pad"])
+    widths = list(a.get("pad", a.get("padding")) or [])
     rank = len(x.shape)
     padded = {rank - 1 - i // 2 for i, w in enumerate(widths) if w}
     if x.tracked and padded & set(x.tracked.varying()):
