@@ -64,6 +64,12 @@ class Analysis:
     example_inputs: tuple = field(repr=False)
     export_seconds: float = 0.0
     analysis_seconds: float = 0.0
+    program: object = field(default=None, repr=False)  # the eval-mode ExportedProgram
+    values: dict = field(default_factory=dict, repr=False)  # node name -> Tracked/ParamView/None
+    atoms: object = field(default=None, repr=False)
+
+    def group_of_root(self) -> dict:
+        return {r: g.id for g in self.groups for r in g.roots}
 
     @property
     def free_groups(self) -> list[ChannelGroup]:
@@ -116,7 +122,7 @@ def analyze(model: nn.Module, example_inputs) -> Analysis:
     groups = _group(tracer, cuts)
     own += time.perf_counter() - start
     return Analysis(groups, cuts, tracer.fixed_params, tracer.unknown_ops, untraced,
-                    example_inputs, export_s, own)
+                    example_inputs, export_s, own, ep, tracer.values, tracer.atoms)
 
 
 def _unused_modules(ep) -> list[str]:

@@ -48,6 +48,7 @@ class Tracer:
         self.node: Node | None = None
         self.op = ""
         self._claimed: set[str] = set()
+        self.values: dict = {}  # node name -> value, of the first (eval-mode) graph
 
     # ---- what rules call ---------------------------------------------------------------
     @property
@@ -130,6 +131,8 @@ class Tracer:
                     self.claim_as_fixed([t], "network output")
             else:
                 env[node] = None
+        if not self.values:
+            self.values = {n.name: v for n, v in env.items()}
 
     def _call(self, node: Node, env):
         target = node.target

@@ -1,0 +1,156 @@
+"""Latency from a DeviceProfile: per-layer interpolation between measured grid points, plus the
+profile's calibrated per-model overhead (program boundary, call, ops the table does not price).
+
+Per layer kind the table holds op times on a grid of widths: (cin, cout) for conv/linear, one
+width for the rest. The price of a width between grid points is the bilinear (or linear)
+interpolation of its measured neighbours, which is exact for costs linear in cin, cout and
+cin*cout, and differentiable in the expected widths. Each kind's grid is first made monotone
+(a wider layer is never priced cheaper: measurement noise must not give negative gradients).
+A width outside the measured grid is never priced at zero: it raises MissingConfigs, or, with a
+``measure`` callback (``--device``), is measured and appended to the profile.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..devices.microbench import TWO_D, plan, row_from
+from ..devices.profile import DeviceProfile
+from ..graph.layers import Layer
+from .base import LayerCost, width
+
+
+class MissingConfigs(LookupError):
+    """Layers whose widths the profile does not cover; ``rows`` says what to measure."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+        shown = ", ".join(r["key"] for r in rows[:3])
+        super().__init__(f"the profile has no measurements around {len(rows)} layer configuration(s) "
+                         f"(e.g. {shown}); run `mobileprune profile` for this model or pass --device "
+                         f"to measure them on demand")
+
+
+class _Grid:
+    """One layer kind's measured times on a (cin, cout) grid, monotone in both widths."""
+
+    def __init__(self, rows) -> None:
+        self.cins = sorted(set(int(c) for c in rows["cin"]))
+        self.couts = sorted(set(int(c) for c in rows["cout"]))
+        t = np.full((len(self.cins), len(self.couts)), np.nan)
+        for ci, co, ms in zip(rows["cin"], rows["cout"], rows["ms"]):
+            t[self.cins.index(int(ci)), self.couts.index(int(co))] = ms
+        # Monotone envelope over the measured points (NaN = not measured stays NaN).
+        filled = np.where(np.isnan(t), -np.inf, t)
+        filled = np.maximum.accumulate(np.maximum.accumulate(filled, axis=0), axis=1)
+        self.t = np.where(np.isnan(t), np.nan, filled)
+
+    @staticmethod
+    def _bracket(axis: list, v: float):
+        if len(axis) == 1:
+            return (0, 0, 0.0) if abs(v - axis[0]) < 1e-6 else None
+        if v < axis[0] - 1e-6 or v > axis[-1] + 1e-6:
+            return None
+        i = min(max(bisect.bisect_right(axis, v) - 1, 0), len(axis) - 2)
+        return i, i + 1, None
+
+    def price(self, cin: torch.Tensor, cout: torch.Tensor, two_d: bool):
+        bi = self._bracket(self.cins, float(cin.detach()))
+        bo = self._bracket(self.couts, float(cout.detach())) if two_d else bi
+        if bi is None or bo is None:
+            return None
+        (i0, i1, _), (j0, j1, _) = bi, bo
+        if not two_d:  # one width: the grid's diagonal
+            ys = [self.t[i, i] for i in (i0, i1)]
+            if any(np.isnan(ys)):
+                return None
+            return _lerp(cin, self.cins[i0], self.cins[i1], ys[0], ys[1])
+        corners = self.t[np.ix_([i0, i1], [j0, j1])]
+        if np.isnan(corners).any():
+            return None
+        lo = _lerp(cin, self.cins[i0], self.cins[i1], corners[0, 0], corners[1, 0])
+        hi = _lerp(cin, self.cins[i0], self.cins[i1], corners[0, 1], corners[1, 1])
+        return _lerp(cout, self.couts[j0], self.couts[j1], lo, hi)
+
+
+def _lerp(x: torch.Tensor, x0: float, x1: float, y0, y1) -> torch.Tensor:
+    """Linear interpolation; y0/y1 may be tensors (the inner step of a bilinear one)."""
+    y0 = torch.as_tensor(y0, dtype=torch.float64)
+    y1 = torch.as_tensor(y1, dtype=torch.float64)
+    if x1 == x0:
+        return y0 + 0 * x
+    return y0 + (x - x0) * ((y1 - y0) / (x1 - x0))
+
+
+class LatencyCost(LayerCost):
+    unit = "ms"
+
+    def __init__(self, analysis, profile: DeviceProfile, model_key: str | None = None, layer_list=None,
+                 measure: Callable[[list], None] | None = None) -> None:
+        super().__init__(analysis, layer_list)
+        self.profile = profile
+        self.measure = measure  # rows -> None: measures them and appends them to the profile
+        overheads = profile.meta.overheads_ms
+        if model_key in overheads:
+            self.overhead_ms = float(overheads[model_key])
+        else:  # a model the profile never measured whole: the typical overhead
+            self.overhead_ms = float(np.median(list(overheads.values()))) if overheads else 0.0
+        self._build()
+
+    def _build(self) -> None:
+        self.grids = {tuple(sig): _Grid(rows) for sig, rows in self.profile.table.groupby(
+            ["op", "k", "stride", "padding", "dilation", "h", "w", "act", "group_width", "pattern"])}
+
+    @staticmethod
+    def signature(layer: Layer) -> tuple:
+        a = layer.attrs
+        return (layer.op, a.get("k", 0), a.get("stride", 0), a.get("padding", 0), a.get("dilation", 0),
+                a.get("h", 1), a.get("w", 1), a.get("act", "") or "", a.get("group_width", 0),
+                a.get("pattern", "") or "")
+
+    def __call__(self, fractions: dict | None = None) -> torch.Tensor:
+        return self.layers_total(fractions) + self.overhead_ms
+
+    def layers_total(self, fractions: dict | None = None) -> torch.Tensor:
+        for attempt in (0, 1):
+            prices, missing = self._prices(fractions)
+            if not missing:
+                return torch.stack(prices).sum() if prices else torch.zeros((), dtype=torch.float64)
+            rows = self._rows_for(missing)
+            if self.measure is None or attempt:
+                raise MissingConfigs(rows)
+            self.measure(rows)
+            self._build()
+        raise AssertionError("unreachable")
+
+    def per_layer(self, fractions: dict | None = None) -> list[tuple[Layer, float]]:
+        prices, missing = self._prices(fractions)
+        if missing:
+            raise MissingConfigs(self._rows_for(missing))
+        return [(layer, float(p)) for layer, p in zip(self.layers, prices)]
+
+    def _prices(self, fractions):
+        prices, missing = [], []
+        for layer in self.layers:
+            cin, cout = width(layer.cin, fractions), width(layer.cout, fractions)
+            grid = self.grids.get(self.signature(layer))
+            price = grid.price(cin, cout, layer.op in TWO_D) if grid is not None else None
+            if price is None:
+                missing.append((layer, float(cin.detach()), float(cout.detach())))
+            else:
+                prices.append(torch.as_tensor(price, dtype=torch.float64))
+        return prices, missing
+
+    def _rows_for(self, missing) -> list[dict]:
+        """What to measure so every missing layer is bracketed: its grid, and the exact widths."""
+        rows = {}
+        for layer, cin, cout in missing:
+            for r in plan([layer], self.profile.meta.block):
+                rows.setdefault(r["key"], r)
+            if float(cin).is_integer() and float(cout).is_integer():
+                r = row_from(layer.op, layer.attrs, int(cin), int(cout) if layer.op in TWO_D else int(cin))
+                rows.setdefault(r["key"], r)
+        return list(rows.values())

@@ -1,0 +1,75 @@
+"""HostRunner: run .pte (ExecuTorch, XNNPACK) and .tflite (LiteRT) artifacts on this machine."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .runner import Measurement, OpEvent, RunnerError
+
+
+class HostRunner:
+    device = "host"
+
+    def __init__(self, timeout_s: float = 600.0) -> None:
+        self.timeout_s = timeout_s
+
+    def run(self, artifact: str, **kwargs) -> Measurement:
+        return next(iter(self.run_many([artifact], **kwargs)))
+
+    def run_many(self, artifacts: Iterable[str], *, threads: int = 1, warmup: int = 5,
+                 repeats: int = 50, op_events: bool = False, inputs: list | None = None,
+                 keep_outputs: bool = False) -> Iterator[Measurement]:
+        artifacts = [str(Path(a).resolve()) for a in artifacts]
+        with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
+            input_files = None
+            if inputs is not None:
+                input_files = []
+                for i, arr in enumerate(inputs):
+                    f = Path(tmp) / f"in{i}.npy"
+                    np.save(f, np.asarray(arr, dtype=np.float32))
+                    input_files.append(str(f))
+            request = {"artifacts": artifacts, "threads": threads, "warmup": warmup, "repeats": repeats,
+                       "op_events": op_events, "inputs": input_files,
+                       "outputs_dir": tmp if keep_outputs else None}
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+            proc = subprocess.Popen([sys.executable, "-m", "mobileprune.devices.host_worker"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env)
+            try:
+                proc.stdin.write(json.dumps(request))
+                proc.stdin.close()
+                done = 0
+                for line in proc.stdout:
+                    if not line.startswith("{"):
+                        continue  # runtime chatter on stdout
+                    reply = json.loads(line)
+                    done += 1
+                    if "error" in reply:
+                        raise RunnerError(f"host could not run {reply['artifact']}: {reply['error']}")
+                    yield self._measurement(reply, threads, keep_outputs)
+                proc.wait(timeout=self.timeout_s)
+                if done < len(artifacts):
+                    err = proc.stderr.read()[-2000:]
+                    raise RunnerError(f"host worker stopped after {done} of {len(artifacts)} artifacts "
+                                      f"(exit {proc.returncode}): {err.strip().splitlines()[-1] if err.strip() else ''}")
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+    @staticmethod
+    def _measurement(reply: dict, threads: int, keep_outputs: bool) -> Measurement:
+        path = reply["artifact"]
+        outputs = [np.load(f) for f in reply.get("outputs", [])] if keep_outputs else None
+        return Measurement(
+            artifact=path, runtime="tflite" if path.endswith(".tflite") else "executorch",
+            threads=threads, samples_ms=reply["samples_ms"],
+            events=[OpEvent(e["name"], e["samples_ms"]) for e in reply.get("events", [])],
+            outputs=outputs)

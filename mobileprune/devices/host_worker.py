@@ -1,0 +1,124 @@
+"""Subprocess side of HostRunner: measure artifacts and print one JSON line per artifact.
+
+Why a subprocess: the caller has its own torch threads, allocator state and imported runtimes;
+timing in a fresh process with a thread pool set before the method loads is what FACTS-level
+measurements on these VMs showed to be repeatable (1 thread: 2-3 % spread across processes).
+Reads a JSON request on stdin: {"artifacts": [...], "threads", "warmup", "repeats",
+"op_events", "inputs": [npy paths] | null, "outputs_dir": path | null}.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+
+def _inputs_for(shapes_dtypes, given):
+    if given:
+        return [np.load(p) for p in given]
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal(s).astype(d) for s, d in shapes_dtypes]
+
+
+def _time(fn, warmup: int, repeats: int) -> list:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def run_pte(path: str, req: dict) -> dict:
+    import torch
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from executorch.runtime import Runtime
+
+    _unsafe_reset_threadpool(req["threads"])  # before load_method: a loaded method keeps its pool
+    runtime = Runtime.get()
+    program = runtime.load_program(path)
+    method = program.load_method("forward")
+    meta = method.metadata
+    shapes = [(tuple(meta.input_tensor_meta(i).sizes()), np.float32) for i in range(meta.num_inputs())]
+    inputs = [torch.from_numpy(a) for a in _inputs_for(shapes, req.get("inputs"))]
+    samples = _time(lambda: method.execute(inputs), req["warmup"], req["repeats"])
+    outputs = [o.numpy() for o in method.execute(inputs)]
+    events = _etdump_events(runtime, path, inputs, req) if req.get("op_events") else []
+    return {"samples_ms": samples, "events": events, "outputs": outputs}
+
+
+def _etdump_events(runtime, path: str, inputs, req: dict) -> list:
+    """Per-op times from a second, profiled program (profiling adds overhead: never mixed
+    into the unprofiled samples)."""
+    from executorch.devtools import Inspector
+
+    program = runtime.load_program(path, enable_etdump=True, debug_buffer_size=0)
+    method = program.load_method("forward")
+    for _ in range(req["warmup"]):
+        method.execute(inputs)
+    for _ in range(req["repeats"]):
+        method.execute(inputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        dump = str(Path(tmp) / "run.etdump")
+        program.write_etdump_result_to_file(dump, str(Path(tmp) / "debug.bin"))
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            df = Inspector(etdump_path=dump).to_dataframe()
+    skip = {"Method::init", "Program::load_method", "Method::execute", "DELEGATE_CALL"}
+    out = []
+    for name, block, raw in zip(df["event_name"], df["event_block_name"], df["raw"]):
+        if block == "Execute" and name not in skip and len(raw):
+            out.append({"name": name, "samples_ms": list(raw[-req["repeats"]:])})
+    return out
+
+
+def run_tflite(path: str, req: dict) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=path, num_threads=req["threads"])
+    interp.allocate_tensors()
+    details = interp.get_input_details()
+    shapes = [(tuple(d["shape"]), d["dtype"]) for d in details]
+    arrays = _inputs_for(shapes, req.get("inputs"))
+    for d, a in zip(details, arrays):
+        interp.set_tensor(d["index"], a)
+    samples = _time(interp.invoke, req["warmup"], req["repeats"])
+    outputs = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+    return {"samples_ms": samples, "events": [], "outputs": outputs}
+
+
+def main() -> None:
+    req = json.loads(sys.stdin.read())
+    out_dir = Path(req["outputs_dir"]) if req.get("outputs_dir") else None
+    for i, path in enumerate(req["artifacts"]):
+        reply = {"artifact": path}
+        try:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"no such artifact: {path}")
+            result = run_tflite(path, req) if path.endswith(".tflite") else run_pte(path, req)
+            outputs = result.pop("outputs")
+            if out_dir is not None:
+                names = []
+                for j, arr in enumerate(outputs):
+                    f = out_dir / f"{i}_{j}.npy"
+                    np.save(f, arr)
+                    names.append(str(f))
+                result["outputs"] = names
+            reply.update(result)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller per artifact
+            reply["error"] = f"{type(exc).__name__}: {exc}"
+            reply["traceback"] = traceback.format_exc(limit=3)
+        print(json.dumps(reply), flush=True)
+
+
+if __name__ == "__main__":
+    main()

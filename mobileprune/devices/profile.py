@@ -1,0 +1,194 @@
+"""DeviceProfile: a latency table measured on one (device, runtime, threads, dtype).
+
+Stored as ``NAME.csv`` (one row per measured op configuration, pandas) and ``NAME.json``
+(metadata). Rows are appended and flushed one at a time, so a profiling run killed at any point
+resumes from the rows already on disk (see ``ProfileWriter``). The schema is documented in
+device_profiles/README.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+COLUMNS = ["key", "op", "k", "stride", "padding", "dilation", "h", "w", "act", "group_width", "pattern",
+           "cin", "cout", "ms", "total_ms", "boundary_ms", "spread", "repeats"]
+_NUMERIC = ["k", "stride", "padding", "dilation", "h", "w", "group_width", "cin", "cout",
+            "ms", "total_ms", "boundary_ms", "spread", "repeats"]
+
+
+class ProfileError(ValueError):
+    """A profile that is missing, corrupt, or made for another runtime version or schema."""
+
+
+@dataclass
+class ProfileMeta:
+    device: str
+    cpu: str
+    runtime: str  # executorch | tflite
+    runtime_version: str
+    threads: int
+    dtype: str = "float32"
+    block: int = 8
+    date: str = ""
+    mobileprune_version: str = ""
+    schema: int = SCHEMA_VERSION
+    overheads_ms: dict = field(default_factory=dict)  # model spec -> calibrated per-call overhead
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProfileMeta":
+        missing = [k for k in ("device", "cpu", "runtime", "runtime_version", "threads") if k not in d]
+        if missing:
+            raise ProfileError(f"profile metadata lacks {', '.join(missing)}")
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class DeviceProfile:
+    meta: ProfileMeta
+    table: pd.DataFrame
+    path: Path | None = None
+
+    @staticmethod
+    def paths(path) -> tuple[Path, Path]:
+        path = Path(path)
+        base = path.with_suffix("") if path.suffix in (".csv", ".json") else path
+        return base.with_suffix(".csv"), base.with_suffix(".json")
+
+    @classmethod
+    def load(cls, path, check_runtime: bool = True) -> "DeviceProfile":
+        csv, meta_path = cls.paths(path)
+        if not csv.is_file() or not meta_path.is_file():
+            raise ProfileError(f"profile {csv.with_suffix('')} needs both {csv.name} and {meta_path.name}")
+        try:
+            meta = ProfileMeta.from_dict(json.loads(meta_path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ProfileError(f"{meta_path} is not valid JSON: {exc}") from exc
+        if meta.schema != SCHEMA_VERSION:
+            raise ProfileError(f"{meta_path}: schema {meta.schema}, this mobileprune reads schema "
+                               f"{SCHEMA_VERSION}; re-profile the device")
+        if check_runtime:
+            installed = runtime_version(meta.runtime)
+            if installed != meta.runtime_version:
+                raise ProfileError(
+                    f"{csv.name} was measured with {meta.runtime} {meta.runtime_version}, this "
+                    f"environment has {installed}: latencies of another runtime version are not "
+                    f"trusted; re-profile, or load with check_runtime=False to compare")
+        table = read_table(csv)
+        return cls(meta, table, csv)
+
+    def save(self, path) -> Path:
+        csv, meta_path = self.paths(path)
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        self.table[COLUMNS].to_csv(csv, index=False)
+        meta_path.write_text(json.dumps(asdict(self.meta), indent=1, sort_keys=True))
+        self.path = csv
+        return csv
+
+    def save_meta(self) -> None:
+        _, meta_path = self.paths(self.path)
+        meta_path.write_text(json.dumps(asdict(self.meta), indent=1, sort_keys=True))
+
+
+def read_table(csv: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(csv)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise ProfileError(f"{csv} is not a readable CSV: {exc}") from exc
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ProfileError(f"{csv} lacks columns {', '.join(missing)} (see device_profiles/README.md)")
+    for col in _NUMERIC:
+        bad = pd.to_numeric(table[col], errors="coerce").isna() & table[col].notna()
+        if bad.any():
+            raise ProfileError(f"{csv}: column {col} has non-numbers (row {int(bad.idxmax()) + 2})")
+        table[col] = pd.to_numeric(table[col])
+    if table["ms"].isna().any() or (table["ms"] < 0).any():
+        raise ProfileError(f"{csv}: column ms must be a non-negative number on every row")
+    dup = table["key"].duplicated()
+    if dup.any():
+        raise ProfileError(f"{csv}: key {table['key'][dup].iloc[0]!r} appears twice")
+    table["act"] = table["act"].fillna("")
+    table["pattern"] = table["pattern"].fillna("")
+    return table
+
+
+class ProfileWriter:
+    """Append rows to a profile's CSV, one flushed line at a time; resumes what is there.
+
+    A run killed mid-write can leave a partial last line: it is cut off on open, so the row is
+    measured again and no row is duplicated or lost.
+    """
+
+    def __init__(self, path, meta: ProfileMeta) -> None:
+        self.csv, self.meta_path = DeviceProfile.paths(path)
+        self.csv.parent.mkdir(parents=True, exist_ok=True)
+        if self.meta_path.is_file():
+            old = ProfileMeta.from_dict(json.loads(self.meta_path.read_text()))
+            for k in ("runtime", "runtime_version", "threads", "dtype", "device"):
+                if getattr(old, k) != getattr(meta, k):
+                    raise ProfileError(f"{self.csv} was measured with {k}={getattr(old, k)!r}, "
+                                       f"this run has {getattr(meta, k)!r}: use another --out")
+            meta.overheads_ms = {**old.overheads_ms, **meta.overheads_ms}
+        self.meta_path.write_text(json.dumps(asdict(meta), indent=1, sort_keys=True))
+        self._repair()
+        self.keys = set(read_table(self.csv)["key"]) if self.csv.stat().st_size else set()
+        self._fh = open(self.csv, "a", encoding="utf-8")
+
+    def _repair(self) -> None:
+        if not self.csv.exists() or self.csv.stat().st_size == 0:
+            with open(self.csv, "w", encoding="utf-8") as fh:
+                fh.write(",".join(COLUMNS) + "\n")
+            return
+        data = self.csv.read_bytes()
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with open(self.csv, "r+b") as fh:
+                fh.truncate(cut)
+
+    def add(self, row: dict) -> None:
+        if row["key"] in self.keys:
+            return
+        line = pd.DataFrame([{c: row.get(c, "") for c in COLUMNS}]).to_csv(index=False, header=False)
+        self._fh.write(line)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.keys.add(row["key"])
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def runtime_version(runtime: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = {"executorch": "executorch", "tflite": "ai-edge-litert"}.get(runtime)
+    if package is None:
+        raise ProfileError(f"unknown runtime {runtime!r}: executorch or tflite")
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def host_cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()

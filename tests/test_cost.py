@@ -1,0 +1,84 @@
+"""Cost models: latency from a measured profile (gradients, missing configurations, on-demand
+measurement), FLOPs and memory."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import mobileprune as mp
+from mobileprune.cost import FlopsCost, LatencyCost, MemoryCost, MissingConfigs, fractions_from_probs
+from mobileprune.cost.calibrate import on_demand, profile_models
+from mobileprune.devices import HostRunner
+from mobileprune.devices.profile import DeviceProfile
+
+TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A real profile of the tiny model, measured on this machine (few repeats: for mechanics)."""
+    d = tmp_path_factory.mktemp("profile")
+    profile = profile_models([TINY], d / "tiny.csv", HostRunner(), repeats=5, show_progress=False,
+                             log=lambda *_: None)
+    model = mp.spec.build(TINY).eval()
+    return profile, model, mp.analyze(model, torch.randn(1, 3, 224, 224))
+
+
+def _probs(analysis, value=0.6):
+    return {g.id: torch.full((g.size,), value, dtype=torch.float64, requires_grad=True)
+            for g in analysis.groups if g.prunable(8)}
+
+
+@pytest.mark.parametrize("cost_cls", [LatencyCost, FlopsCost, MemoryCost])
+def test_gradient_wrt_keep_probabilities_is_finite_and_positive(tiny, cost_cls):
+    profile, _, analysis = tiny
+    cost = cost_cls(analysis, profile) if cost_cls is LatencyCost else cost_cls(analysis)
+    probs = _probs(analysis)
+    value = cost(fractions_from_probs(probs))
+    value.backward()
+    grads = {g: p.grad for g, p in probs.items()}
+    assert torch.isfinite(value) and value > 0
+    assert all(torch.isfinite(v).all() and (v >= 0).all() for v in grads.values())
+    assert sum(float(v.sum()) for v in grads.values()) > 0
+    if cost_cls is not LatencyCost:  # analytic costs: strictly positive for every group
+        assert all((v > 0).all() for v in grads.values())
+    assert float(cost(fractions_from_probs(_probs(analysis, 0.55)))) < float(cost())
+
+
+def test_full_model_prediction_matches_calibration(tiny):
+    profile, _, analysis = tiny
+    cost = LatencyCost(analysis, profile, model_key=TINY)
+    assert cost.overhead_ms == profile.meta.overheads_ms[TINY]
+    assert float(cost()) == pytest.approx(sum(ms for _, ms in cost.per_layer()) + cost.overhead_ms)
+
+
+def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path):
+    profile, _, analysis = tiny
+    drop = profile.table["key"].str.startswith("dwconv")
+    partial = DeviceProfile(profile.meta, profile.table[~drop].reset_index(drop=True))
+    partial.save(tmp_path / "partial.csv")
+    partial = DeviceProfile.load(tmp_path / "partial.csv")
+    with pytest.raises(MissingConfigs, match="dwconv"):
+        LatencyCost(analysis, partial)()
+    cost = LatencyCost(analysis, partial, measure=on_demand(partial, HostRunner(), repeats=5))
+    assert float(cost()) > 0
+    reread = DeviceProfile.load(tmp_path / "partial.csv")
+    assert reread.table["key"].str.startswith("dwconv").sum() == drop.sum()
+
+
+def test_predict_cli_json(tiny, tmp_path):
+    profile, _, _ = tiny
+    out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", TINY, "--profile", str(profile.path),
+                          "--json"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["measured_ms"] is None and data["predicted_ms"] > 0
+    out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", TINY, "--profile", str(profile.path),
+                          "--measure", "--json"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["measured_ms"] > 0

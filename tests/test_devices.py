@@ -1,0 +1,171 @@
+"""HostRunner against the real runtimes, and DeviceProfile storage: round trip, clear errors,
+and a profiling run killed midway that resumes with no duplicate or missing rows."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import mobileprune as mp
+from mobileprune.devices import HostRunner, RunnerError
+from mobileprune.devices.microbench import plan
+from mobileprune.devices.profile import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter
+from mobileprune.devices.programs import to_pte, to_tflite
+from mobileprune.graph.layers import layers
+
+TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
+
+
+@pytest.fixture(scope="module")
+def conv_programs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("programs")
+    model = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()).eval()
+    x = torch.randn(1, 8, 16, 16)
+    return model, x, to_pte(model, (x,), d / "c.pte"), to_tflite(model, (x,), d / "c.tflite")
+
+
+def test_host_runner_runs_both_runtimes_with_parity(conv_programs):
+    model, x, pte, tflite = conv_programs
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = list(HostRunner().run_many([pte, tflite], repeats=5, inputs=[x.numpy()], keep_outputs=True,
+                                     op_events=True))
+    assert [m.runtime for m in got] == ["executorch", "tflite"]
+    for m in got:
+        assert len(m.samples_ms) == 5 and m.median_ms > 0
+        assert np.abs(m.outputs[0] - want).max() <= 1e-4 * np.abs(want).max()
+    names = [e.name for e in got[0].events]
+    assert any(n.startswith("Convolution") for n in names), names
+
+
+def test_host_runner_reports_a_missing_artifact(tmp_path):
+    with pytest.raises(RunnerError, match="no such artifact"):
+        HostRunner().run(str(tmp_path / "missing.pte"), repeats=1)
+
+
+def _meta(**kw):
+    base = dict(device="host", cpu="test cpu", runtime="executorch", runtime_version=_et_version(), threads=1)
+    base.update(kw)
+    return ProfileMeta(**base)
+
+
+def _et_version():
+    from mobileprune.devices.profile import runtime_version
+
+    return runtime_version("executorch")
+
+
+def _row(key="conv|k1|s1|p0|d1|8x8|-|g0|-|8x8", ms=0.5):
+    return {"key": key, "op": "conv", "k": 1, "stride": 1, "padding": 0, "dilation": 1, "h": 8, "w": 8,
+            "act": "", "group_width": 0, "pattern": "", "cin": 8, "cout": 8, "ms": ms, "total_ms": ms + 0.1,
+            "boundary_ms": 0.05, "spread": 1.02, "repeats": 10}
+
+
+def test_profile_round_trip(tmp_path):
+    with ProfileWriter(tmp_path / "p.csv", _meta(overheads_ms={"m": 0.25})) as w:
+        w.add(_row())
+        w.add(_row("conv|k1|s1|p0|d1|8x8|-|g0|-|8x16", 0.7))
+        w.add(_row())  # a key already there is not written twice
+    prof = DeviceProfile.load(tmp_path / "p.csv")
+    assert list(prof.table["ms"]) == [0.5, 0.7] and prof.meta.overheads_ms == {"m": 0.25}
+    prof.save(tmp_path / "copy.csv")
+    again = DeviceProfile.load(tmp_path / "copy.csv")
+    pd.testing.assert_frame_equal(again.table[COLUMNS], prof.table[COLUMNS])
+    assert again.meta == prof.meta
+
+
+def _saved(tmp_path, rows=None, **meta):
+    with ProfileWriter(tmp_path / "p.csv", _meta(**meta)) as w:
+        for r in rows or [_row()]:
+            w.add(r)
+    return tmp_path / "p.csv"
+
+
+def test_foreign_runtime_version_is_refused(tmp_path):
+    path = _saved(tmp_path, runtime_version="0.0.1")
+    with pytest.raises(ProfileError, match="measured with executorch 0.0.1"):
+        DeviceProfile.load(path)
+    assert len(DeviceProfile.load(path, check_runtime=False).table) == 1
+
+
+def test_schema_and_corruption_errors_are_clear(tmp_path):
+    path = _saved(tmp_path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    path.with_suffix(".json").write_text(json.dumps({**meta, "schema": 99}))
+    with pytest.raises(ProfileError, match="schema 99"):
+        DeviceProfile.load(path)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    df = pd.read_csv(path)
+    df.drop(columns=["ms"]).to_csv(path, index=False)
+    with pytest.raises(ProfileError, match="lacks columns ms"):
+        DeviceProfile.load(path)
+    df.assign(ms="fast").to_csv(path, index=False)
+    with pytest.raises(ProfileError, match="column ms has non-numbers"):
+        DeviceProfile.load(path)
+    pd.concat([df, df]).to_csv(path, index=False)
+    with pytest.raises(ProfileError, match="appears twice"):
+        DeviceProfile.load(path)
+    path.write_bytes(b"\x00\xff\xfe garbage \x00")
+    with pytest.raises(ProfileError):
+        DeviceProfile.load(path)
+    path.with_suffix(".json").unlink()
+    with pytest.raises(ProfileError, match="needs both"):
+        DeviceProfile.load(path)
+
+
+def test_a_partial_last_line_is_cut_and_measured_again(tmp_path):
+    path = _saved(tmp_path)
+    with open(path, "a") as fh:
+        fh.write("conv|k1|s1|p0|d1|8x8|-|g0|-|8x16,conv,1,1,0")  # killed mid-write
+    with ProfileWriter(path, _meta()) as w:
+        assert w.keys == {"conv|k1|s1|p0|d1|8x8|-|g0|-|8x8"}
+        w.add(_row("conv|k1|s1|p0|d1|8x8|-|g0|-|8x16", 0.7))
+    assert list(DeviceProfile.load(path).table["ms"]) == [0.5, 0.7]
+
+
+def test_writer_refuses_mixing_runtimes(tmp_path):
+    path = _saved(tmp_path)
+    with pytest.raises(ProfileError, match="threads"):
+        ProfileWriter(path, _meta(threads=2))
+
+
+def _profile_cmd(out, cache):
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    cmd = [sys.executable, "-m", "mobileprune.cli", "profile", "--device", "host", "--runtime", "executorch",
+           "--model", TINY, "--out", str(out), "--repeats", "3"]
+    return cmd, env
+
+
+def _data_rows(csv: Path) -> int:
+    return max(0, len(csv.read_text().splitlines()) - 1) if csv.exists() else 0
+
+
+def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path):
+    out, cache = tmp_path / "tiny.csv", tmp_path / "cache"
+    cmd, env = _profile_cmd(out, cache)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while _data_rows(out) < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: the CLI and its runner worker
+    proc.wait()
+    written = _data_rows(out)
+    model = mp.spec.build(TINY).eval()
+    wanted = {r["key"] for r in plan(layers(mp.analyze(model, torch.randn(1, 3, 224, 224))), 8, (0.5,))}
+    assert 4 <= written < len(wanted), "the kill should land midway"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    prof = DeviceProfile.load(out)  # refuses duplicate keys
+    assert set(prof.table["key"]) == wanted and len(prof.table) == len(wanted)
+    assert TINY in prof.meta.overheads_ms
