@@ -32,13 +32,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", required=True)
     parser.add_argument("--processes", type=int, default=3)
-    parser.add_argument("--models", nargs="*", default=DEFAULT_MODELS)
+    parser.add_argument("--models", nargs="*", help="model specs (default: every model the profile "
+                        "calibrated)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     profile = DeviceProfile.load(args.profile)
     runner = HostRunner()
     overheads = profile.meta.overheads_ms
+    args.models = args.models or list(overheads) or DEFAULT_MODELS
     cases = []  # (label, spec, model, analysis, plan)
     for spec in args.models:
         model = build(spec).eval()

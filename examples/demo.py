@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -20,6 +21,7 @@ from mobileprune.slim.slimming import check_equal
 from mobileprune.spec import build
 
 SPECS = sys.argv[1:] or ["torchvision:mobilenet_v2", "torchvision:shufflenet_v2_x1_0"]
+PROFILE = Path(__file__).resolve().parent.parent / "device_profiles" / "host-executorch-1t.csv"
 
 
 def count(model: torch.nn.Module) -> int:
@@ -49,7 +51,25 @@ def main() -> None:
             f"[bold]{spec}[/]: pruned {len(plan.keep)} of {len(analysis.free_groups)} prunable groups; "
             f"params {count(model):,} -> {count(slimmed):,} ({count(slimmed) / count(model):.0%}); "
             f"slimmed vs masked rel. diff {diff:.1e}; reloaded from plan identical: {same}; "
-            f"torch.export of the slimmed model {time.perf_counter() - start:.1f} s\n")
+            f"torch.export of the slimmed model {time.perf_counter() - start:.1f} s")
+        latency(console, spec, model, slimmed, analysis, plan)
+
+
+def latency(console, spec, model, slimmed, analysis, plan) -> None:
+    """Predicted (from the shipped host profile) vs measured ExecuTorch latency, before and after."""
+    from mobileprune.cost import LatencyCost, fractions_from_plan
+    from mobileprune.cost.calibrate import measure_model
+    from mobileprune.devices import HostRunner
+    from mobileprune.devices.profile import DeviceProfile
+
+    profile = DeviceProfile.load(PROFILE)
+    cost = LatencyCost(analysis, profile, model_key=spec)
+    for name, net, fractions in (("original", model, None), ("pruned", slimmed, fractions_from_plan(analysis, plan))):
+        predicted = float(cost(fractions))
+        measured = measure_model(net, analysis.example_inputs, HostRunner(), threads=profile.meta.threads)
+        console.print(f"  {name:8s} ExecuTorch-XNNPACK, 1 thread: predicted {predicted:.2f} ms, "
+                      f"measured {measured:.2f} ms ({100 * (predicted - measured) / measured:+.1f}%)")
+    console.print()
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
 def tiny(tmp_path_factory):
     """A real profile of the tiny model, measured on this machine (few repeats: for mechanics)."""
     d = tmp_path_factory.mktemp("profile")
-    profile = profile_models([TINY], d / "tiny.csv", HostRunner(), repeats=5, show_progress=False,
-                             log=lambda *_: None)
+    with pytest.MonkeyPatch.context() as mp_env:
+        mp_env.setenv("XDG_CACHE_HOME", str(d / "cache"))  # built programs stay out of the user's cache
+        profile = profile_models([TINY], d / "tiny.csv", HostRunner(), repeats=5, show_progress=False,
+                                 log=lambda *_: None)
     model = mp.spec.build(TINY).eval()
     return profile, model, mp.analyze(model, torch.randn(1, 3, 224, 224))
 
@@ -57,7 +59,7 @@ def test_full_model_prediction_matches_calibration(tiny):
     assert float(cost()) == pytest.approx(sum(ms for _, ms in cost.per_layer()) + cost.overhead_ms)
 
 
-def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path):
+def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path, monkeypatch):
     profile, _, analysis = tiny
     drop = profile.table["key"].str.startswith("dwconv")
     partial = DeviceProfile(profile.meta, profile.table[~drop].reset_index(drop=True))
@@ -65,6 +67,7 @@ def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path)
     partial = DeviceProfile.load(tmp_path / "partial.csv")
     with pytest.raises(MissingConfigs, match="dwconv"):
         LatencyCost(analysis, partial)()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cost = LatencyCost(analysis, partial, measure=on_demand(partial, HostRunner(), repeats=5))
     assert float(cost()) > 0
     reread = DeviceProfile.load(tmp_path / "partial.csv")
@@ -82,3 +85,17 @@ def test_predict_cli_json(tiny, tmp_path):
                           "--measure", "--json"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["measured_ms"] > 0
+
+
+def test_predict_a_saved_pruned_model(tiny, tmp_path):
+    profile, model, analysis = tiny
+    plan = mp.PrunePlan.random(analysis, 0.5, 8, seed=0)
+    assert plan.keep
+    mp.save(tmp_path / "pruned", TINY, plan, mp.slim(model, analysis, plan), [(1, 3, 224, 224)])
+    runs = {}
+    for name, target in (("full", TINY), ("pruned", str(tmp_path / "pruned"))):
+        out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", target, "--profile",
+                              str(profile.path), "--json"], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        runs[name] = json.loads(out.stdout)["predicted_ms"]
+    assert runs["pruned"] < runs["full"]

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mobileprune as mp
-from mobileprune.slim.slimming import relative_diff, _flat
 from random_nets import RandomNet, net_specs
+from zoo import slim_and_compare
 
 EXAMPLES = int(os.environ.get("MOBILEPRUNE_PROPERTY_EXAMPLES", "500"))
 
@@ -33,10 +33,7 @@ def test_slimmed_equals_masked_on_random_nets(spec, ratio, block, seed):
     x = torch.randn(2, in_channels, size, size)
     analysis = mp.analyze(model, x)
     plan = mp.PrunePlan.random(analysis, ratio, block, seed)
-    slimmed = mp.slim(model, analysis, plan, verify=False)
-    with torch.no_grad():
-        want = _flat(mp.masked(model, analysis, plan)(x))
-        got = _flat(slimmed(x))
-    assert relative_diff(want, got) <= 1e-4
+    slimmed, _, diff = slim_and_compare(model, analysis, plan, x)
+    assert diff <= 1e-4
     if plan.keep:
         assert sum(p.numel() for p in slimmed.parameters()) < sum(p.numel() for p in model.parameters())

@@ -22,14 +22,11 @@ def check_model(name: str, model: torch.nn.Module, x: torch.Tensor, ratio=0.3, b
     model = enliven(model).eval()
     analysis = mp.analyze(model, x)
     plan = mp.PrunePlan.random(analysis, ratio, block, seed)
-    slimmed = mp.slim(model, analysis, plan, verify=False)
-    with torch.no_grad():
-        want = _flat(mp.masked(model, analysis, plan)(x))
-        got = _flat(slimmed(x))
+    slimmed, want, diff = slim_and_compare(model, analysis, plan, x)
     row = {
         "model": name, "groups": len(analysis.groups), "frozen": len(analysis.groups) - len(analysis.free_groups),
         "pruned_groups": len(plan.keep), "params_before": count(model), "params_after": count(slimmed),
-        "rel_diff": relative_diff(want, got),
+        "rel_diff": diff,
         "frozen_reasons": sorted({r.split(":")[0] for g in analysis.groups if g.frozen for r in g.reasons}),
         "export_s": round(analysis.export_seconds, 2), "analysis_s": round(analysis.analysis_seconds, 3),
     }
@@ -45,6 +42,15 @@ def check_model(name: str, model: torch.nn.Module, x: torch.Tensor, ratio=0.3, b
         with torch.no_grad():
             slimmed(torch.cat([x, x]))
     return row
+
+
+def slim_and_compare(model, analysis, plan, x):
+    """(slimmed model, masked outputs, relative max difference of slimmed vs masked)."""
+    slimmed = mp.slim(model, analysis, plan, verify=False)
+    with torch.no_grad():
+        want = _flat(mp.masked(model, analysis, plan)(x))
+        got = _flat(slimmed(x))
+    return slimmed, want, relative_diff(want, got)
 
 
 def enliven(model: torch.nn.Module) -> torch.nn.Module:

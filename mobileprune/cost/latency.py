@@ -11,7 +11,6 @@ A width outside the measured grid is never priced at zero: it raises MissingConf
 """
 from __future__ import annotations
 
-import bisect
 from typing import Callable
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 
 from ..devices.microbench import TWO_D, plan, row_from
 from ..devices.profile import DeviceProfile
-from ..graph.layers import Layer
+from ..graph.layers import SIGNATURE_FIELDS, Layer
 from .base import LayerCost, width
 
 
@@ -49,31 +48,48 @@ class _Grid:
         self.t = np.where(np.isnan(t), np.nan, filled)
 
     @staticmethod
-    def _bracket(axis: list, v: float):
-        if len(axis) == 1:
-            return (0, 0, 0.0) if abs(v - axis[0]) < 1e-6 else None
-        if v < axis[0] - 1e-6 or v > axis[-1] + 1e-6:
-            return None
-        i = min(max(bisect.bisect_right(axis, v) - 1, 0), len(axis) - 2)
-        return i, i + 1, None
+    def _sides(axis: list, v: float):
+        """Grid indices at or below v (nearest first) and at or above v (nearest first)."""
+        below = [i for i in range(len(axis) - 1, -1, -1) if axis[i] <= v + 1e-6]
+        above = [i for i in range(len(axis)) if axis[i] >= v - 1e-6]
+        return below, above
 
     def price(self, cin: torch.Tensor, cout: torch.Tensor, two_d: bool):
-        bi = self._bracket(self.cins, float(cin.detach()))
-        bo = self._bracket(self.couts, float(cout.detach())) if two_d else bi
-        if bi is None or bo is None:
-            return None
-        (i0, i1, _), (j0, j1, _) = bi, bo
-        if not two_d:  # one width: the grid's diagonal
-            ys = [self.t[i, i] for i in (i0, i1)]
-            if any(np.isnan(ys)):
+        """Interpolate between the nearest measured points around (cin, cout); the table of a
+        kind merges several layers' grids, so only some pairs exist: take the closest complete
+        rectangle. None if no measured points surround the query."""
+        ci, co = float(cin.detach()), float(cout.detach())
+        lo_i, hi_i = self._sides(self.cins, ci)
+        if not two_d:  # one width: measured on the diagonal
+            lo = [i for i in lo_i if self.couts.count(self.cins[i]) and not np.isnan(self._at(i, i))]
+            hi = [i for i in hi_i if self.couts.count(self.cins[i]) and not np.isnan(self._at(i, i))]
+            if not lo or not hi:
                 return None
-            return _lerp(cin, self.cins[i0], self.cins[i1], ys[0], ys[1])
-        corners = self.t[np.ix_([i0, i1], [j0, j1])]
-        if np.isnan(corners).any():
+            return _lerp(cin, self.cins[lo[0]], self.cins[hi[0]], self._at(lo[0], lo[0]), self._at(hi[0], hi[0]))
+        measured = ~np.isnan(self.t)
+        couts = np.array(self.couts, dtype=float)
+        best = None
+        pairs = sorted(((self.cins[i1] - self.cins[i0], i0, i1) for i0 in lo_i for i1 in hi_i))
+        for span_i, i0, i1 in pairs:
+            if best is not None and span_i >= best[0]:
+                break  # pairs come by growing cin span: nothing narrower is left
+            both = measured[i0] & measured[i1]
+            below = np.nonzero(both & (couts <= co + 1e-6))[0]
+            above = np.nonzero(both & (couts >= co - 1e-6))[0]
+            if len(below) and len(above):
+                j0, j1 = below[-1], above[0]
+                span = span_i + couts[j1] - couts[j0]
+                if best is None or span < best[0]:
+                    best = (span, i0, i1, j0, j1, self.t[np.ix_([i0, i1], [j0, j1])])
+        if best is None:
             return None
-        lo = _lerp(cin, self.cins[i0], self.cins[i1], corners[0, 0], corners[1, 0])
-        hi = _lerp(cin, self.cins[i0], self.cins[i1], corners[0, 1], corners[1, 1])
+        _, i0, i1, j0, j1, c = best
+        lo = _lerp(cin, self.cins[i0], self.cins[i1], c[0, 0], c[1, 0])
+        hi = _lerp(cin, self.cins[i0], self.cins[i1], c[0, 1], c[1, 1])
         return _lerp(cout, self.couts[j0], self.couts[j1], lo, hi)
+
+    def _at(self, i: int, j_of_cin: int) -> float:
+        return self.t[i, self.couts.index(self.cins[j_of_cin])]
 
 
 def _lerp(x: torch.Tensor, x0: float, x1: float, y0, y1) -> torch.Tensor:
@@ -101,15 +117,8 @@ class LatencyCost(LayerCost):
         self._build()
 
     def _build(self) -> None:
-        self.grids = {tuple(sig): _Grid(rows) for sig, rows in self.profile.table.groupby(
-            ["op", "k", "stride", "padding", "dilation", "h", "w", "act", "group_width", "pattern"])}
-
-    @staticmethod
-    def signature(layer: Layer) -> tuple:
-        a = layer.attrs
-        return (layer.op, a.get("k", 0), a.get("stride", 0), a.get("padding", 0), a.get("dilation", 0),
-                a.get("h", 1), a.get("w", 1), a.get("act", "") or "", a.get("group_width", 0),
-                a.get("pattern", "") or "")
+        self.grids = {tuple(sig): _Grid(rows)
+                      for sig, rows in self.profile.table.groupby(list(SIGNATURE_FIELDS))}
 
     def __call__(self, fractions: dict | None = None) -> torch.Tensor:
         return self.layers_total(fractions) + self.overhead_ms
@@ -136,7 +145,7 @@ class LatencyCost(LayerCost):
         prices, missing = [], []
         for layer in self.layers:
             cin, cout = width(layer.cin, fractions), width(layer.cout, fractions)
-            grid = self.grids.get(self.signature(layer))
+            grid = self.grids.get(tuple(layer.signature().values()))
             price = grid.price(cin, cout, layer.op in TWO_D) if grid is not None else None
             if price is None:
                 missing.append((layer, float(cin.detach()), float(cout.detach())))

@@ -13,17 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..graph.layers import Layer, Width
+from ..graph.layers import Layer, Width, signature
 
 TWO_D = {"conv", "gconv", "linear"}  # priced on a (cin, cout) grid; the rest on one width
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 
 
 def row_key(op: str, attrs: dict, cin: int, cout: int) -> str:
-    a = attrs
-    return (f"{op}|k{a.get('k', 0)}|s{a.get('stride', 0)}|p{a.get('padding', 0)}|d{a.get('dilation', 0)}"
-            f"|{a.get('h', 1)}x{a.get('w', 1)}|{a.get('act', '') or '-'}|g{a.get('group_width', 0)}"
-            f"|{a.get('pattern', '') or '-'}|{cin}x{cout}")
+    s = signature(op, attrs)
+    return (f"{op}|k{s['k']}|s{s['stride']}|p{s['padding']}|d{s['dilation']}|{s['h']}x{s['w']}"
+            f"|{s['act'] or '-'}|g{s['group_width']}|{s['pattern'] or '-'}|{cin}x{cout}")
 
 
 def grid(w: Width, block: int, fractions=DEFAULT_FRACTIONS) -> list[int]:
@@ -57,11 +56,7 @@ def plan(layer_list: list[Layer], block: int, fractions=DEFAULT_FRACTIONS) -> li
 
 
 def row_from(op: str, attrs: dict, cin: int, cout: int) -> dict:
-    a = attrs
-    return {"key": row_key(op, attrs, cin, cout), "op": op, "k": a.get("k", 0), "stride": a.get("stride", 0),
-            "padding": a.get("padding", 0), "dilation": a.get("dilation", 0), "h": a.get("h", 1),
-            "w": a.get("w", 1), "act": a.get("act", "") or "", "group_width": a.get("group_width", 0),
-            "pattern": a.get("pattern", ""), "cin": cin, "cout": cout}
+    return {"key": row_key(op, attrs, cin, cout), **signature(op, attrs), "cin": cin, "cout": cout}
 
 
 _ACTS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid,
@@ -118,7 +113,7 @@ def module(row: dict) -> tuple[nn.Module, tuple]:
     raise ValueError(f"no micro-benchmark for op {op!r}")
 
 
-def conv_cost_events(events) -> tuple[float, float]:
+def op_and_boundary_ms(events) -> tuple[float, float]:
     """(op ms, boundary ms) of a micro-benchmark: layout transposes at the program's edges are
     the boundary (absent inside a delegated model), everything else is the op."""
     op = sum(e.median_ms for e in events if not e.name.startswith("Transpose"))

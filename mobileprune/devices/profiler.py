@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .microbench import conv_cost_events, module
+from .microbench import op_and_boundary_ms, module
 from .profile import ProfileMeta, ProfileWriter, host_cpu, runtime_version
 from .programs import to_pte, to_tflite
 from .runner import Runner
@@ -53,7 +53,7 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtim
             for m in runner.run_many(paths, threads=threads, repeats=repeats, op_events=runtime == "executorch"):
                 row = dict(by_path[m.artifact])
                 if m.events:
-                    row["ms"], row["boundary_ms"] = conv_cost_events(m.events)
+                    row["ms"], row["boundary_ms"] = op_and_boundary_ms(m.events)
                 else:  # LiteRT gives no per-op events from Python: the whole program is the row
                     row["ms"], row["boundary_ms"] = m.median_ms, 0.0
                 row.update(total_ms=m.median_ms, spread=round(m.spread, 4), repeats=repeats)

@@ -68,9 +68,6 @@ class Analysis:
     values: dict = field(default_factory=dict, repr=False)  # node name -> Tracked/ParamView/None
     atoms: object = field(default=None, repr=False)
 
-    def group_of_root(self) -> dict:
-        return {r: g.id for g in self.groups for r in g.roots}
-
     @property
     def free_groups(self) -> list[ChannelGroup]:
         return [g for g in self.groups if not g.frozen]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .analysis import Analysis
 from .tracer import op_name
 from .values import Tracked, vector_along
@@ -46,15 +44,24 @@ class Layer:
     cin: Width
     cout: Width
 
-    def signature(self) -> tuple:
-        a = self.attrs
-        return (self.op, a.get("k", 0), a.get("stride", 0), a.get("padding", 0), a.get("dilation", 0),
-                a.get("h", 1), a.get("w", 1), a.get("act", ""), a.get("group_width", 0))
+    def signature(self) -> dict:
+        return signature(self.op, self.attrs)
+
+
+# What identifies a layer kind in a latency table (its widths aside); one row per width pair.
+SIGNATURE_FIELDS = ("op", "k", "stride", "padding", "dilation", "h", "w", "act", "group_width", "pattern")
+_DEFAULTS = {"k": 0, "stride": 0, "padding": 0, "dilation": 0, "h": 1, "w": 1, "act": "", "group_width": 0,
+             "pattern": ""}
+
+
+def signature(op: str, attrs: dict) -> dict:
+    return {"op": op, **{k: (attrs.get(k, d) or d) for k, d in _DEFAULTS.items()}}
 
 
 def layers(analysis: Analysis) -> list[Layer]:
     ep = analysis.program
-    root_group = analysis.group_of_root()
+    # Frozen groups never change width: their channels count as fixed.
+    root_group = {r: g.id for g in analysis.groups if not g.frozen for r in g.roots}
     atoms = analysis.atoms
     users = {n.name: [u for u in n.users] for n in ep.graph.nodes}
     fused: set[str] = set()
@@ -160,7 +167,3 @@ def _is_relu6(node) -> bool:
     args = list(node.args) + [None, None, None]
     lo, hi = args[1], args[2]
     return lo in (0, 0.0) and hi in (6, 6.0)
-
-
-def widths_array(ws: list[Width]) -> np.ndarray:
-    return np.array([w.full for w in ws])

@@ -16,7 +16,7 @@ from torch.fx import Node
 
 from .atoms import Atoms
 from .rules import CREATION, IGNORED, MIXING, RULES
-from .values import ParamView, T, Tracked, ids_of
+from .values import ParamView, T, ids_of, tensor_args as _tensors
 
 
 @dataclass
@@ -161,16 +161,6 @@ class Tracer:
                 if fqn not in self._claimed:
                     self.fixed_params.setdefault(fqn, f"used by {self.where}")
         return out
-
-
-def _tensors(a: dict) -> list[T]:
-    out = []
-    for v in a.values():
-        if isinstance(v, T):
-            out.append(v)
-        elif isinstance(v, (list, tuple)):
-            out.extend(_tensors({i: x for i, x in enumerate(v)}))
-    return out
 
 
 def _bind_value(v, env):

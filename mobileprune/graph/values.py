@@ -47,6 +47,17 @@ class T:
         return self.value if isinstance(self.value, Tracked) else None
 
 
+def tensor_args(a: dict) -> list[T]:
+    """Every tensor argument of a bound op, lists of tensors (cat's inputs) flattened."""
+    out = []
+    for v in a.values():
+        if isinstance(v, T):
+            out.append(v)
+        elif isinstance(v, (list, tuple)):
+            out.extend(tensor_args(dict(enumerate(v))))
+    return out
+
+
 def compact(ids: np.ndarray) -> np.ndarray:
     """Shrink every dimension along which ids are constant to size 1."""
     for d in range(ids.ndim):
@@ -75,10 +86,6 @@ def vector_along(ids: np.ndarray, dim: int, size: int) -> np.ndarray | None:
         return None
     v = ids.reshape(-1) if ids.size > 1 else np.full(1, ids.reshape(-1)[0])
     return np.broadcast_to(v, (size,)).copy()
-
-
-def broadcast_shape(*shapes: tuple) -> tuple:
-    return tuple(np.broadcast_shapes(*shapes))
 
 
 def align_right(ids: np.ndarray, rank: int) -> np.ndarray:

@@ -10,17 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..atoms import UNTRACKED
-from ..values import ParamView, T, Tracked, align_right, compact, ids_of, vector_along
-
-
-def tensor_args(a: dict) -> list[T]:
-    out = []
-    for v in a.values():
-        if isinstance(v, T):
-            out.append(v)
-        elif isinstance(v, (list, tuple)):
-            out.extend(x for x in v if isinstance(x, T))
-    return out
+from ..values import ParamView, T, Tracked, align_right, compact, ids_of, tensor_args, vector_along
 
 
 def unary(ctx, a: dict, out_shape: tuple):
