@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--block", type=int, default=8, help="channel block the device prefers")
     p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--grid", default="0.5", help="fractions of each full width measured besides one "
+                   "block and the full width, e.g. 0.25,0.5,0.75 for a denser grid")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("predict", help="predict (and measure) a model's latency from a profile")
@@ -94,9 +96,15 @@ def _runner(device: str | None):
 def cmd_profile(args) -> int:
     from .cost.calibrate import DEFAULT_MODELS, profile_models
 
+    from .spec import SpecError
+
     runner = _runner(args.device)
+    try:
+        fractions = tuple(float(f) for f in args.grid.split(","))
+    except ValueError:
+        raise SpecError(f"bad --grid {args.grid!r}: comma-separated fractions like 0.25,0.5,0.75") from None
     profile = profile_models(args.model or DEFAULT_MODELS, args.out, runner, args.runtime, args.threads,
-                             args.block, args.repeats)
+                             args.block, args.repeats, fractions)
     print(f"{profile.path}: {len(profile.table)} rows, overheads for {len(profile.meta.overheads_ms)} models")
     return 0
 
