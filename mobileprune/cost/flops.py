@@ -19,8 +19,7 @@ class FlopsCost(LayerCost):
     def layer_cost(self, layer: Layer, cin: torch.Tensor, cout: torch.Tensor) -> torch.Tensor:
         a = layer.attrs
         if layer.op in ("conv", "dwconv", "gconv"):
-            oh = (a["h"] + 2 * a["padding"] - a["dilation"] * (a["k"] - 1) - 1) // a["stride"] + 1
-            ow = (a["w"] + 2 * a["padding"] - a["dilation"] * (a["k"] - 1) - 1) // a["stride"] + 1
+            oh, ow = layer.out_hw()
             per_out = a["k"] * a["k"] * (1 if layer.op == "dwconv" else (a["group_width"] or cin))
             macs = per_out * cout * oh * ow
         elif layer.op == "linear":

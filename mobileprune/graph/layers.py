@@ -47,6 +47,16 @@ class Layer:
     def signature(self) -> dict:
         return signature(self.op, self.attrs)
 
+    def out_hw(self) -> tuple[int, int]:
+        """Spatial size of the output (convs and pools shrink it, a global pool makes it 1x1)."""
+        a = self.attrs
+        if self.op == "gap":
+            return 1, 1
+        if self.op in ("conv", "dwconv", "gconv", "maxpool", "avgpool"):
+            span = a.get("dilation", 1) * (a["k"] - 1) + 1
+            return tuple((a[d] + 2 * a["padding"] - span) // a["stride"] + 1 for d in ("h", "w"))
+        return a.get("h", 1), a.get("w", 1)
+
 
 # What identifies a layer kind in a latency table (its widths aside); one row per width pair.
 SIGNATURE_FIELDS = ("op", "k", "stride", "padding", "dilation", "h", "w", "act", "group_width", "pattern")
