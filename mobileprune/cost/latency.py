@@ -4,7 +4,8 @@ profile's calibrated per-model overhead (program boundary, call, ops the table d
 Per layer kind the table holds op times on a grid of widths: (cin, cout) for conv/linear, one
 width for the rest. The price of a width between grid points is the bilinear (or linear)
 interpolation of its measured neighbours, which is exact for costs linear in cin, cout and
-cin*cout, and differentiable in the expected widths. Each kind's grid is first made monotone
+cin*cout, and differentiable in the expected widths. GEMM output widths are first rounded up to
+the device's block (their time is a staircase in it, see devices/blockprobe.py). Each kind's grid is first made monotone
 (a wider layer is never priced cheaper: measurement noise must not give negative gradients).
 A width outside the measured grid is never priced at zero: it raises MissingConfigs, or, with a
 ``measure`` callback (``--device``), is measured and appended to the profile.
@@ -20,6 +21,10 @@ from ..devices.microbench import TWO_D, plan, row_from
 from ..devices.profile import DeviceProfile
 from ..graph.layers import SIGNATURE_FIELDS, Layer
 from .base import LayerCost, width
+
+# Output channels computed in tiles of the block: GEMMs (conv, linear) and, as measured on an
+# AVX-512 host, XNNPACK's depthwise kernels too (56 channels cost more than 64).
+TILED = {"conv", "linear", "dwconv"}
 
 
 class MissingConfigs(LookupError):
@@ -57,7 +62,9 @@ class _Grid:
     def price(self, cin: torch.Tensor, cout: torch.Tensor, two_d: bool):
         """Interpolate between the nearest measured points around (cin, cout); the table of a
         kind merges several layers' grids, so only some pairs exist: take the closest complete
-        rectangle. None if no measured points surround the query."""
+        rectangle. A width on a grid point is bracketed by the point below it (same value, but a
+        slope: a pruner starting at full width needs a gradient there). None if no measured
+        points surround the query."""
         ci, co = float(cin.detach()), float(cout.detach())
         lo_i, hi_i = self._sides(self.cins, ci)
         if not two_d:  # one width: measured on the diagonal
@@ -65,31 +72,43 @@ class _Grid:
             hi = [i for i in hi_i if self.couts.count(self.cins[i]) and not np.isnan(self._at(i, i))]
             if not lo or not hi:
                 return None
-            return _lerp(cin, self.cins[lo[0]], self.cins[hi[0]], self._at(lo[0], lo[0]), self._at(hi[0], hi[0]))
+            i0 = lo[1] if lo[0] == hi[0] and len(lo) > 1 else lo[0]
+            return _lerp(cin, self.cins[i0], self.cins[hi[0]], self._at(i0, i0), self._at(hi[0], hi[0]))
         measured = ~np.isnan(self.t)
         couts = np.array(self.couts, dtype=float)
         best = None
-        pairs = sorted(((self.cins[i1] - self.cins[i0], i0, i1) for i0 in lo_i for i1 in hi_i))
-        for span_i, i0, i1 in pairs:
-            if best is not None and span_i >= best[0]:
-                break  # pairs come by growing cin span: nothing narrower is left
-            both = measured[i0] & measured[i1]
-            below = np.nonzero(both & (couts <= co + 1e-6))[0]
-            above = np.nonzero(both & (couts >= co - 1e-6))[0]
-            if len(below) and len(above):
+        for i0 in lo_i:
+            for i1 in hi_i:
+                both = measured[i0] & measured[i1]
+                below = np.nonzero(both & (couts <= co + 1e-6))[0]
+                above = np.nonzero(both & (couts >= co - 1e-6))[0]
+                if not len(below) or not len(above):
+                    continue
                 j0, j1 = below[-1], above[0]
-                span = span_i + couts[j1] - couts[j0]
-                if best is None or span < best[0]:
-                    best = (span, i0, i1, j0, j1, self.t[np.ix_([i0, i1], [j0, j1])])
+                if j0 == j1 and len(below) > 1:
+                    j0 = below[-2]
+                # Rank: fewest degenerate sides, then the tightest rectangle.
+                rank = ((i0 == i1) + (j0 == j1), self.cins[i1] - self.cins[i0] + couts[j1] - couts[j0])
+                if best is None or rank < best[0]:
+                    best = (rank, i0, i1, j0, j1)
         if best is None:
             return None
-        _, i0, i1, j0, j1, c = best
+        _, i0, i1, j0, j1 = best
+        c = self.t[np.ix_([i0, i1], [j0, j1])]
         lo = _lerp(cin, self.cins[i0], self.cins[i1], c[0, 0], c[1, 0])
         hi = _lerp(cin, self.cins[i0], self.cins[i1], c[0, 1], c[1, 1])
         return _lerp(cout, self.couts[j0], self.couts[j1], lo, hi)
 
     def _at(self, i: int, j_of_cin: int) -> float:
         return self.t[i, self.couts.index(self.cins[j_of_cin])]
+
+
+def _round_up(c: torch.Tensor, block: int, full: int) -> torch.Tensor:
+    """The width a GEMM really computes: output channels come in register tiles of the device's
+    block (devices/blockprobe.py), so 40 of 64 channels cost what 64 do when the block is 32.
+    Capped at the full width, which is measured as it is."""
+    return torch.tensor(min(float(np.ceil(float(c.detach()) / block - 1e-9) * block), float(full)),
+                        dtype=torch.float64)
 
 
 def _lerp(x: torch.Tensor, x0: float, x1: float, y0, y1) -> torch.Tensor:
@@ -147,6 +166,13 @@ class LatencyCost(LayerCost):
             cin, cout = width(layer.cin, fractions), width(layer.cout, fractions)
             grid = self.grids.get(tuple(layer.signature().values()))
             price = grid.price(cin, cout, layer.op in TWO_D) if grid is not None else None
+            if price is not None and layer.op in TILED:
+                block = self.profile.meta.block
+                tiled_cin = _round_up(cin, block, layer.cin.full) if layer.op == "dwconv" else cin
+                tiled = grid.price(tiled_cin, _round_up(cout, block, layer.cout.full), layer.op in TWO_D)
+                # Straight-through: the value of the tiled width, the slope of the width itself
+                # (a staircase has no slope to give a pruner).
+                price = None if tiled is None else price + (tiled - price).detach()
             if price is None:
                 missing.append((layer, float(cin.detach()), float(cout.detach())))
             else:

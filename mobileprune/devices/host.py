@@ -23,6 +23,41 @@ class HostRunner:
     def run(self, artifact: str, **kwargs) -> Measurement:
         return next(iter(self.run_many([artifact], **kwargs)))
 
+    def outputs(self, artifact: str, input_sets: list, *, threads: int = 1,
+                interpreter: str = "litert") -> list[list[np.ndarray]]:
+        """The artifact's outputs for each input set (a tuple of arrays), computed without timing;
+        ``interpreter`` "tensorflow" runs a .tflite with tf.lite.Interpreter instead of LiteRT."""
+        artifact = str(Path(artifact).resolve())
+        with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
+            files = []
+            for k, arrays in enumerate(input_sets):
+                files.append([])
+                for j, arr in enumerate(arrays):
+                    f = Path(tmp) / f"set{k}_{j}.npy"
+                    np.save(f, np.ascontiguousarray(arr, dtype=np.float32))
+                    files[-1].append(str(f))
+            request = {"artifacts": [artifact], "threads": threads, "input_sets": files, "outputs_dir": tmp,
+                       "interpreter": interpreter}
+            reply = self._ask(request)[0]
+            return [[np.load(f) for f in names] for names in reply["output_sets"]]
+
+    def _ask(self, request: dict) -> list[dict]:
+        env = dict(os.environ, OMP_NUM_THREADS=str(request["threads"]))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "mobileprune.devices.host_worker"],
+                                  input=json.dumps(request), capture_output=True, text=True, env=env,
+                                  timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise RunnerError(f"host worker timed out after {self.timeout_s:.0f} s") from None
+        replies = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        for reply in replies:
+            if "error" in reply:
+                raise RunnerError(f"host could not run {reply['artifact']}: {reply['error']}")
+        if len(replies) < len(request["artifacts"]):
+            tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+            raise RunnerError(f"host worker stopped (exit {proc.returncode}): {tail}")
+        return replies
+
     def run_many(self, artifacts: Iterable[str], *, threads: int = 1, warmup: int = 5,
                  repeats: int = 50, op_events: bool = False, inputs: list | None = None,
                  keep_outputs: bool = False) -> Iterator[Measurement]:

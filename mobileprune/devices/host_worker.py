@@ -4,7 +4,10 @@ Why a subprocess: the caller has its own torch threads, allocator state and impo
 timing in a fresh process with a thread pool set before the method loads is what FACTS-level
 measurements on these VMs showed to be repeatable (1 thread: 2-3 % spread across processes).
 Reads a JSON request on stdin: {"artifacts": [...], "threads", "warmup", "repeats",
-"op_events", "inputs": [npy paths] | null, "outputs_dir": path | null}.
+"op_events", "inputs": [npy paths] | null, "outputs_dir": path | null}, or, to compute outputs
+without timing, {"artifacts", "threads", "input_sets": [[npy paths], ...], "outputs_dir",
+"interpreter": "litert" | "tensorflow"} (tensorflow: tf.lite.Interpreter, a second opinion on
+.tflite files).
 """
 from __future__ import annotations
 
@@ -96,6 +99,48 @@ def run_tflite(path: str, req: dict) -> dict:
     return {"samples_ms": samples, "events": [], "outputs": outputs}
 
 
+def outputs_pte(path: str, req: dict) -> list:
+    import torch
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from executorch.runtime import Runtime
+
+    _unsafe_reset_threadpool(req["threads"])
+    method = Runtime.get().load_program(path).load_method("forward")
+    return [[o.numpy().copy() for o in method.execute([torch.from_numpy(np.load(f)) for f in files])]
+            for files in req["input_sets"]]
+
+
+def outputs_tflite(path: str, req: dict) -> list:
+    if req.get("interpreter") == "tensorflow":
+        import tensorflow as tf
+
+        interp = tf.lite.Interpreter(model_path=path, num_threads=req["threads"])
+    else:
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_path=path, num_threads=req["threads"])
+    interp.allocate_tensors()
+    results = []
+    for files in req["input_sets"]:
+        for d, f in zip(interp.get_input_details(), files):
+            interp.set_tensor(d["index"], np.load(f))
+        interp.invoke()
+        results.append([interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()])
+    return results
+
+
+def _reply_outputs(i: int, path: str, req: dict, out_dir: Path) -> dict:
+    sets = outputs_tflite(path, req) if path.endswith(".tflite") else outputs_pte(path, req)
+    names = []
+    for k, outs in enumerate(sets):
+        names.append([])
+        for j, arr in enumerate(outs):
+            f = out_dir / f"{i}_{k}_{j}.npy"
+            np.save(f, arr)
+            names[-1].append(str(f))
+    return {"output_sets": names}
+
+
 def main() -> None:
     req = json.loads(sys.stdin.read())
     out_dir = Path(req["outputs_dir"]) if req.get("outputs_dir") else None
@@ -104,6 +149,10 @@ def main() -> None:
         try:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"no such artifact: {path}")
+            if req.get("input_sets") is not None:
+                reply.update(_reply_outputs(i, path, req, out_dir))
+                print(json.dumps(reply), flush=True)
+                continue
             result = run_tflite(path, req) if path.endswith(".tflite") else run_pte(path, req)
             outputs = result.pop("outputs")
             if out_dir is not None:

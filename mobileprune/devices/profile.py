@@ -38,6 +38,8 @@ class ProfileMeta:
     mobileprune_version: str = ""
     schema: int = SCHEMA_VERSION
     overheads_ms: dict = field(default_factory=dict)  # model spec -> calibrated per-call overhead
+    measured_ms: dict = field(default_factory=dict)  # model spec -> whole-model latency at calibration
+    block_probe: dict = field(default_factory=dict)  # output width -> ms of the probe conv (blockprobe.py)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProfileMeta":
@@ -130,11 +132,13 @@ class ProfileWriter:
         self.csv.parent.mkdir(parents=True, exist_ok=True)
         if self.meta_path.is_file():
             old = ProfileMeta.from_dict(json.loads(self.meta_path.read_text()))
-            for k in ("runtime", "runtime_version", "threads", "dtype", "device"):
+            for k in ("runtime", "runtime_version", "threads", "dtype", "device", "block"):
                 if getattr(old, k) != getattr(meta, k):
                     raise ProfileError(f"{self.csv} was measured with {k}={getattr(old, k)!r}, "
                                        f"this run has {getattr(meta, k)!r}: use another --out")
             meta.overheads_ms = {**old.overheads_ms, **meta.overheads_ms}
+            meta.measured_ms = {**old.measured_ms, **meta.measured_ms}
+            meta.block_probe = meta.block_probe or old.block_probe
         self.meta_path.write_text(json.dumps(asdict(meta), indent=1, sort_keys=True))
         self._repair()
         self.keys = set(read_table(self.csv)["key"]) if self.csv.stat().st_size else set()

@@ -1,7 +1,8 @@
 """Lower a module to a runtime program: ExecuTorch .pte (XNNPACK) or LiteRT .tflite.
 
-Lives in devices/ because profiling builds many small programs; the export stage builds on it
-for whole models (and adds parity, delegation reports and manifests).
+Lives in devices/ because profiling builds many small programs and calibration whole models;
+the export stage builds on the same lowering (and adds parity, delegation reports, manifests),
+so what is profiled is what is exported.
 """
 from __future__ import annotations
 
@@ -12,30 +13,57 @@ import torch
 from torch import nn
 
 
-def to_pte(module: nn.Module, example_inputs: tuple, path) -> Path:
+def lower_pte(module: nn.Module, example_inputs: tuple):
+    """The XNNPACK-lowered EdgeProgramManager (``.to_executorch().buffer`` is the .pte), after
+    the exact rewrites of export/rewrites.py."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    path = Path(path)
+    from ..export.rewrites import for_xnnpack
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ep = torch.export.export(module.eval(), tuple(example_inputs))
-        program = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial")
-    tmp.write_bytes(program.buffer)
-    tmp.replace(path)  # a killed run never leaves a truncated program under the final name
-    return path
+        ep = for_xnnpack(torch.export.export(module.eval(), tuple(example_inputs)))
+        return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
 
 
-def to_tflite(module: nn.Module, example_inputs: tuple, path) -> Path:
-    import litert_torch
-
+def write_atomic(data: bytes, path) -> Path:
+    """Write under a temporary name, then rename: a killed run never leaves a truncated program
+    under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".partial.tflite")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        litert_torch.convert(module.eval(), tuple(example_inputs)).export(str(tmp))
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
     tmp.replace(path)
     return path
+
+
+def to_pte(module: nn.Module, example_inputs: tuple, path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        buffer = lower_pte(module, example_inputs).to_executorch().buffer
+    return write_atomic(buffer, path)
+
+
+def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False) -> bytes:
+    """The .tflite flatbuffer; ``nhwc``: 4-D inputs are taken channels-last (the layout Android
+    camera and bitmap pipelines produce), the model itself is unchanged."""
+    import tempfile
+
+    import litert_torch
+
+    module = module.eval()
+    if nhwc:
+        four_d = [i for i, x in enumerate(example_inputs) if x.dim() == 4]
+        module = litert_torch.to_channel_last_io(module, args=four_d)
+        example_inputs = tuple(x.permute(0, 2, 3, 1).contiguous() if i in four_d else x
+                               for i, x in enumerate(example_inputs))
+    with tempfile.TemporaryDirectory(prefix="mobileprune-tflite-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = Path(tmp) / "model.tflite"
+        litert_torch.convert(module, tuple(example_inputs)).export(str(out))
+        return out.read_bytes()
+
+
+def to_tflite(module: nn.Module, example_inputs: tuple, path, nhwc: bool = False) -> Path:
+    return write_atomic(tflite_bytes(module, example_inputs, nhwc), path)

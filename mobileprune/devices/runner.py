@@ -63,3 +63,7 @@ class Runner(Protocol):
 
     def run(self, artifact: str, **kwargs) -> Measurement:
         ...
+
+    def outputs(self, artifact: str, input_sets: list, *, threads: int = 1) -> list[list[np.ndarray]]:
+        """The artifact's outputs for each input set (a tuple of arrays), without timing."""
+        ...

@@ -1,0 +1,179 @@
+"""export(): build the artifacts, prove them against eager PyTorch, write manifest.json.
+
+Per format: lower (timed), write the file, run it on the device through a Runner on the parity
+inputs, compare with eager PyTorch, and (with a device) measure its latency. An artifact that
+fails parity is renamed ``NAME.EXT.failed`` and marked failed in the manifest, and export raises
+ExportError after writing the manifest: a broken artifact is never left where an app build would
+pick it up.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import statistics
+import time
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..devices.programs import lower_pte, tflite_bytes, write_atomic
+from . import parity as parity_mod
+from .delegation import delegation_of
+
+FORMATS = ("pte", "tflite")
+MANIFEST = "manifest.json"
+
+
+class ExportError(RuntimeError):
+    """An artifact failed a check; ``manifest`` is what was written to manifest.json."""
+
+    def __init__(self, message: str, manifest: dict | None = None):
+        super().__init__(message)
+        self.manifest = manifest
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("mobileprune", "torch", "executorch", "litert-torch", "ai-edge-litert", "tensorflow-cpu"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _tensor_info(tensors, prefix: str, layout_4d: str) -> list[dict]:
+    return [{"name": f"{prefix}{i}", "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""),
+             "layout": layout_4d if t.dim() == 4 else "-"} for i, t in enumerate(tensors)]
+
+
+def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, nhwc: bool = False,
+           tolerance: float = parity_mod.DEFAULT_TOLERANCE, random_inputs: int = 3, images: int = 4,
+           runner=None, threads: int = 1, measure: bool = False, plan=None, spec: str | None = None,
+           profile=None, predicted_ms: float | None = None, tf_check: bool | None = None, name: str = "model",
+           check: bool = True) -> dict:
+    """Export ``model`` to each of ``formats`` in ``out_dir`` and return the manifest.
+
+    runner: where artifacts run for parity and latency (default: this machine's HostRunner).
+    measure: also measure latency on the runner. nhwc: the .tflite takes channels-last 4-D inputs.
+    plan / spec: recorded (the plan's fingerprint) when the model is a pruned one.
+    profile / predicted_ms: the profile the prediction came from and the predicted latency.
+    tf_check: also run the .tflite with tf.lite.Interpreter (default: when tensorflow is installed).
+    check: raise ExportError when any artifact fails parity (the manifest is written first).
+    """
+    from ..devices import HostRunner
+
+    formats = tuple(formats)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"unknown format(s) {bad or formats}: choose from {', '.join(FORMATS)}")
+    example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    runner = runner or HostRunner()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    sets, n_images = parity_mod.input_sets(example_inputs, random_inputs, images)
+    expected = parity_mod.eager_outputs(model, sets)
+    with torch.no_grad():
+        example_out = model(*example_inputs)
+    example_out = example_out if isinstance(example_out, (tuple, list)) else (example_out,)
+    if tf_check is None:
+        tf_check = _has("tensorflow")
+
+    manifest = {
+        "format": "mobileprune.export/1",
+        "model": {"spec": spec, "pruned": plan is not None and bool(plan.keep),
+                  "plan_fingerprint": plan.fingerprint if plan is not None else None,
+                  "plan_sha256": _plan_hash(plan)},
+        "inputs": _tensor_info(example_inputs, "input_", "NCHW"),
+        "outputs": _tensor_info(example_out, "output_", "NCHW"),
+        "versions": versions(),
+        "parity_inputs": {"random": random_inputs, "images": n_images, "tolerance": tolerance},
+        "predicted_latency_ms": ({"ms": round(float(predicted_ms), 4), "profile": str(profile) if profile else None}
+                                 if predicted_ms is not None else None),
+        "device": runner.device if measure else None,
+        "artifacts": [],
+    }
+    for fmt in formats:
+        manifest["artifacts"].append(_one(fmt, model, example_inputs, out_dir, name, nhwc, sets, expected,
+                                          n_images, tolerance, runner, threads, measure, tf_check))
+    manifest["passed"] = all(a["status"] == "ok" for a in manifest["artifacts"])
+    write_atomic(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
+    failed = [a for a in manifest["artifacts"] if a["status"] != "ok"]
+    if failed and check:
+        detail = "; ".join(f"{a['format']}: {a['error'] or 'relative diff %.3g > %.3g' % (a['parity']['rel_diff'], tolerance)}"
+                           for a in failed)
+        raise ExportError(f"parity failed, artifact(s) not shipped ({detail}); see {out_dir / MANIFEST}", manifest)
+    return manifest
+
+
+def _one(fmt, model, example_inputs, out_dir, name, nhwc, sets, expected, n_images, tolerance, runner,
+         threads, measure, tf_check) -> dict:
+    path = out_dir / f"{name}.{fmt}"
+    entry = {"format": fmt, "path": path.name, "status": "ok", "error": None, "layout": "NCHW",
+             "parity": None, "delegation": None, "latency_ms": None, "latency": None, "checked_with": []}
+    start = time.perf_counter()
+    if fmt == "pte":
+        edge = lower_pte(model, example_inputs)
+        entry["delegation"] = delegation_of(edge).to_dict()
+        data = edge.to_executorch().buffer
+    else:
+        data = tflite_bytes(model, example_inputs, nhwc)
+        entry["layout"] = "NHWC" if nhwc else "NCHW"
+    entry["export_s"] = round(time.perf_counter() - start, 2)
+    write_atomic(data, path)
+    entry["size_bytes"] = len(data)
+    entry["sha256"] = hashlib.sha256(data).hexdigest()
+
+    artifact_sets = [tuple(a.transpose(0, 2, 3, 1) if (nhwc and fmt == "tflite" and a.ndim == 4) else a
+                           for a in s) for s in sets]
+    interpreters = ["executorch"] if fmt == "pte" else ["litert"] + (["tensorflow"] if tf_check else [])
+    worst = None
+    for interp in interpreters:
+        try:
+            kwargs = {"interpreter": interp} if fmt == "tflite" else {}
+            got = runner.outputs(str(path), artifact_sets, threads=threads, **kwargs)
+            result = parity_mod.compare(expected, got, tolerance, n_images)
+        except Exception as exc:  # noqa: BLE001 - any failure to run or compare fails the artifact
+            entry.update(status="failed", error=f"{interp}: {type(exc).__name__}: {exc}")
+            break
+        entry["checked_with"].append(interp)
+        if worst is None or result.rel_diff > worst.rel_diff:
+            worst = result
+    if worst is not None:
+        entry["parity"] = worst.to_dict()
+        if not worst.passed and entry["status"] == "ok":
+            entry["status"] = "failed"
+    if entry["status"] != "ok":
+        failed = path.with_name(path.name + ".failed")
+        path.replace(failed)
+        entry["path"] = failed.name
+        return entry
+    if measure:
+        entry["latency"] = measure_latency(runner, path, threads)
+        entry["latency_ms"] = entry["latency"]["median"]
+    return entry
+
+
+def measure_latency(runner, path, threads: int = 1, processes: int = 3, repeats: int = 50) -> dict:
+    """Median of per-process medians over fresh processes, with their spread (these VMs have slow
+    episodes that hold a whole process: one process is not enough)."""
+    medians = [runner.run(str(path), threads=threads, repeats=repeats).median_ms for _ in range(processes)]
+    return {"median": round(statistics.median(medians), 4), "min": round(min(medians), 4),
+            "max": round(max(medians), 4), "processes": processes, "repeats": repeats, "threads": threads,
+            "device": runner.device}
+
+
+def _plan_hash(plan) -> str | None:
+    if plan is None:
+        return None
+    return hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

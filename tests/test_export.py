@@ -1,0 +1,163 @@
+"""Export: artifacts run on this machine's runtimes and match eager PyTorch, or are refused."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import mobileprune as mp
+from mobileprune import cli
+from mobileprune.devices import HostRunner
+from mobileprune.export import exporter
+from mobileprune.spec import build
+
+HERE = Path(__file__).parent
+TINY = f"{HERE / 'models' / 'tiny.py'}:make"
+X = torch.randn(1, 3, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def pruned_tiny(tmp_path_factory):
+    """The tiny model slimmed with a random plan, saved, and its saved directory."""
+    model = build(TINY).eval()
+    analysis = mp.analyze(model, X)
+    plan = mp.PrunePlan.random(analysis, 0.5, 8, seed=1)
+    slimmed = mp.slim(model, analysis, plan)
+    saved = mp.save(tmp_path_factory.mktemp("saved") / "tiny", TINY, plan, slimmed, [tuple(X.shape)])
+    return slimmed, plan, saved
+
+
+def test_manifest_describes_every_artifact(tmp_path, pruned_tiny):
+    slimmed, plan, _ = pruned_tiny
+    manifest = mp.export(slimmed, (X,), tmp_path, ("pte", "tflite"), plan=plan, spec=TINY, measure=True,
+                         predicted_ms=1.25, profile="p.csv")
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    assert manifest["passed"] and manifest["model"]["pruned"]
+    assert manifest["model"]["plan_fingerprint"] == plan.fingerprint and len(manifest["model"]["plan_sha256"]) == 64
+    assert manifest["inputs"] == [{"name": "input_0", "shape": [1, 3, 64, 64], "dtype": "float32", "layout": "NCHW"}]
+    assert manifest["outputs"][0]["shape"] == [1, 10]
+    assert {"mobileprune", "torch", "executorch", "ai-edge-litert", "litert-torch"} <= set(manifest["versions"])
+    assert manifest["predicted_latency_ms"] == {"ms": 1.25, "profile": "p.csv"}
+    assert manifest["parity_inputs"]["images"] == 4  # real ImageNet samples, resized to 64x64
+    pte, tfl = manifest["artifacts"]
+    assert (pte["format"], tfl["format"]) == ("pte", "tflite")
+    for a in (pte, tfl):
+        assert a["status"] == "ok" and (tmp_path / a["path"]).is_file()
+        assert a["size_bytes"] == (tmp_path / a["path"]).stat().st_size
+        assert a["parity"]["passed"] and a["parity"]["rel_diff"] <= 1e-4 and a["parity"]["inputs"] == 7
+        assert a["parity"]["top1_agreement"] == 1.0
+        assert a["latency_ms"] > 0 and a["latency"]["processes"] == 3
+    assert pte["delegation"]["delegated_share"] == 1.0 and pte["delegation"]["subgraphs"] == 1
+    assert tfl["delegation"] is None and tfl["checked_with"][0] == "litert"
+    if importlib.util.find_spec("tensorflow"):  # `make` installs the tensorflow extra
+        assert tfl["checked_with"] == ["litert", "tensorflow"]
+
+
+def test_a_broken_artifact_is_refused(tmp_path, monkeypatch, pruned_tiny):
+    """Inject a lowering that builds the program from perturbed weights: parity must catch it,
+    the file must not stay under its shipping name, and the CLI must exit non-zero."""
+    real_lower = exporter.lower_pte
+
+    def broken_lower(model, inputs):
+        twin = build(TINY).eval()  # same architecture, other weights
+        return real_lower(twin, inputs)
+
+    monkeypatch.setattr(exporter, "lower_pte", broken_lower)
+    model = build(TINY).eval()
+    with pytest.raises(mp.ExportError, match="parity failed") as err:
+        mp.export(model, (X,), tmp_path, ("pte",))
+    entry = err.value.manifest["artifacts"][0]
+    assert entry["status"] == "failed" and not entry["parity"]["passed"] and entry["parity"]["rel_diff"] > 1e-2
+    assert not (tmp_path / "model.pte").exists() and (tmp_path / "model.pte.failed").exists()
+    on_disk = json.loads((tmp_path / "manifest.json").read_text())
+    assert on_disk["passed"] is False and on_disk["artifacts"][0]["status"] == "failed"
+
+    assert cli.main(["export", TINY, "--formats", "pte", "--out", str(tmp_path / "cli"),
+                     "--input-shape", "1,3,64,64"]) == 1
+    assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["passed"] is False
+
+
+def test_nhwc_tflite_takes_channels_last_input(tmp_path, pruned_tiny):
+    slimmed, _, _ = pruned_tiny
+    manifest = mp.export(slimmed, (X,), tmp_path, ("tflite",), nhwc=True)
+    (entry,) = manifest["artifacts"]
+    assert entry["layout"] == "NHWC" and entry["parity"]["passed"]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(tmp_path / entry["path"]))
+    assert list(interp.get_input_details()[0]["shape"]) == [1, 64, 64, 3]
+    (out,) = HostRunner().outputs(str(tmp_path / entry["path"]), [(X.permute(0, 2, 3, 1).numpy(),)])[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(out, slimmed(X).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_reloaded_pruned_model_exports_identically(tmp_path, pruned_tiny):
+    slimmed, plan, saved = pruned_tiny
+    reloaded, _ = mp.load(saved)
+    first = mp.export(slimmed, (X,), tmp_path / "a", ("pte", "tflite"), plan=plan)
+    second = mp.export(reloaded, (X,), tmp_path / "b", ("pte", "tflite"), plan=plan)
+    for a, b in zip(first["artifacts"], second["artifacts"]):
+        assert a["sha256"] == b["sha256"], f"{a['format']} differs after save/load"
+    assert first["model"]["plan_sha256"] == second["model"]["plan_sha256"]
+
+
+class _NeedsRewrites(nn.Module):
+    """mean without keepdim, chunk and hardsigmoid: each split XNNPACK's delegate before rewriting."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.gate = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        a, b = self.conv(x).chunk(2, dim=1)
+        b = b * nn.functional.hardsigmoid(self.gate(b.mean((2, 3), keepdim=True)))
+        return self.fc(torch.cat([a, b], 1).mean((2, 3)))
+
+
+def test_rewrites_keep_the_whole_program_in_xnnpack_and_exact(tmp_path):
+    model = _NeedsRewrites().eval()
+    manifest = mp.export(model, (torch.randn(1, 3, 16, 16),), tmp_path, ("pte",), images=0)
+    (entry,) = manifest["artifacts"]
+    assert entry["delegation"]["delegated_share"] == 1.0, entry["delegation"]
+    assert entry["delegation"]["subgraphs"] == 1
+    assert entry["parity"]["rel_diff"] < 1e-6
+
+
+def test_bench_cli_measures_an_artifact(tmp_path, capsys, pruned_tiny):
+    slimmed, _, _ = pruned_tiny
+    mp.export(slimmed, (X,), tmp_path, ("pte",), images=0)
+    assert cli.main(["bench", str(tmp_path / "model.pte"), "--device", "host", "--repeats", "5",
+                     "--processes", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["median"] > 0 and result["processes"] == 2 and result["device"] == "host"
+    assert cli.main(["bench", str(tmp_path / "manifest.json")]) == 2
+
+
+@pytest.mark.slow
+def test_pretrained_efficientnet_lite0_pruned_keeps_top1_in_both_formats(tmp_path):
+    """Real ImageNet weights, pruned: both artifacts agree with eager PyTorch on the top-1 class
+    of all 20 sample images."""
+    from mobileprune.pretrained import PREPROCESSING, imagenet_samples
+
+    model = build("pretrained:efficientnet_lite0").eval()
+    x = torch.randn(1, 3, 224, 224)
+    analysis = mp.analyze(model, x)
+    plan = mp.PrunePlan.random(analysis, 0.2, 8, seed=0)
+    pruned = mp.slim(model, analysis, plan)
+    images, labels = imagenet_samples(224, *PREPROCESSING["efficientnet_lite0"])
+    with torch.no_grad():
+        eager_top1 = pruned(images).argmax(1)
+    manifest = mp.export(pruned, (x,), tmp_path, ("pte", "tflite"), plan=plan, images=20)
+    sets = [(images[i:i + 1].numpy(),) for i in range(len(images))]
+    for entry in manifest["artifacts"]:
+        assert entry["parity"]["images"] == 20 and entry["parity"]["top1_agreement"] == 1.0
+        got = HostRunner().outputs(str(tmp_path / entry["path"]), sets)
+        top1 = torch.tensor([int(np.argmax(o[0])) for o in got])
+        assert torch.equal(top1, eager_top1), entry["format"]
