@@ -1,9 +1,10 @@
 """The main job, end to end as far as mobileprune goes today: analyse a real model's channels,
-prune 30% of every prunable group in blocks of 8, slim it physically, check it equals the masked
-reference, store it as spec + plan + weights, reload it, and capture it with torch.export.
+prune 30% of every prunable group in blocks of the device's block (from the shipped host
+profile), slim it physically, check it equals the masked reference, store it as spec + plan +
+weights, reload it, predict its latency from the profile, and export it to .pte and .tflite with
+parity, delegation and measured latency in a manifest.
 
-Run with `make demo`. Later stages (device profiles, latency budgets, export to .pte/.tflite)
-grow this script as they land.
+Run with `make demo`. The pruning-to-a-budget stage grows this script when it lands.
 """
 from __future__ import annotations
 
@@ -29,15 +30,18 @@ def count(model: torch.nn.Module) -> int:
 
 
 def main() -> None:
+    from mobileprune.devices.profile import DeviceProfile
+
     torch.manual_seed(0)
     torch.set_num_threads(1)
     console = Console(width=140)
+    profile = DeviceProfile.load(PROFILE)
     for spec in SPECS:
         model = build(spec).eval()
         x = torch.randn(1, 3, 224, 224)
         analysis = mp.analyze(model, x)
         print_groups(analysis, title=spec, console=console)
-        plan = mp.PrunePlan.random(analysis, ratio=0.3, block=8, seed=0)
+        plan = mp.PrunePlan.random(analysis, ratio=0.3, block=profile.meta.block, seed=0)
         slimmed = mp.slim(model, analysis, plan)  # verifies slimmed == masked on x
         diff = check_equal(model, slimmed, analysis, plan)
         with tempfile.TemporaryDirectory() as tmp:
@@ -52,23 +56,32 @@ def main() -> None:
             f"params {count(model):,} -> {count(slimmed):,} ({count(slimmed) / count(model):.0%}); "
             f"slimmed vs masked rel. diff {diff:.1e}; reloaded from plan identical: {same}; "
             f"torch.export of the slimmed model {time.perf_counter() - start:.1f} s")
-        latency(console, spec, model, slimmed, analysis, plan)
+        latency_and_export(console, profile, spec, model, slimmed, analysis, plan)
 
 
-def latency(console, spec, model, slimmed, analysis, plan) -> None:
-    """Predicted (from the shipped host profile) vs measured ExecuTorch latency, before and after."""
+def latency_and_export(console, profile, spec, model, slimmed, analysis, plan) -> None:
+    """Predicted (from the shipped host profile) vs measured ExecuTorch latency of the original;
+    then the pruned model exported to both formats, checked, and measured."""
     from mobileprune.cost import LatencyCost, fractions_from_plan
     from mobileprune.cost.calibrate import measure_model
     from mobileprune.devices import HostRunner
-    from mobileprune.devices.profile import DeviceProfile
 
-    profile = DeviceProfile.load(PROFILE)
     cost = LatencyCost(analysis, profile, model_key=spec)
-    for name, net, fractions in (("original", model, None), ("pruned", slimmed, fractions_from_plan(analysis, plan))):
-        predicted = float(cost(fractions))
-        measured = measure_model(net, analysis.example_inputs, HostRunner(), threads=profile.meta.threads)
-        console.print(f"  {name:8s} ExecuTorch-XNNPACK, 1 thread: predicted {predicted:.2f} ms, "
-                      f"measured {measured:.2f} ms ({100 * (predicted - measured) / measured:+.1f}%)")
+    predicted = float(cost())
+    measured = measure_model(model, analysis.example_inputs, HostRunner(), threads=profile.meta.threads)
+    console.print(f"  original ExecuTorch-XNNPACK, 1 thread: predicted {predicted:.2f} ms, "
+                  f"measured {measured:.2f} ms ({100 * (predicted - measured) / measured:+.1f}%)")
+    predicted = float(cost(fractions_from_plan(analysis, plan)))
+    with tempfile.TemporaryDirectory() as out:
+        manifest = mp.export(slimmed, analysis.example_inputs, out, ("pte", "tflite"), plan=plan, spec=spec,
+                             measure=True, profile=PROFILE.name, predicted_ms=predicted)
+    for a in manifest["artifacts"]:
+        delegated = f", {100 * a['delegation']['delegated_share']:.0f}% of ops in XNNPACK" if a["delegation"] else ""
+        console.print(f"  pruned   {a['format']:6s} {a['size_bytes'] / 1e6:.1f} MB, parity rel. diff "
+                      f"{a['parity']['rel_diff']:.1e} ({', '.join(a['checked_with'])}){delegated}; measured "
+                      f"{a['latency_ms']:.2f} ms" + (f" (predicted {predicted:.2f} ms, "
+                                                    f"{100 * (predicted - a['latency_ms']) / a['latency_ms']:+.1f}%)"
+                                                    if a["format"] == "pte" else ""))
     console.print()
 
 

@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="host")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--processes", type=int, default=3, help="fresh processes; the median of their medians")
+    p.add_argument("--processes", type=int, default=5, help="fresh processes; reports the lowest of "
+                   "their medians (VM neighbours only add time) and the spread")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
@@ -214,8 +215,9 @@ def cmd_bench(args) -> int:
     if args.json:
         print(json.dumps({"artifact": args.artifact, **result}))
     else:
-        print(f"{args.artifact} on {result['device']} ({args.threads} thread(s)): median {result['median']:.3f} ms "
-              f"(per-process medians {result['min']:.3f}-{result['max']:.3f} over {result['processes']} processes)")
+        print(f"{args.artifact} on {result['device']} ({args.threads} thread(s)): {result['ms']:.3f} ms "
+              f"(lowest per-process median; median {result['median']:.3f}, highest {result['max']:.3f} "
+              f"over {result['processes']} processes)")
     return 0
 
 
@@ -236,16 +238,19 @@ def cmd_predict(args) -> int:
     fractions = fractions_from_plan(analysis, plan)
     predicted = float(cost(fractions))
     by_kind: dict[str, float] = {}
-    for layer, ms in cost.per_layer(fractions):
-        by_kind[layer.op] = by_kind.get(layer.op, 0.0) + ms
-    by_kind["overhead"] = cost.overhead_ms
+    for layer, ms in cost.per_layer(fractions):  # calibrated like the total
+        by_kind[layer.op] = by_kind.get(layer.op, 0.0) + ms * cost.scale
+    if cost.overhead_ms:
+        by_kind["overhead"] = cost.overhead_ms
     measured = None
     if args.measure:
         measured = measure_model(slim(original, analysis, plan, verify=False) if plan.keep else original,
                                  analysis.example_inputs, runner, profile.meta.runtime, profile.meta.threads)
     if args.json:
         print(json.dumps({"model": args.model, "predicted_ms": predicted, "measured_ms": measured,
-                          "by_kind_ms": by_kind, "profile": str(profile.path)}))
+                          "by_kind_ms": by_kind, "calibration": {"mode": cost.calibration, "scale": cost.scale,
+                                                                 "overhead_ms": cost.overhead_ms},
+                          "profile": str(profile.path)}))
         return 0
     table = Table(title=f"{args.model} on {profile.meta.device} ({profile.meta.runtime}, {profile.meta.threads} thread)")
     table.add_column("layer kind")

@@ -55,9 +55,12 @@ def test_gradient_wrt_keep_probabilities_is_finite_and_positive(tiny, cost_cls):
 
 def test_full_model_prediction_matches_calibration(tiny):
     profile, _, analysis = tiny
-    cost = LatencyCost(analysis, profile, model_key=TINY)
-    assert cost.overhead_ms == profile.meta.overheads_ms[TINY]
-    assert float(cost()) == pytest.approx(sum(ms for _, ms in cost.per_layer()) + cost.overhead_ms)
+    measured = profile.meta.measured_ms[TINY]
+    for mode in ("scale", "offset"):  # either calibration reproduces the whole-model measurement
+        cost = LatencyCost(analysis, profile, model_key=TINY, calibration=mode)
+        assert cost.calibration == mode and float(cost()) == pytest.approx(measured, rel=1e-3)
+        layers = sum(ms for _, ms in cost.per_layer())
+        assert float(cost()) == pytest.approx(layers * cost.scale + cost.overhead_ms)
 
 
 def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path, monkeypatch):
@@ -132,3 +135,14 @@ def test_a_full_width_configuration_has_a_gradient(tiny):
     probs = _probs(analysis, 1.0)
     LatencyCost(analysis, profile)(fractions_from_probs(probs)).backward()
     assert sum(float(p.grad.sum()) for p in probs.values()) > 0
+
+
+def test_a_measured_width_is_priced_at_its_measurement(tiny):
+    """At full width every layer sits on a grid point: its price is that point's (monotone) table
+    value, not an interpolation across it."""
+    profile, _, analysis = tiny
+    cost = LatencyCost(analysis, profile)
+    for layer, ms in cost.per_layer():
+        grid = cost.grids[tuple(layer.signature().values())]
+        cout = layer.cout.full if layer.op in ("conv", "gconv", "linear") else layer.cin.full
+        assert ms == pytest.approx(grid.t[grid.cins.index(layer.cin.full), grid.couts.index(cout)]), layer.op

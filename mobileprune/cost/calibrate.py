@@ -70,16 +70,19 @@ def profile_models(specs: list, out, runner, runtime: str = "executorch", thread
 
 
 def measure_model(model, inputs, runner, runtime: str = "executorch", threads: int = 1, repeats: int = 50,
-                  processes: int = 3) -> float:
-    """Median of per-process medians over ``processes`` fresh processes (FACTS: rare slow
-    episodes hit a whole process, so one process is not enough)."""
-    import statistics
+                  processes: int = 5) -> float:
+    """The undisturbed latency: the lowest per-process median over ``processes`` fresh processes.
 
+    Why the lowest: on shared VMs other tenants only ever add time, and they do it in episodes
+    that hold a whole process (seen here: the same mobilenet_v2 program at 5.9 to 9.7 ms per
+    process within one minute, min and median alike). A median over 3 processes still lands in
+    an episode often; the lowest of 5 rarely does. Calibration and checks use this same statistic.
+    """
     with tempfile.TemporaryDirectory(prefix="mobileprune-model-") as tmp:
         path = Path(tmp) / ("model.pte" if runtime == "executorch" else "model.tflite")
         (to_pte if runtime == "executorch" else to_tflite)(model, tuple(inputs), path)
         medians = [runner.run(str(path), threads=threads, repeats=repeats).median_ms for _ in range(processes)]
-    return statistics.median(medians)
+    return min(medians)
 
 
 def on_demand(profile: DeviceProfile, runner, threads: int = 1, repeats: int = 50):

@@ -1,5 +1,5 @@
-"""Latency from a DeviceProfile: per-layer interpolation between measured grid points, plus the
-profile's calibrated per-model overhead (program boundary, call, ops the table does not price).
+"""Latency from a DeviceProfile: per-layer interpolation between measured grid points, times the
+profile's per-model calibration (whole-model latency / sum of the layers, see ``calibrate``).
 
 Per layer kind the table holds op times on a grid of widths: (cin, cout) for conv/linear, one
 width for the rest. The price of a width between grid points is the bilinear (or linear)
@@ -77,6 +77,7 @@ class _Grid:
         measured = ~np.isnan(self.t)
         couts = np.array(self.couts, dtype=float)
         best = None
+        on_grid = lo_i[0] if lo_i and hi_i and lo_i[0] == hi_i[0] else None
         for i0 in lo_i:
             for i1 in hi_i:
                 both = measured[i0] & measured[i1]
@@ -87,8 +88,11 @@ class _Grid:
                 j0, j1 = below[-1], above[0]
                 if j0 == j1 and len(below) > 1:
                     j0 = below[-2]
-                # Rank: fewest degenerate sides, then the tightest rectangle.
-                rank = ((i0 == i1) + (j0 == j1), self.cins[i1] - self.cins[i0] + couts[j1] - couts[j0])
+                # Rank: a width measured on the grid is an end of its bracket (never interpolated
+                # over) when such a rectangle is complete; then fewest degenerate sides; then the
+                # tightest rectangle.
+                rank = (on_grid is not None and on_grid not in (i0, i1), (i0 == i1) + (j0 == j1),
+                        self.cins[i1] - self.cins[i0] + couts[j1] - couts[j0])
                 if best is None or rank < best[0]:
                     best = (rank, i0, i1, j0, j1)
         if best is None:
@@ -120,19 +124,38 @@ def _lerp(x: torch.Tensor, x0: float, x1: float, y0, y1) -> torch.Tensor:
     return y0 + (x - x0) * ((y1 - y0) / (x1 - x0))
 
 
+def calibrate(meta, model_key: str | None, mode: str = "scale", exclude: tuple = ()) -> tuple[str, float, float]:
+    """(mode, scale, overhead ms) turning a sum of table prices into a model's latency.
+
+    "scale" (default): the model's whole-model latency / the sum of its layers' prices at full
+    width, measured when the profile was made. Drift of the machine's speed between profiling and
+    calibration and the context a layer runs in (caches warm in a micro-benchmark, not inside a
+    model) scale every layer alike, so a pruned model keeps its original's ratio. "offset": the
+    difference instead, a fixed per-call cost; the fallback for profiles without whole-model
+    latencies. A model the profile never measured gets the median over the models it did;
+    ``exclude`` leaves models out of that median (leave-one-out checks).
+    """
+    if mode not in ("scale", "offset"):
+        raise ValueError(f"unknown calibration {mode!r}: 'scale' or 'offset'")
+    overheads = {k: v for k, v in meta.overheads_ms.items() if k not in exclude}
+    measured = {k: v for k, v in meta.measured_ms.items() if k in overheads and v > overheads[k]}
+    if mode == "scale" and measured:
+        scales = {k: v / (v - overheads[k]) for k, v in measured.items()}
+        return mode, float(scales.get(model_key, np.median(list(scales.values())))), 0.0
+    offset = overheads.get(model_key, float(np.median(list(overheads.values()))) if overheads else 0.0)
+    return "offset", 1.0, float(offset)
+
+
 class LatencyCost(LayerCost):
     unit = "ms"
 
     def __init__(self, analysis, profile: DeviceProfile, model_key: str | None = None, layer_list=None,
-                 measure: Callable[[list], None] | None = None) -> None:
+                 measure: Callable[[list], None] | None = None, calibration: str = "scale",
+                 exclude: tuple = ()) -> None:
         super().__init__(analysis, layer_list)
         self.profile = profile
         self.measure = measure  # rows -> None: measures them and appends them to the profile
-        overheads = profile.meta.overheads_ms
-        if model_key in overheads:
-            self.overhead_ms = float(overheads[model_key])
-        else:  # a model the profile never measured whole: the typical overhead
-            self.overhead_ms = float(np.median(list(overheads.values()))) if overheads else 0.0
+        self.calibration, self.scale, self.overhead_ms = calibrate(profile.meta, model_key, calibration, exclude)
         self._build()
 
     def _build(self) -> None:
@@ -140,7 +163,7 @@ class LatencyCost(LayerCost):
                       for sig, rows in self.profile.table.groupby(list(SIGNATURE_FIELDS))}
 
     def __call__(self, fractions: dict | None = None) -> torch.Tensor:
-        return self.layers_total(fractions) + self.overhead_ms
+        return self.layers_total(fractions) * self.scale + self.overhead_ms
 
     def layers_total(self, fractions: dict | None = None) -> torch.Tensor:
         for attempt in (0, 1):

@@ -6,6 +6,8 @@ so what is profiled is what is exported.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from pathlib import Path
 
@@ -61,7 +63,9 @@ def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False) -
     with tempfile.TemporaryDirectory(prefix="mobileprune-tflite-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = Path(tmp) / "model.tflite"
-        litert_torch.convert(module, tuple(example_inputs)).export(str(out))
+        # litert-torch prints a progress log of its passes to stdout; callers print their own.
+        with contextlib.redirect_stdout(io.StringIO()):
+            litert_torch.convert(module, tuple(example_inputs)).export(str(out))
         return out.read_bytes()
 
 
