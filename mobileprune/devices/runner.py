@@ -64,6 +64,9 @@ class Runner(Protocol):
     def run(self, artifact: str, **kwargs) -> Measurement:
         ...
 
-    def outputs(self, artifact: str, input_sets: list, *, threads: int = 1) -> list[list[np.ndarray]]:
-        """The artifact's outputs for each input set (a tuple of arrays), without timing."""
+    def outputs(self, artifact: str, input_sets: list, *, threads: int = 1,
+                interpreter: str = "litert") -> list[list[np.ndarray]]:
+        """The artifact's outputs for each input set (a tuple of arrays), without timing.
+        ``interpreter`` picks the .tflite interpreter ("litert", or "tensorflow" where the device
+        has it); .pte files always run on ExecuTorch."""
         ...
