@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/latency_truth.py --profile device_profiles/host-executorch-1t.csv
 
 For each model: the profile's prediction, the measured latency (the lowest per-process median
-over --processes fresh processes, 1 thread: see calibrate.measure_model) and the error. An
-unpruned model is predicted with the
+over --processes fresh processes, 1 thread: see devices.runner.measure_artifact) and the
+error. An unpruned model is predicted with the
 calibration of the *other* models (its own would make its prediction circular); a pruned variant
 uses its original's calibration, as a user pruning that model does. Both calibrations (scale,
 the default, and offset) are printed, and a FLOPs-proportional baseline (one GFLOP/s constant,

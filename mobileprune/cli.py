@@ -205,13 +205,13 @@ def cmd_export(args) -> int:
 def cmd_bench(args) -> int:
     from pathlib import Path
 
-    from .export import measure_latency
+    from .devices.runner import measure_artifact
     from .spec import SpecError
 
     if not Path(args.artifact).is_file() or Path(args.artifact).suffix not in (".pte", ".tflite"):
         raise SpecError(f"{args.artifact}: not a .pte or .tflite file")
     runner = _runner(args.device)
-    result = measure_latency(runner, args.artifact, args.threads, args.processes, args.repeats)
+    result = measure_artifact(runner, args.artifact, args.threads, args.processes, args.repeats)
     if args.json:
         print(json.dumps({"artifact": args.artifact, **result}))
     else:

@@ -15,6 +15,7 @@ from ..devices.microbench import plan
 from ..devices.profile import DeviceProfile, ProfileWriter
 from ..devices.profiler import measure_rows, new_meta
 from ..devices.programs import to_pte, to_tflite
+from ..devices.runner import measure_artifact
 from ..graph import analyze
 from ..graph.layers import layers
 from ..spec import build as build_model, default_input_shape
@@ -71,18 +72,12 @@ def profile_models(specs: list, out, runner, runtime: str = "executorch", thread
 
 def measure_model(model, inputs, runner, runtime: str = "executorch", threads: int = 1, repeats: int = 50,
                   processes: int = 5) -> float:
-    """The undisturbed latency: the lowest per-process median over ``processes`` fresh processes.
-
-    Why the lowest: on shared VMs other tenants only ever add time, and they do it in episodes
-    that hold a whole process (seen here: the same mobilenet_v2 program at 5.9 to 9.7 ms per
-    process within one minute, min and median alike). A median over 3 processes still lands in
-    an episode often; the lowest of 5 rarely does. Calibration and checks use this same statistic.
-    """
+    """Lower ``model`` and return its latency as ``devices.runner.measure_artifact`` defines it
+    (the lowest per-process median over fresh processes)."""
     with tempfile.TemporaryDirectory(prefix="mobileprune-model-") as tmp:
         path = Path(tmp) / ("model.pte" if runtime == "executorch" else "model.tflite")
         (to_pte if runtime == "executorch" else to_tflite)(model, tuple(inputs), path)
-        medians = [runner.run(str(path), threads=threads, repeats=repeats).median_ms for _ in range(processes)]
-    return min(medians)
+        return measure_artifact(runner, path, threads, processes, repeats)["ms"]
 
 
 def on_demand(profile: DeviceProfile, runner, threads: int = 1, repeats: int = 50):

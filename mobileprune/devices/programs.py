@@ -17,11 +17,12 @@ from torch import nn
 
 def lower_pte(module: nn.Module, example_inputs: tuple):
     """The XNNPACK-lowered EdgeProgramManager (``.to_executorch().buffer`` is the .pte), after
-    the exact rewrites of export/rewrites.py."""
+    the exact rewrites of devices/rewrites.py (which live beside the lowering, so profiled
+    micro-programs, calibration models and exported artifacts all get them)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    from ..export.rewrites import for_xnnpack
+    from .rewrites import for_xnnpack
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

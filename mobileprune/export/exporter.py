@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import statistics
 import time
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from ..devices.programs import lower_pte, tflite_bytes, write_atomic
+from ..devices.runner import measure_artifact
 from . import parity as parity_mod
 from .delegation import delegation_of
 
@@ -153,19 +153,9 @@ def _one(fmt, model, example_inputs, out_dir, name, nhwc, sets, expected, n_imag
         entry["path"] = failed.name
         return entry
     if measure:
-        entry["latency"] = measure_latency(runner, path, threads)
+        entry["latency"] = measure_artifact(runner, path, threads)
         entry["latency_ms"] = entry["latency"]["ms"]
     return entry
-
-
-def measure_latency(runner, path, threads: int = 1, processes: int = 5, repeats: int = 50) -> dict:
-    """``ms``: the lowest per-process median over fresh processes, the statistic profiles are
-    calibrated with (other tenants of a VM only add time, in episodes that hold a whole process;
-    see cost.calibrate.measure_model); ``median``/``max`` of the process medians show the spread."""
-    medians = [runner.run(str(path), threads=threads, repeats=repeats).median_ms for _ in range(processes)]
-    return {"ms": round(min(medians), 4), "median": round(statistics.median(medians), 4),
-            "max": round(max(medians), 4), "processes": processes, "repeats": repeats, "threads": threads,
-            "device": runner.device}
 
 
 def _plan_hash(plan) -> str | None:
