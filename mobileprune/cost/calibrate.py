@@ -1,6 +1,6 @@
 """Profile models on a device: measure their layers' grid rows, then each whole model once to
-calibrate its per-model overhead (what the layer table does not see: program boundary, call
-overhead, non-delegated ops and segment changes)."""
+calibrate it (whole-model latency vs the sum of its layers' prices; cost.latency.calibrate turns
+the pair into a scale, or an offset)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ import torch
 
 from ..devices.blockprobe import probe_block
 from ..devices.microbench import plan
-from ..devices.profile import DeviceProfile, ProfileWriter
+from ..devices.profile import DeviceProfile, ProfileMeta, ProfileWriter
 from ..devices.profiler import measure_rows, new_meta
 from ..devices.programs import to_pte, to_tflite
 from ..devices.runner import measure_artifact
@@ -40,7 +40,7 @@ def profile_models(specs: list, out, runner, runtime: str = "executorch", thread
     if block is None:
         existing = DeviceProfile.paths(out)[1]
         if existing.is_file():
-            block = int(json.loads(existing.read_text()).get("block", 8))
+            block = ProfileMeta.from_dict(json.loads(existing.read_text())).block
         else:
             block, probe = probe_block(runner, runtime, cache_dir(runtime), threads)
             log(f"block probe (3x3 conv, 28x28, 64 inputs; output width: ms): "

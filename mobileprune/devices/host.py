@@ -29,13 +29,7 @@ class HostRunner:
         ``interpreter`` "tensorflow" runs a .tflite with tf.lite.Interpreter instead of LiteRT."""
         artifact = str(Path(artifact).resolve())
         with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
-            files = []
-            for k, arrays in enumerate(input_sets):
-                files.append([])
-                for j, arr in enumerate(arrays):
-                    f = Path(tmp) / f"set{k}_{j}.npy"
-                    np.save(f, np.ascontiguousarray(arr, dtype=np.float32))
-                    files[-1].append(str(f))
+            files = [_save_inputs(tmp, arrays, f"set{k}_") for k, arrays in enumerate(input_sets)]
             request = {"artifacts": [artifact], "threads": threads, "input_sets": files, "outputs_dir": tmp,
                        "interpreter": interpreter}
             reply = self._ask(request)[0]
@@ -63,13 +57,7 @@ class HostRunner:
                  keep_outputs: bool = False) -> Iterator[Measurement]:
         artifacts = [str(Path(a).resolve()) for a in artifacts]
         with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
-            input_files = None
-            if inputs is not None:
-                input_files = []
-                for i, arr in enumerate(inputs):
-                    f = Path(tmp) / f"in{i}.npy"
-                    np.save(f, np.asarray(arr, dtype=np.float32))
-                    input_files.append(str(f))
+            input_files = _save_inputs(tmp, inputs, "in") if inputs is not None else None
             request = {"artifacts": artifacts, "threads": threads, "warmup": warmup, "repeats": repeats,
                        "op_events": op_events, "inputs": input_files,
                        "outputs_dir": tmp if keep_outputs else None}
@@ -108,3 +96,13 @@ class HostRunner:
             threads=threads, samples_ms=reply["samples_ms"],
             events=[OpEvent(e["name"], e["samples_ms"]) for e in reply.get("events", [])],
             outputs=outputs)
+
+
+def _save_inputs(directory, arrays, prefix: str) -> list[str]:
+    """Write input arrays as float32 .npy files for the worker; returns their paths in order."""
+    paths = []
+    for i, arr in enumerate(arrays):
+        f = Path(directory) / f"{prefix}{i}.npy"
+        np.save(f, np.ascontiguousarray(arr, dtype=np.float32))
+        paths.append(str(f))
+    return paths
