@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     p.add_argument("--profile", required=True)
     p.add_argument("--device", help="measure configurations missing from the profile on this device")
     p.add_argument("--measure", action="store_true", help="also measure the whole model on --device")
+    p.add_argument("--calibration", default="scale", choices=["scale", "per-layer", "offset"],
+                   help="how table sums become whole-model latency (docs/latency.md)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -224,8 +226,9 @@ def cmd_bench(args) -> int:
 def cmd_predict(args) -> int:
 
     from .cost import LatencyCost, fractions_from_plan
-    from .cost.calibrate import measure_model, on_demand
+    from .cost.calibrate import cache_dir, measure_model, on_demand
     from .devices.profile import DeviceProfile
+    from .devices.reference import speed_reference
     from .slim import slim
 
     if args.measure and not args.device:
@@ -234,7 +237,7 @@ def cmd_predict(args) -> int:
     spec, original, analysis, plan, model = _model_and_plan(args.model)
     runner = _runner(args.device) if args.device else None
     measure = on_demand(profile, runner, profile.meta.threads) if runner else None
-    cost = LatencyCost(analysis, profile, model_key=spec, measure=measure)
+    cost = LatencyCost(analysis, profile, model_key=spec, measure=measure, calibration=args.calibration)
     fractions = fractions_from_plan(analysis, plan)
     predicted = float(cost(fractions))
     by_kind: dict[str, float] = {}
@@ -242,14 +245,19 @@ def cmd_predict(args) -> int:
         by_kind[layer.op] = by_kind.get(layer.op, 0.0) + ms * cost.scale
     if cost.overhead_ms:
         by_kind["overhead"] = cost.overhead_ms
-    measured = None
+    measured = measurement = None
     if args.measure:
-        measured = measure_model(slim(original, analysis, plan, verify=False) if plan.keep else original,
-                                 analysis.example_inputs, runner, profile.meta.runtime, profile.meta.threads)
+        # Timed in turns with the profile's speed reference: comparable with the prediction even
+        # when the device's speed has drifted since profiling (devices/reference.py).
+        reference = speed_reference(profile.meta, cache_dir(profile.meta.runtime))
+        measurement = measure_model(slim(original, analysis, plan, verify=False) if plan.keep else original,
+                                    analysis.example_inputs, runner, profile.meta.runtime, profile.meta.threads,
+                                    reference=reference)
+        measured = measurement["ms"]
     if args.json:
+        calibration = {"mode": cost.calibration, "scale": cost.scale, "overhead_ms": cost.overhead_ms}
         print(json.dumps({"model": args.model, "predicted_ms": predicted, "measured_ms": measured,
-                          "by_kind_ms": by_kind, "calibration": {"mode": cost.calibration, "scale": cost.scale,
-                                                                 "overhead_ms": cost.overhead_ms},
+                          "measurement": measurement, "by_kind_ms": by_kind, "calibration": calibration,
                           "profile": str(profile.path)}))
         return 0
     table = Table(title=f"{args.model} on {profile.meta.device} ({profile.meta.runtime}, {profile.meta.threads} thread)")
@@ -259,8 +267,11 @@ def cmd_predict(args) -> int:
         table.add_row(kind, f"{ms:.3f}")
     table.add_row("[bold]total[/]", f"[bold]{predicted:.3f}[/]")
     Console().print(table)
-    if measured is not None:
-        print(f"measured {measured:.3f} ms; prediction error {100 * (predicted - measured) / measured:+.1f}%")
+    if measurement is not None:
+        how = (f"at the profile's speed (x{measurement['ratio']:.4f} the reference's {measurement['reference_ms']:.3f} ms); "
+               f"wall clock now {measurement['raw_ms']:.3f} ms" if measurement.get("normalized")
+               else "wall clock, lowest process median")
+        print(f"measured {measured:.3f} ms ({how}); prediction error {100 * (predicted - measured) / measured:+.1f}%")
     return 0
 
 

@@ -1,9 +1,11 @@
 import json
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/random_nets.py, tests/zoo.py
 
+import pytest  # noqa: E402
 from zoo import RESULTS  # noqa: E402
 
 
@@ -26,3 +28,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         w.line(f"{r['model']:34s} {r['groups']:6d} {r['frozen']:6d} {r['params_before']:14,d} "
                f"{r['params_after']:12,d} {r['params_after'] / r['params_before']:5.2f} {r['rel_diff']:8.1e}  "
                f"{'; '.join(r['frozen_reasons'])}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def program_cache(tmp_path_factory):
+    """One cache of built programs for the run (micro-programs, the speed reference), shared by
+    the xdist workers and the CLI subprocesses the tests start, and kept out of the user's cache."""
+    cache = tmp_path_factory.getbasetemp().parent / "program-cache"
+    cache.mkdir(exist_ok=True)
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

@@ -24,10 +24,8 @@ TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
 def tiny(tmp_path_factory):
     """A real profile of the tiny model, measured on this machine (few repeats: for mechanics)."""
     d = tmp_path_factory.mktemp("profile")
-    with pytest.MonkeyPatch.context() as mp_env:
-        mp_env.setenv("XDG_CACHE_HOME", str(d / "cache"))  # built programs stay out of the user's cache
-        profile = profile_models([TINY], d / "tiny.csv", HostRunner(), block=8, repeats=5, show_progress=False,
-                                 log=lambda *_: None)
+    profile = profile_models([TINY], d / "tiny.csv", HostRunner(), block=8, repeats=5, show_progress=False,
+                             log=lambda *_: None)
     model = mp.spec.build(TINY).eval()
     return profile, model, mp.analyze(model, torch.randn(1, 3, 224, 224))
 
@@ -63,7 +61,7 @@ def test_full_model_prediction_matches_calibration(tiny):
         assert float(cost()) == pytest.approx(layers * cost.scale + cost.overhead_ms)
 
 
-def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path, monkeypatch):
+def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path):
     profile, _, analysis = tiny
     drop = profile.table["key"].str.startswith("dwconv")
     partial = DeviceProfile(profile.meta, profile.table[~drop].reset_index(drop=True))
@@ -71,7 +69,6 @@ def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path,
     partial = DeviceProfile.load(tmp_path / "partial.csv")
     with pytest.raises(MissingConfigs, match="dwconv"):
         LatencyCost(analysis, partial)()
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cost = LatencyCost(analysis, partial, measure=on_demand(partial, HostRunner(), repeats=5))
     assert float(cost()) > 0
     reread = DeviceProfile.load(tmp_path / "partial.csv")
@@ -88,7 +85,10 @@ def test_predict_cli_json(tiny, tmp_path):
     out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", TINY, "--profile", str(profile.path),
                           "--measure", "--json"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["measured_ms"] > 0
+    data = json.loads(out.stdout)
+    m = data["measurement"]  # timed in turns with the profile's reference, which profiling measured
+    assert m["normalized"] and m["reference_ms"] == profile.meta.reference["ms"] > 0
+    assert data["measured_ms"] == pytest.approx(m["ratio"] * m["reference_ms"], rel=1e-3) and m["raw_ms"] > 0
 
 
 def test_predict_a_saved_pruned_model(tiny, tmp_path):
@@ -146,3 +146,26 @@ def test_a_measured_width_is_priced_at_its_measurement(tiny):
         grid = cost.grids[tuple(layer.signature().values())]
         cout = layer.cout.full if layer.op in ("conv", "gconv", "linear") else layer.cin.full
         assert ms == pytest.approx(grid.t[grid.cins.index(layer.cin.full), grid.couts.index(cout)]), layer.op
+
+
+def test_per_layer_calibration_fits_a_scale_and_a_cost_per_layer():
+    """Whole-model latencies that are 1.1 x the table sum + 8 us per layer: the fit recovers both
+    for a model the profile never measured, reproduces a calibrated model exactly, and keeps the
+    per-layer term when pruning shrinks the table sum; with too few models it falls back to the
+    scale."""
+    from mobileprune.cost.latency import calibrate
+
+    sums, counts = {"a": 5.0, "b": 20.0, "c": 2.0, "d": 9.0}, {"a": 60, "b": 40, "c": 110, "d": 80}
+    measured = {k: 1.1 * sums[k] + 0.008 * counts[k] for k in sums}
+    measured["d"] *= 1.05  # d runs 5% slower than the fit: its own residual
+    meta = ProfileMeta(device="host", cpu="x", runtime="executorch", runtime_version="0", threads=1,
+                       measured_ms=measured, overheads_ms={k: measured[k] - sums[k] for k in sums},
+                       layer_counts=counts)
+    mode, scale, overhead = calibrate(meta, None, "per-layer", exclude=("d",), n_layers=50)
+    assert mode == "per-layer" and scale == pytest.approx(1.1) and overhead == pytest.approx(0.4)
+    mode, scale, overhead = calibrate(meta, "d", "per-layer", n_layers=counts["d"])
+    assert sums["d"] * scale + overhead == pytest.approx(measured["d"])
+    assert overhead > 0.008 * counts["d"]  # the fixed term stays (and carries d's residual)
+    assert calibrate(meta, None, "per-layer", exclude=("a", "b"), n_layers=50)[0] == "scale"
+    with pytest.raises(ValueError, match="unknown calibration"):
+        calibrate(meta, None, "fancy")

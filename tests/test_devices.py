@@ -22,6 +22,8 @@ from mobileprune.devices.blockprobe import CANDIDATES, SWEEP, choose_block, prob
 from mobileprune.devices.microbench import plan
 from mobileprune.devices.profile import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter
 from mobileprune.devices.programs import to_pte, to_tflite
+from mobileprune.devices.reference import speed_reference
+from mobileprune.devices.runner import SpeedReference, measure_artifact
 from mobileprune.graph.layers import layers
 
 TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
@@ -47,6 +49,36 @@ def test_host_runner_runs_both_runtimes_with_parity(conv_programs):
         assert np.abs(m.outputs[0] - want).max() <= 1e-4 * np.abs(want).max()
     names = [e.name for e in got[0].events]
     assert any(n.startswith("Convolution") for n in names), names
+
+
+def test_timing_in_turns_with_a_reference_gives_work_ratios(conv_programs, tmp_path):
+    """A program against itself is ~1x the reference, one doing the same conv twice ~2x, whatever
+    the machine's speed does meanwhile; and the normalized latency is ratio x reference ms."""
+    model, x, pte, _ = conv_programs
+    once = nn.Sequential(*[nn.Conv2d(16, 16, 3, padding=1) for _ in range(2)]).eval()
+    twice = nn.Sequential(*[nn.Conv2d(16, 16, 3, padding=1) for _ in range(4)]).eval()
+    ref = to_pte(once, (torch.randn(1, 16, 64, 64),), tmp_path / "ref.pte")
+    double = to_pte(twice, (torch.randn(1, 16, 64, 64),), tmp_path / "double.pte")
+    same, more = HostRunner().run_many([ref, double], repeats=60, reference=str(ref))
+    assert len(same.ratios) == 20 and len(same.reference_samples_ms) == len(same.samples_ms) == 60
+    assert 0.85 < same.reference_ratio < 1.15
+    assert 1.5 < more.reference_ratio < 2.5
+    result = measure_artifact(HostRunner(), double, processes=2, repeats=30, reference=SpeedReference(str(ref), 2.0))
+    assert result["normalized"] and result["ms"] == pytest.approx(result["ratio"] * 2.0, rel=1e-3)
+    assert result["raw_ms"] > 0 and result["reference_ms"] == 2.0
+    with pytest.raises(RunnerError, match="no such reference"):
+        HostRunner().run(str(pte), repeats=3, reference=str(tmp_path / "missing.pte"))
+
+
+def test_a_profile_names_its_speed_reference(tmp_path):
+    meta = _meta()
+    profile = DeviceProfile(meta, pd.DataFrame([_row()]))
+    profile.save(tmp_path / "p.csv")
+    assert speed_reference(DeviceProfile.load(tmp_path / "p.csv").meta, tmp_path) is None  # wall-clock profile
+    meta.reference = {"model": "torchvision:resnet50", "ms": 40.0}
+    DeviceProfile(meta, pd.DataFrame([_row()])).save(tmp_path / "q.csv")
+    with pytest.raises(ProfileError, match="measured against 'torchvision:resnet50'"):
+        speed_reference(DeviceProfile.load(tmp_path / "q.csv").meta, tmp_path)
 
 
 def test_host_runner_reports_a_missing_artifact(tmp_path):
@@ -140,11 +172,10 @@ def test_writer_refuses_mixing_runtimes(tmp_path):
         ProfileWriter(path, _meta(threads=2))
 
 
-def _profile_cmd(out, cache):
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+def _profile_cmd(out):
     cmd = [sys.executable, "-m", "mobileprune.cli", "profile", "--device", "host", "--runtime", "executorch",
            "--model", TINY, "--out", str(out), "--repeats", "3", "--block", "8"]
-    return cmd, env
+    return cmd, dict(os.environ)  # built programs: the session's cache (conftest.py)
 
 
 def _data_rows(csv: Path) -> int:
@@ -152,8 +183,8 @@ def _data_rows(csv: Path) -> int:
 
 
 def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path):
-    out, cache = tmp_path / "tiny.csv", tmp_path / "cache"
-    cmd, env = _profile_cmd(out, cache)
+    out = tmp_path / "tiny.csv"
+    cmd, env = _profile_cmd(out)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 600
@@ -185,3 +216,38 @@ def test_block_choice_from_a_measured_staircase():
 def test_block_probe_runs_on_the_host(tmp_path):
     block, times = probe_block(HostRunner(), "executorch", tmp_path, processes=1, repeats=3)
     assert block in CANDIDATES and sorted(times) == list(SWEEP) and all(ms > 0 for ms in times.values())
+
+
+def test_litert_rows_run_channels_last_and_are_timed_against_the_reference(tmp_path):
+    """A LiteRT micro-program takes and gives NHWC tensors (no edge transposes, as inside a
+    converted model); its row is the program's speed-normalized time less one call's overhead."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobileprune.devices.microbench import row_from
+    from mobileprune.devices.profiler import build, call_overhead_program, measure_rows
+
+    attrs = dict(k=3, stride=1, padding=1, dilation=1, h=16, w=16, act="relu", group_width=0)
+    rows = [row_from("conv", attrs, 16, c) for c in (16, 128)]
+    path = build(rows[0], "tflite", tmp_path)
+    interp = Interpreter(model_path=str(path))
+    assert list(interp.get_input_details()[0]["shape"]) == [1, 16, 16, 16]
+    assert list(interp.get_output_details()[0]["shape"]) == [1, 16, 16, 16]
+    ops = {d["op_name"] for d in interp._get_ops_details()}
+    assert "TRANSPOSE" not in ops, ops
+    ref = SpeedReference(str(build(row_from("conv", attrs, 16, 64), "tflite", tmp_path)), 1.5)
+    overhead = measure_artifact(HostRunner(), call_overhead_program("tflite", tmp_path), processes=1,
+                                repeats=20, reference=ref)["ms"]
+    assert 0 < overhead < 0.1
+    with ProfileWriter(tmp_path / "p.csv", _meta(runtime="tflite", runtime_version=_tfl_version())) as writer:
+        assert measure_rows(rows, HostRunner(), writer, "tflite", tmp_path, repeats=30, show_progress=False,
+                            reference=ref, call_overhead_ms=overhead) == 2
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert np.allclose(table["ms"], (table["total_ms"] - overhead).clip(lower=0), atol=1e-4)
+    assert np.allclose(table["boundary_ms"], overhead)
+    assert 0 < table["total_ms"][0] < table["total_ms"][1]  # 16 outputs cost less than 128
+
+
+def _tfl_version():
+    from mobileprune.devices.profile import runtime_version
+
+    return runtime_version("tflite")

@@ -124,21 +124,40 @@ def _lerp(x: torch.Tensor, x0: float, x1: float, y0, y1) -> torch.Tensor:
     return y0 + (x - x0) * ((y1 - y0) / (x1 - x0))
 
 
-def calibrate(meta, model_key: str | None, mode: str = "scale", exclude: tuple = ()) -> tuple[str, float, float]:
-    """(mode, scale, overhead ms) turning a sum of table prices into a model's latency.
+CALIBRATIONS = ("scale", "per-layer", "offset")
+
+
+def calibrate(meta, model_key: str | None, mode: str = "scale", exclude: tuple = (),
+              n_layers: int | None = None) -> tuple[str, float, float]:
+    """(mode, scale, overhead ms) turning a sum of table prices into a model's latency:
+    ``sum * scale + overhead``.
 
     "scale" (default): the model's whole-model latency / the sum of its layers' prices at full
-    width, measured when the profile was made. Drift of the machine's speed between profiling and
-    calibration and the context a layer runs in (caches warm in a micro-benchmark, not inside a
-    model) scale every layer alike, so a pruned model keeps its original's ratio. "offset": the
-    difference instead, a fixed per-call cost; the fallback for profiles without whole-model
-    latencies. A model the profile never measured gets the median over the models it did;
-    ``exclude`` leaves models out of that median (leave-one-out checks).
+    width, measured when the profile was made. The context a layer runs in (caches warm in a
+    micro-benchmark, not inside a model) scales every layer alike, so a pruned model keeps its
+    original's ratio. "per-layer": ``a * sum + b * n_layers``, with (a, b) fit by least squares
+    over the profile's calibrated models: a fixed cost per executed layer (dispatch, a cold
+    weight fetch; 6-10 us here) that a micro-benchmark repeated alone does not show, and that
+    pruning widths does not remove; a calibrated model's own residual then scales both terms.
+    "offset": the difference as a fixed per-call cost; the fallback for profiles without
+    whole-model latencies. A model the profile never measured gets the median scale (or the fit
+    alone); ``exclude`` leaves models out (leave-one-out checks).
     """
-    if mode not in ("scale", "offset"):
-        raise ValueError(f"unknown calibration {mode!r}: 'scale' or 'offset'")
+    if mode not in CALIBRATIONS:
+        raise ValueError(f"unknown calibration {mode!r}: one of {', '.join(CALIBRATIONS)}")
     overheads = {k: v for k, v in meta.overheads_ms.items() if k not in exclude}
     measured = {k: v for k, v in meta.measured_ms.items() if k in overheads and v > overheads[k]}
+    if mode == "per-layer":
+        counts = {k: meta.layer_counts[k] for k in measured if k in meta.layer_counts}
+        if len(counts) >= 3 and n_layers is not None:
+            keys = sorted(counts)
+            x = np.array([[measured[k] - overheads[k], counts[k]] for k in keys])
+            (a, b), *_ = np.linalg.lstsq(x, np.array([measured[k] for k in keys]), rcond=None)
+            if a > 0 and b >= 0:
+                own = measured.get(model_key)
+                residual = own / (a * (own - overheads[model_key]) + b * n_layers) if own else 1.0
+                return mode, float(a * residual), float(b * n_layers * residual)
+        mode = "scale"  # too few calibrated models (or a fit without meaning): the scale alone
     if mode == "scale" and measured:
         scales = {k: v / (v - overheads[k]) for k, v in measured.items()}
         return mode, float(scales.get(model_key, np.median(list(scales.values())))), 0.0
@@ -155,7 +174,8 @@ class LatencyCost(LayerCost):
         super().__init__(analysis, layer_list)
         self.profile = profile
         self.measure = measure  # rows -> None: measures them and appends them to the profile
-        self.calibration, self.scale, self.overhead_ms = calibrate(profile.meta, model_key, calibration, exclude)
+        self.calibration, self.scale, self.overhead_ms = calibrate(profile.meta, model_key, calibration, exclude,
+                                                                   n_layers=len(self.layers))
         self._build()
 
     def _build(self) -> None:

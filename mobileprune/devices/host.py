@@ -54,13 +54,16 @@ class HostRunner:
 
     def run_many(self, artifacts: Iterable[str], *, threads: int = 1, warmup: int = 5,
                  repeats: int = 50, op_events: bool = False, inputs: list | None = None,
-                 keep_outputs: bool = False) -> Iterator[Measurement]:
+                 keep_outputs: bool = False, reference: str | None = None) -> Iterator[Measurement]:
         artifacts = [str(Path(a).resolve()) for a in artifacts]
+        if reference is not None and not Path(reference).is_file():
+            raise RunnerError(f"no such reference program: {reference}")
         with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
             input_files = _save_inputs(tmp, inputs, "in") if inputs is not None else None
             request = {"artifacts": artifacts, "threads": threads, "warmup": warmup, "repeats": repeats,
                        "op_events": op_events, "inputs": input_files,
-                       "outputs_dir": tmp if keep_outputs else None}
+                       "outputs_dir": tmp if keep_outputs else None,
+                       "reference": str(Path(reference).resolve()) if reference else None}
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
             proc = subprocess.Popen([sys.executable, "-m", "mobileprune.devices.host_worker"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -95,7 +98,8 @@ class HostRunner:
             artifact=path, runtime="tflite" if path.endswith(".tflite") else "executorch",
             threads=threads, samples_ms=reply["samples_ms"],
             events=[OpEvent(e["name"], e["samples_ms"]) for e in reply.get("events", [])],
-            outputs=outputs)
+            outputs=outputs, reference_samples_ms=reply.get("reference_samples_ms", []),
+            ratios=reply.get("ratios", []))
 
 
 def _save_inputs(directory, arrays, prefix: str) -> list[str]:

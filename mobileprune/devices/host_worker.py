@@ -4,7 +4,8 @@ Why a subprocess: the caller has its own torch threads, allocator state and impo
 timing in a fresh process with a thread pool set before the method loads is what FACTS-level
 measurements on these VMs showed to be repeatable (1 thread: 2-3 % spread across processes).
 Reads a JSON request on stdin: {"artifacts": [...], "threads", "warmup", "repeats",
-"op_events", "inputs": [npy paths] | null, "outputs_dir": path | null}, or, to compute outputs
+"op_events", "inputs": [npy paths] | null, "outputs_dir": path | null, "reference": path | null},
+or, to compute outputs
 without timing, {"artifacts", "threads", "input_sets": [[npy paths], ...], "outputs_dir",
 "interpreter": "litert" | "tensorflow"} (tensorflow: tf.lite.Interpreter, a second opinion on
 .tflite files).
@@ -39,22 +40,66 @@ def _time(fn, warmup: int, repeats: int) -> list:
     return samples
 
 
-def run_pte(path: str, req: dict) -> dict:
+PAIR_BLOCK = 4  # calls per turn when a target is timed in turns with a reference
+
+
+def _time_paired(target, reference, warmup: int, repeats: int) -> dict:
+    """Time ``target`` in turns with ``reference``: PAIR_BLOCK calls of one, then of the other.
+
+    Why: on shared VMs the CPU's speed changes by up to 1.5x within seconds (other tenants), and
+    no clock or canary loop tracks it, but a second whole model run in turns in the same process
+    slows by the same factor: target/reference ratios per turn stayed within +-2 % while the
+    absolute times moved by 15-30 %. The first call of each turn is dropped: ExecuTorch's XNNPACK
+    delegates share one workspace, and the first call after another program ran re-plans it
+    (0.3-0.5 ms, which is 15 % of a small model).
+    """
+    for _ in range(warmup):
+        reference()
+        target()
+    kept = PAIR_BLOCK - 1
+    samples, ref_samples, ratios = [], [], []
+    for _ in range(-(-repeats // kept)):
+        ref_turn = _time(reference, 1, kept)
+        turn = _time(target, 1, kept)
+        samples += turn
+        ref_samples += ref_turn
+        ratios.append(float(np.median(turn) / np.median(ref_turn)))
+    return {"samples_ms": samples, "reference_samples_ms": ref_samples, "ratios": ratios}
+
+
+_REFERENCES: dict = {}  # reference path -> its loaded callable, one per worker process
+
+
+def _timings(target, req: dict, load_reference) -> dict:
+    ref = req.get("reference")
+    if ref:
+        if ref not in _REFERENCES:
+            _REFERENCES[ref] = load_reference(ref)
+        return _time_paired(target, _REFERENCES[ref], req["warmup"], req["repeats"])
+    return {"samples_ms": _time(target, req["warmup"], req["repeats"])}
+
+
+def _pte_callable(runtime, path: str, given_inputs=None):
     import torch
+
+    method = runtime.load_program(path).load_method("forward")
+    meta = method.metadata
+    shapes = [(tuple(meta.input_tensor_meta(i).sizes()), np.float32) for i in range(meta.num_inputs())]
+    inputs = [torch.from_numpy(a) for a in _inputs_for(shapes, given_inputs)]
+    return (lambda: method.execute(inputs)), inputs
+
+
+def run_pte(path: str, req: dict) -> dict:
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
     from executorch.runtime import Runtime
 
     _unsafe_reset_threadpool(req["threads"])  # before load_method: a loaded method keeps its pool
     runtime = Runtime.get()
-    program = runtime.load_program(path)
-    method = program.load_method("forward")
-    meta = method.metadata
-    shapes = [(tuple(meta.input_tensor_meta(i).sizes()), np.float32) for i in range(meta.num_inputs())]
-    inputs = [torch.from_numpy(a) for a in _inputs_for(shapes, req.get("inputs"))]
-    samples = _time(lambda: method.execute(inputs), req["warmup"], req["repeats"])
-    outputs = [o.numpy() for o in method.execute(inputs)]
-    events = _etdump_events(runtime, path, inputs, req) if req.get("op_events") else []
-    return {"samples_ms": samples, "events": events, "outputs": outputs}
+    forward, inputs = _pte_callable(runtime, path, req.get("inputs"))
+    result = _timings(forward, req, lambda ref: _pte_callable(runtime, ref)[0])
+    result["outputs"] = [o.numpy() for o in forward()]
+    result["events"] = _etdump_events(runtime, path, inputs, req) if req.get("op_events") else []
+    return result
 
 
 def _etdump_events(runtime, path: str, inputs, req: dict) -> list:
@@ -84,19 +129,24 @@ def _etdump_events(runtime, path: str, inputs, req: dict) -> list:
     return out
 
 
-def run_tflite(path: str, req: dict) -> dict:
+def _tflite_interpreter(path: str, threads: int, given_inputs=None):
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=path, num_threads=req["threads"])
+    interp = Interpreter(model_path=path, num_threads=threads)
     interp.allocate_tensors()
     details = interp.get_input_details()
-    shapes = [(tuple(d["shape"]), d["dtype"]) for d in details]
-    arrays = _inputs_for(shapes, req.get("inputs"))
+    arrays = _inputs_for([(tuple(d["shape"]), d["dtype"]) for d in details], given_inputs)
     for d, a in zip(details, arrays):
         interp.set_tensor(d["index"], a)
-    samples = _time(interp.invoke, req["warmup"], req["repeats"])
-    outputs = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
-    return {"samples_ms": samples, "events": [], "outputs": outputs}
+    return interp
+
+
+def run_tflite(path: str, req: dict) -> dict:
+    interp = _tflite_interpreter(path, req["threads"], req.get("inputs"))
+    result = _timings(interp.invoke, req, lambda ref: _tflite_interpreter(ref, req["threads"]).invoke)
+    result["outputs"] = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+    result["events"] = []
+    return result
 
 
 def outputs_pte(path: str, req: dict) -> list:

@@ -39,7 +39,10 @@ class ProfileMeta:
     schema: int = SCHEMA_VERSION
     overheads_ms: dict = field(default_factory=dict)  # model spec -> calibrated per-call overhead
     measured_ms: dict = field(default_factory=dict)  # model spec -> whole-model latency at calibration
+    layer_counts: dict = field(default_factory=dict)  # model spec -> priced layers (per-layer calibration)
     block_probe: dict = field(default_factory=dict)  # output width -> ms of the probe conv (blockprobe.py)
+    reference: dict = field(default_factory=dict)  # {"model", "ms"}: the speed reference (devices/reference.py)
+    call_overhead_ms: float = 0.0  # one call of a micro-program besides its op (rows without per-op times)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProfileMeta":
@@ -138,7 +141,10 @@ class ProfileWriter:
                                        f"this run has {getattr(meta, k)!r}: use another --out")
             meta.overheads_ms = {**old.overheads_ms, **meta.overheads_ms}
             meta.measured_ms = {**old.measured_ms, **meta.measured_ms}
+            meta.layer_counts = {**old.layer_counts, **meta.layer_counts}
             meta.block_probe = meta.block_probe or old.block_probe
+            meta.reference = meta.reference or old.reference
+            meta.call_overhead_ms = meta.call_overhead_ms or old.call_overhead_ms
         self.meta_path.write_text(json.dumps(asdict(meta), indent=1, sort_keys=True))
         self._repair()
         self.keys = set(read_table(self.csv)["key"]) if self.csv.stat().st_size else set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def write_atomic(data: bytes, path) -> Path:
     under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")  # two processes may build one program
     tmp.write_bytes(data)
     tmp.replace(path)
     return path
@@ -48,17 +49,26 @@ def to_pte(module: nn.Module, example_inputs: tuple, path) -> Path:
     return write_atomic(buffer, path)
 
 
-def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False) -> bytes:
+def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False,
+                 nhwc_outputs: bool = False) -> bytes:
     """The .tflite flatbuffer; ``nhwc``: 4-D inputs are taken channels-last (the layout Android
-    camera and bitmap pipelines produce), the model itself is unchanged."""
+    camera and bitmap pipelines produce), the model itself is unchanged; ``nhwc_outputs``: 4-D
+    outputs are given channels-last too (micro-benchmarks: no layout transpose at either edge,
+    as inside a converted model, whose layers run NHWC throughout)."""
     import tempfile
 
     import litert_torch
 
     module = module.eval()
-    if nhwc:
-        four_d = [i for i, x in enumerate(example_inputs) if x.dim() == 4]
-        module = litert_torch.to_channel_last_io(module, args=four_d)
+    if nhwc or nhwc_outputs:
+        four_d = [i for i, x in enumerate(example_inputs) if x.dim() == 4] if nhwc else []
+        out_4d = []
+        if nhwc_outputs:
+            with torch.no_grad():
+                outs = module(*example_inputs)
+            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+            out_4d = [i for i, o in enumerate(outs) if o.dim() == 4]
+        module = litert_torch.to_channel_last_io(module, args=four_d, outputs=out_4d).eval()
         example_inputs = tuple(x.permute(0, 2, 3, 1).contiguous() if i in four_d else x
                                for i, x in enumerate(example_inputs))
     with tempfile.TemporaryDirectory(prefix="mobileprune-tflite-") as tmp, warnings.catch_warnings():
@@ -70,5 +80,6 @@ def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False) -
         return out.read_bytes()
 
 
-def to_tflite(module: nn.Module, example_inputs: tuple, path, nhwc: bool = False) -> Path:
-    return write_atomic(tflite_bytes(module, example_inputs, nhwc), path)
+def to_tflite(module: nn.Module, example_inputs: tuple, path, nhwc: bool = False,
+              nhwc_outputs: bool = False) -> Path:
+    return write_atomic(tflite_bytes(module, example_inputs, nhwc, nhwc_outputs), path)

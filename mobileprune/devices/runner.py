@@ -35,6 +35,13 @@ class Measurement:
     samples_ms: list  # wall time of one forward call, unprofiled
     events: list = field(default_factory=list)  # OpEvent, in execution order (ETDump, .pte only)
     outputs: list | None = None  # numpy arrays of the last run, when asked for
+    reference_samples_ms: list = field(default_factory=list)  # the reference's calls, when timed in turns
+    ratios: list = field(default_factory=list)  # per turn: target median / reference median
+
+    @property
+    def reference_ratio(self) -> float | None:
+        """The target's latency in units of the reference's, when it was timed in turns with one."""
+        return statistics.median(self.ratios) if self.ratios else None
 
     @property
     def median_ms(self) -> float:
@@ -49,7 +56,8 @@ class Measurement:
     def to_dict(self) -> dict:
         return {"artifact": self.artifact, "runtime": self.runtime, "threads": self.threads,
                 "median_ms": self.median_ms, "spread": self.spread, "samples_ms": self.samples_ms,
-                "events": [{"name": e.name, "median_ms": e.median_ms} for e in self.events]}
+                "events": [{"name": e.name, "median_ms": e.median_ms} for e in self.events],
+                "reference_ratio": self.reference_ratio}
 
 
 class Runner(Protocol):
@@ -57,8 +65,11 @@ class Runner(Protocol):
 
     def run_many(self, artifacts: Iterable[str], *, threads: int = 1, warmup: int = 5,
                  repeats: int = 50, op_events: bool = False,
-                 inputs: list | None = None, keep_outputs: bool = False) -> Iterator[Measurement]:
-        """Measure each artifact in turn, yielding as soon as one is done."""
+                 inputs: list | None = None, keep_outputs: bool = False,
+                 reference: str | None = None) -> Iterator[Measurement]:
+        """Measure each artifact in turn, yielding as soon as one is done. With ``reference`` (an
+        artifact of the same format), each is timed in turns with it in one process and the
+        Measurement carries the per-turn ratios (see ``speed_normalized``)."""
         ...
 
     def run(self, artifact: str, **kwargs) -> Measurement:
@@ -72,16 +83,39 @@ class Runner(Protocol):
         ...
 
 
-def measure_artifact(runner: Runner, path, threads: int = 1, processes: int = 5, repeats: int = 50) -> dict:
+def measure_artifact(runner: Runner, path, threads: int = 1, processes: int = 5, repeats: int = 50,
+                     reference: "SpeedReference | None" = None) -> dict:
     """An artifact's latency as profiles are calibrated and checked with.
 
-    ``ms`` is the lowest per-process median over ``processes`` fresh processes. Why the lowest:
-    on shared VMs other tenants only ever add time, in episodes that hold a whole process (seen
-    here: one mobilenet_v2 program at 5.9 to 9.7 ms per process within a minute, min and median
-    alike); a median over 3 processes still lands in one often, the lowest of 5 rarely does.
-    ``median`` and ``max`` of the process medians show the spread.
+    Without ``reference``, ``ms`` is the lowest per-process median over ``processes`` fresh
+    processes. Why the lowest: on shared VMs other tenants only ever add time, in episodes that
+    hold a whole process (seen here: one mobilenet_v2 program at 5.9 to 9.7 ms per process within
+    a minute, min and median alike); ``median`` and ``max`` of the process medians show the spread.
+
+    With a ``reference`` (see ``SpeedReference``), ``ms`` is speed-normalized: the median over
+    processes of (artifact / reference, timed in turns) times the reference's latency stored in
+    the profile, i.e. the artifact's latency at the speed the device had when the profile was
+    made. ``raw_ms`` keeps the lowest process median of the wall-clock times, ``ratio`` the ratio.
     """
-    medians = [runner.run(str(path), threads=threads, repeats=repeats).median_ms for _ in range(processes)]
-    return {"ms": round(min(medians), 4), "median": round(statistics.median(medians), 4),
-            "max": round(max(medians), 4), "processes": processes, "repeats": repeats, "threads": threads,
-            "device": runner.device}
+    runs = [runner.run(str(path), threads=threads, repeats=repeats,
+                       reference=str(reference.path) if reference else None) for _ in range(processes)]
+    medians = [m.median_ms for m in runs]
+    result = {"ms": round(min(medians), 4), "median": round(statistics.median(medians), 4),
+              "max": round(max(medians), 4), "processes": processes, "repeats": repeats, "threads": threads,
+              "device": runner.device}
+    if reference is not None:
+        ratios = [m.reference_ratio for m in runs]
+        ratio = statistics.median(ratios)
+        result.update(raw_ms=result["ms"], ratio=round(ratio, 5), ratio_spread=round(max(ratios) / min(ratios), 4),
+                      ms=round(ratio * reference.ms, 4), reference_ms=reference.ms, normalized=True)
+    return result
+
+
+@dataclass
+class SpeedReference:
+    """A fixed program the device runs in turns with every measured artifact, and its latency
+    when the profile was made: measured latencies become ``ratio * ms``, comparable across hours
+    on a machine whose speed drifts (see host_worker._time_paired for the evidence)."""
+
+    path: str
+    ms: float
