@@ -34,7 +34,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def program_cache(tmp_path_factory):
     """One cache of built programs for the run (micro-programs, the speed reference), shared by
     the xdist workers and the CLI subprocesses the tests start, and kept out of the user's cache."""
-    cache = tmp_path_factory.getbasetemp().parent / "program-cache"
+    base = tmp_path_factory.getbasetemp()  # pytest-N, or pytest-N/popen-gwK under xdist
+    cache = (base.parent if base.name.startswith("popen-gw") else base) / "program-cache"
     cache.mkdir(exist_ok=True)
     old = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(cache)

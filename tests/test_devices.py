@@ -219,7 +219,7 @@ def test_block_probe_runs_on_the_host(tmp_path):
 
 
 def test_litert_rows_run_channels_last_and_are_timed_against_the_reference(tmp_path):
-    """A LiteRT micro-program takes and gives NHWC tensors (no edge transposes, as inside a
+    """A LiteRT micro-program has no transpose (a conv takes and gives NHWC tensors, as inside a
     converted model); its row is the program's speed-normalized time less one call's overhead."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -234,6 +234,9 @@ def test_litert_rows_run_channels_last_and_are_timed_against_the_reference(tmp_p
     assert list(interp.get_output_details()[0]["shape"]) == [1, 16, 16, 16]
     ops = {d["op_name"] for d in interp._get_ops_details()}
     assert "TRANSPOSE" not in ops, ops
+    # An elementwise op keeps plain I/O (channels-last I/O would wrap it in two transposes).
+    act = Interpreter(model_path=str(build(row_from("hardswish", dict(h=16, w=16), 16, 16), "tflite", tmp_path)))
+    assert [d["op_name"] for d in act._get_ops_details()] == ["HARD_SWISH"]
     ref = SpeedReference(str(build(row_from("conv", attrs, 16, 64), "tflite", tmp_path)), 1.5)
     overhead = measure_artifact(HostRunner(), call_overhead_program("tflite", tmp_path), processes=1,
                                 repeats=20, reference=ref)["ms"]

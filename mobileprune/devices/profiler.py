@@ -26,11 +26,20 @@ def new_meta(device: str, runtime: str, threads: int, block: int) -> ProfileMeta
                        date=datetime.date.today().isoformat(), mobileprune_version=__version__)
 
 
+# Ops litert-torch lowers to channels-last kernels (with NCHW<->NHWC transposes around them
+# unless the program's I/O is channels-last); elementwise ops, concatenation and means run in
+# whatever layout they are given, and to_channel_last_io would wrap them in two transposes.
+LITERT_CHANNELS_LAST = {"conv", "dwconv", "gconv", "maxpool", "avgpool"}
+
+
 def build(row: dict, runtime: str, build_dir: Path) -> Path:
-    """The row's micro-program. A .tflite takes and gives 4-D tensors channels-last: inside a
-    converted model LiteRT runs every layer NHWC, and LiteRT gives no per-op times that would let
-    edge transposes be subtracted afterwards (ExecuTorch's ETDump does: see op_and_boundary_ms)."""
-    suffix = ".pte" if runtime == "executorch" else "-nhwc.tflite"
+    """The row's micro-program. LiteRT gives no per-op times that would let edge transposes be
+    subtracted afterwards (ExecuTorch's ETDump does: see op_and_boundary_ms), so a .tflite is
+    built with no transpose in it: channels-last I/O for ops LiteRT runs NHWC (as inside a
+    converted model, where the layout pass cancels the transposes between layers), plain I/O
+    for layout-free ops."""
+    channels_last = runtime != "executorch" and row["op"] in LITERT_CHANNELS_LAST
+    suffix = ".pte" if runtime == "executorch" else ("-nhwc.tflite" if channels_last else ".tflite")
     name = hashlib.sha1(row["key"].encode()).hexdigest()[:16] + suffix
     path = build_dir / name
     if not path.is_file():
@@ -38,7 +47,7 @@ def build(row: dict, runtime: str, build_dir: Path) -> Path:
         if runtime == "executorch":
             to_pte(mod, inputs, path)
         else:
-            to_tflite(mod, inputs, path, nhwc=True, nhwc_outputs=True)
+            to_tflite(mod, inputs, path, nhwc=channels_last, nhwc_outputs=channels_last)
     return path
 
 
