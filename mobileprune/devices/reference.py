@@ -1,7 +1,8 @@
 """The speed reference: one fixed whole model a device runs in turns with what it measures.
 
-Whole-model latencies (calibration, checks, `predict --measure`) are taken as a ratio to this
-program and turned back into milliseconds with the reference's latency stored in the profile,
+Whole-model latencies (calibration, checks, `predict --measure`) and profile rows are taken as
+a ratio to this program and turned back into milliseconds with the reference's latency stored
+in the profile,
 so a profile made at 02:00 and a check at 04:00 compare like with like on a machine whose speed
 drifts (host_worker._time_paired has the evidence). The program is MobileNetV2 at 224x224 with
 weights from a fixed seed: the weights' values do not change its speed, and building it needs

@@ -69,7 +69,7 @@ class Runner(Protocol):
                  reference: str | None = None) -> Iterator[Measurement]:
         """Measure each artifact in turn, yielding as soon as one is done. With ``reference`` (an
         artifact of the same format), each is timed in turns with it in one process and the
-        Measurement carries the per-turn ratios (see ``speed_normalized``)."""
+        Measurement carries the per-turn ratios (see ``SpeedReference``)."""
         ...
 
     def run(self, artifact: str, **kwargs) -> Measurement:
