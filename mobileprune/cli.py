@@ -32,6 +32,8 @@ def _user_errors():
 
 
 def main(argv=None) -> int:
+    from .cost.latency import CALIBRATIONS
+
     parser = argparse.ArgumentParser(prog="mobileprune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("analyze", help="find the channel groups of a model")
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--profile", required=True)
     p.add_argument("--device", help="measure configurations missing from the profile on this device")
     p.add_argument("--measure", action="store_true", help="also measure the whole model on --device")
-    p.add_argument("--calibration", default="scale", choices=["scale", "per-layer", "offset"],
+    p.add_argument("--calibration", default="scale", choices=CALIBRATIONS,
                    help="how table sums become whole-model latency (docs/latency.md)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
