@@ -26,11 +26,13 @@ import torch
 
 import mobileprune as mp
 from mobileprune.cost import FlopsCost, LatencyCost, fractions_from_plan
-from mobileprune.cost.latency import CALIBRATIONS
-from mobileprune.cost.calibrate import DEFAULT_MODELS, cache_dir, measure_model
-from mobileprune.devices import HostRunner
+from mobileprune.cost.calibrate import CALIBRATIONS
+from mobileprune.devices import HostRunner, runtimes
+from mobileprune.devices.identity import compare
 from mobileprune.devices.profile import DeviceProfile
+from mobileprune.devices.profiler import cache_dir, measure_model
 from mobileprune.devices.reference import speed_reference
+from mobileprune.profiling import DEFAULT_MODELS
 from mobileprune.spec import build, default_input_shape
 
 PRUNED_FROM = ["torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large", "torchvision:resnet18"]
@@ -50,6 +52,10 @@ def main() -> None:
     torch.set_num_threads(1)
     profile = DeviceProfile.load(args.profile)
     runner = HostRunner()
+    match = compare(profile.meta.device_identity, runner.identity())
+    if not match.matches:  # errors against another device's latencies mean nothing
+        raise SystemExit(f"latency_truth: {match.warning()} Run it with a profile of this machine "
+                         f"(mobileprune profile --device host ...).")
     overheads = profile.meta.overheads_ms
     args.models = args.models or list(overheads) or DEFAULT_MODELS
     cases = []  # (label, spec, model, analysis, plan)
@@ -61,7 +67,8 @@ def main() -> None:
             for seed, ratio in enumerate(RATIOS):
                 plan = mp.PrunePlan.random(analysis, ratio, args.block or profile.meta.block, seed)
                 cases.append((f"{spec.split(':')[-1]} -{int(ratio * 100)}%", spec, model, analysis, plan))
-    reference = speed_reference(profile.meta, cache_dir(profile.meta.runtime))
+    runtime = runtimes.get(profile.meta.runtime)
+    reference = speed_reference(profile.meta, cache_dir(runtime))
     rows = []
     for label, spec, model, analysis, plan in cases:
         pruned = bool(plan.keep)
@@ -73,7 +80,7 @@ def main() -> None:
             for mode in CALIBRATIONS}
         flops = float(FlopsCost(analysis)(fractions)) * np.prod(default_input_shape(spec)[-2:]) * 1e3
         net = mp.slim(model, analysis, plan, verify=False) if pruned else model
-        m = measure_model(net, analysis.example_inputs, runner, profile.meta.runtime, profile.meta.threads,
+        m = measure_model(net, analysis.example_inputs, runner, runtime, profile.meta.threads,
                           processes=args.processes, reference=reference)
         measured, wall = m["ms"], m.get("raw_ms", m["ms"])
         rows.append(dict(label=label, pruned=pruned, predicted=predicted, unseen=unseen, measured=measured,

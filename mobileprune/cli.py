@@ -15,24 +15,10 @@ from rich.table import Table
 
 
 
-def _user_errors():
-    from .graph import CaptureError
-    from .plan import PlanError
-    from .slim import SlimError
-    from .spec import SpecError
-    from .cost import MissingConfigs
-    from .devices import RunnerError
-    from .devices.profile import ProfileError
-    from .storage import StorageError
-
-    from .pretrained import MissingPackage
-
-    return (CaptureError, PlanError, SlimError, SpecError, StorageError, ProfileError, MissingConfigs,
-            RunnerError, MissingPackage)
-
-
 def main(argv=None) -> int:
-    from .cost.latency import CALIBRATIONS
+    from .cost.calibrate import CALIBRATIONS
+    from .devices.runtimes import RUNTIMES
+    from .errors import MobilepruneError
 
     parser = argparse.ArgumentParser(prog="mobileprune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,10 +30,11 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("profile", help="measure a latency table on a device")
     p.add_argument("--device", default="host", help="host (this machine)")
-    p.add_argument("--runtime", default="executorch", choices=["executorch", "tflite"])
+    p.add_argument("--runtime", default="executorch", choices=list(RUNTIMES))
     p.add_argument("--model", action="append", help="model spec to cover (repeatable; default: the "
                    "torchvision mobile and ResNet families)")
-    p.add_argument("--out", required=True, help="device_profiles/NAME.csv (resumes if it exists)")
+    p.add_argument("--out", help="device_profiles/NAME.csv (resumes if it exists; default: named after the "
+                   "device, runtime and threads, e.g. device_profiles/host-amd-epyc-executorch-1t.csv)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--block", default="auto", help="channel block the device prefers (default: measured "
                    "by a probe, or the block of the profile being resumed)")
@@ -91,7 +78,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except _user_errors() as exc:
+    except MobilepruneError as exc:
         print(f"mobileprune {args.command}: {exc}", file=sys.stderr)
         print(f"usage: see `{parser.prog} {args.command} --help`; MODEL is torchvision:NAME or "
               f"path/to/file.py:factory", file=sys.stderr)
@@ -124,8 +111,9 @@ def _runner(device: str | None):
 
 
 def cmd_profile(args) -> int:
-    from .cost.calibrate import DEFAULT_MODELS, profile_models
-
+    from .devices import runtimes
+    from .devices.profile import default_profile_path
+    from .profiling import DEFAULT_MODELS, profile_device
     from .spec import SpecError
 
     runner = _runner(args.device)
@@ -136,54 +124,31 @@ def cmd_profile(args) -> int:
     if args.block != "auto" and not (args.block.isdigit() and int(args.block) > 0):
         raise SpecError(f"bad --block {args.block!r}: a positive channel count or 'auto'")
     block = None if args.block == "auto" else int(args.block)
-    profile = profile_models(args.model or DEFAULT_MODELS, args.out, runner, args.runtime, args.threads,
+    out = args.out or default_profile_path(runner.identity(), args.runtime, args.threads)
+    print(f"profiling {runner.identity().describe()} into {out}")
+    profile = profile_device(args.model or DEFAULT_MODELS, out, runner, runtimes.get(args.runtime), args.threads,
                              block, args.repeats, fractions)
-    print(f"{profile.path}: {len(profile.table)} rows, overheads for {len(profile.meta.overheads_ms)} models")
+    print(f"{profile.path}: {len(profile.table)} rows, calibrated for {len(profile.meta.overheads_ms)} models")
     return 0
 
 
-def _model_and_plan(model_arg: str, input_shape: str | None = None):
-    """(spec, original, analysis, plan, model to run) for a spec or a saved pruned model dir."""
-    import torch
-
-    from .graph import analyze
-    from .plan import PrunePlan
-    from .spec import build, default_input_shape, parse_shape
-    from .storage import is_saved, load
-
-    if is_saved(model_arg):
-        pruned, meta = load(model_arg)
-        spec, shape = meta["spec"], tuple(meta["input_shapes"][0])
-        original = build(spec).eval()
-        analysis = analyze(original, (torch.randn(shape),))
-        return spec, original, analysis, PrunePlan.from_dict(meta["plan"]), pruned
-    spec = model_arg
-    shape = parse_shape(input_shape) if input_shape else default_input_shape(spec)
-    original = build(spec).eval()
-    analysis = analyze(original, (torch.randn(shape),))
-    return spec, original, analysis, PrunePlan.full(analysis), original
-
-
 def cmd_export(args) -> int:
-    from .cost import LatencyCost, fractions_from_plan
     from .devices.profile import DeviceProfile
     from .export import FORMATS, export
+    from .predict import predict, resolve
     from .spec import SpecError
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise SpecError(f"bad --formats {args.formats!r}: a comma-separated subset of {','.join(FORMATS)}")
-    spec, original, analysis, plan, model = _model_and_plan(args.model, args.input_shape)
-    predicted = None
-    if args.profile:
-        profile = DeviceProfile.load(args.profile)
-        predicted = float(LatencyCost(analysis, profile, model_key=spec)(fractions_from_plan(analysis, plan)))
+    ref = resolve(args.model, args.input_shape)
+    prediction = predict(ref, DeviceProfile.load(args.profile)) if args.profile else None
     runner = _runner(args.device) if args.device else None
-    manifest = export(model, analysis.example_inputs, args.out, formats, nhwc=args.nhwc,
+    manifest = export(ref.model, ref.example_inputs, args.out, formats, nhwc=args.nhwc,
                       tolerance=args.tolerance, runner=runner, threads=args.threads,
-                      measure=args.device is not None, plan=plan if plan.keep else None, spec=spec,
-                      profile=args.profile, predicted_ms=predicted, check=False)
+                      measure=args.device is not None, plan=ref.plan if ref.plan.keep else None, spec=ref.spec,
+                      prediction=prediction, check=False)
     table = Table(title=f"{args.model} -> {args.out}")
     for col in ("artifact", "status", "size MB", "rel diff", "delegated", "latency ms"):
         table.add_column(col, justify="left" if col in ("artifact", "status") else "right")
@@ -194,8 +159,11 @@ def cmd_export(args) -> int:
                       f"{100 * dele['delegated_share']:.1f}%" if dele else "-",
                       f"{a['latency_ms']:.3f}" if a["latency_ms"] is not None else "-")
     Console().print(table)
-    if predicted is not None:
-        print(f"predicted latency ({args.profile}): {predicted:.3f} ms")
+    if prediction is not None:
+        print(f"predicted latency ({args.profile}): {prediction['predicted_ms']:.3f} ms on "
+              f"{prediction['profile_device']}")
+        if not prediction["device_match"]:
+            print(f"note: {_mismatch_note(prediction)}")
     if not manifest["passed"]:
         for a in manifest["artifacts"]:
             if a["status"] != "ok":
@@ -226,55 +194,39 @@ def cmd_bench(args) -> int:
 
 
 def cmd_predict(args) -> int:
-
-    from .cost import LatencyCost, fractions_from_plan
-    from .cost.calibrate import cache_dir, measure_model, on_demand
     from .devices.profile import DeviceProfile
-    from .devices.reference import speed_reference
-    from .slim import slim
+    from .predict import predict, resolve
 
     if args.measure and not args.device:
         args.device = "host"
     profile = DeviceProfile.load(args.profile)
-    spec, original, analysis, plan, model = _model_and_plan(args.model)
     runner = _runner(args.device) if args.device else None
-    measure = on_demand(profile, runner, profile.meta.threads) if runner else None
-    cost = LatencyCost(analysis, profile, model_key=spec, measure=measure, calibration=args.calibration)
-    fractions = fractions_from_plan(analysis, plan)
-    predicted = float(cost(fractions))
-    by_kind: dict[str, float] = {}
-    for layer, ms in cost.per_layer(fractions):  # calibrated like the total
-        by_kind[layer.op] = by_kind.get(layer.op, 0.0) + ms * cost.scale
-    if cost.overhead_ms:
-        by_kind["overhead"] = cost.overhead_ms
-    measured = measurement = None
-    if args.measure:
-        # Timed in turns with the profile's speed reference: comparable with the prediction even
-        # when the device's speed has drifted since profiling (devices/reference.py).
-        reference = speed_reference(profile.meta, cache_dir(profile.meta.runtime))
-        measurement = measure_model(slim(original, analysis, plan, verify=False) if plan.keep else original,
-                                    analysis.example_inputs, runner, profile.meta.runtime, profile.meta.threads,
-                                    reference=reference)
-        measured = measurement["ms"]
+    result = predict(resolve(args.model), profile, runner, measure=args.measure, calibration=args.calibration)
     if args.json:
-        calibration = {"mode": cost.calibration, "scale": cost.scale, "overhead_ms": cost.overhead_ms}
-        print(json.dumps({"model": args.model, "predicted_ms": predicted, "measured_ms": measured,
-                          "measurement": measurement, "by_kind_ms": by_kind, "calibration": calibration,
-                          "profile": str(profile.path)}))
+        print(json.dumps({"model": args.model, **result}))
         return 0
-    table = Table(title=f"{args.model} on {profile.meta.device} ({profile.meta.runtime}, {profile.meta.threads} thread)")
+    table = Table(title=f"{args.model} on {result['profile_device']} ({result['runtime']}, "
+                        f"{result['threads']} thread(s))")
     table.add_column("layer kind")
     table.add_column("predicted ms", justify="right")
-    for kind, ms in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+    for kind, ms in sorted(result["by_kind_ms"].items(), key=lambda kv: -kv[1]):
         table.add_row(kind, f"{ms:.3f}")
-    table.add_row("[bold]total[/]", f"[bold]{predicted:.3f}[/]")
+    table.add_row("[bold]total[/]", f"[bold]{result['predicted_ms']:.3f}[/]")
     Console().print(table)
-    if measurement is not None:
-        how = (f"at the profile's speed (x{measurement['ratio']:.4f} the reference's {measurement['reference_ms']:.3f} ms); "
-               f"wall clock now {measurement['raw_ms']:.3f} ms" if measurement.get("normalized")
-               else "wall clock, lowest process median")
-        print(f"measured {measured:.3f} ms ({how}); prediction error {100 * (predicted - measured) / measured:+.1f}%")
+    if not result["device_match"]:
+        print(f"note: {_mismatch_note(result)}")
+    m = result["measurement"]
+    if m is not None:
+        how = (f"at the profile's speed (x{m['ratio']:.4f} the reference's {m['reference_ms']:.3f} ms); "
+               f"wall clock now {m['raw_ms']:.3f} ms" if m.get("normalized") else "wall clock, lowest process median")
+        print(f"measured {m['ms']:.3f} ms ({how}); prediction error {result['error_pct']:+.1f}%")
     return 0
+
+
+def _mismatch_note(result: dict) -> str:
+    return (f"this prediction uses a table of another device: the profile is of {result['profile_device']}; "
+            f"this machine is {result['this_device']} (differs in {'; '.join(result['differences'])}). "
+            f"The latency is the profile's device's, not this machine's.")
 
 
 def print_groups(analysis, title: str = "", console: Console | None = None) -> None:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import MobilepruneError
 from .graph import Analysis
 
 
-class PlanError(ValueError):
+class PlanError(MobilepruneError, ValueError):
     """A plan that does not fit the analysis it is applied to."""
 
 

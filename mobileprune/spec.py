@@ -12,8 +12,10 @@ from pathlib import Path
 
 from torch import nn
 
+from .errors import MobilepruneError
 
-class SpecError(ValueError):
+
+class SpecError(MobilepruneError, ValueError):
     """A model spec that cannot be turned into a model."""
 
 

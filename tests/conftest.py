@@ -44,3 +44,18 @@ def program_cache(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
+
+
+@pytest.fixture(scope="session")
+def tiny_profile(tmp_path_factory, program_cache):
+    """A real profile of tests/models/tiny.py, measured on this machine with few repeats (for
+    mechanics, not figures); block 8 given, so no tile probe."""
+    from mobileprune.devices import HostRunner
+    from mobileprune.profiling import profile_device
+
+    d = tmp_path_factory.mktemp("tiny-profile")
+    return profile_device([TINY], d / "tiny.csv", HostRunner(), block=8, repeats=5, show_progress=False,
+                          log=lambda *_: None)

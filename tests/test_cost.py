@@ -13,7 +13,7 @@ import torch
 
 import mobileprune as mp
 from mobileprune.cost import FlopsCost, LatencyCost, MemoryCost, MissingConfigs, fractions_from_probs
-from mobileprune.cost.calibrate import on_demand, profile_models
+from mobileprune.devices.profiler import on_demand
 from mobileprune.devices import HostRunner
 from mobileprune.devices.profile import DeviceProfile, ProfileMeta
 
@@ -21,13 +21,10 @@ TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A real profile of the tiny model, measured on this machine (few repeats: for mechanics)."""
-    d = tmp_path_factory.mktemp("profile")
-    profile = profile_models([TINY], d / "tiny.csv", HostRunner(), block=8, repeats=5, show_progress=False,
-                             log=lambda *_: None)
+def tiny(tiny_profile):
+    """The tiny model's real profile (conftest.py), the model and its analysis."""
     model = mp.spec.build(TINY).eval()
-    return profile, model, mp.analyze(model, torch.randn(1, 3, 224, 224))
+    return tiny_profile, model, mp.analyze(model, torch.randn(1, 3, 224, 224))
 
 
 def _probs(analysis, value=0.6):
@@ -153,7 +150,7 @@ def test_per_layer_calibration_fits_a_scale_and_a_cost_per_layer():
     for a model the profile never measured, reproduces a calibrated model exactly, and keeps the
     per-layer term when pruning shrinks the table sum; with too few models it falls back to the
     scale."""
-    from mobileprune.cost.latency import calibrate
+    from mobileprune.cost.calibrate import calibrate
 
     sums, counts = {"a": 5.0, "b": 20.0, "c": 2.0, "d": 9.0}, {"a": 60, "b": 40, "c": 110, "d": 80}
     measured = {k: 1.1 * sums[k] + 0.008 * counts[k] for k in sums}

@@ -18,8 +18,9 @@ from torch import nn
 
 import mobileprune as mp
 from mobileprune.devices import HostRunner, RunnerError
-from mobileprune.devices.blockprobe import CANDIDATES, SWEEP, choose_block, probe_block
-from mobileprune.devices.microbench import plan
+from mobileprune.devices import runtimes
+from mobileprune.devices.blockprobe import CANDIDATES, PROBES, SWEEP, choose_block, probe_tiles
+from mobileprune.devices.microbench import grid_rows
 from mobileprune.devices.profile import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter
 from mobileprune.devices.programs import to_pte, to_tflite
 from mobileprune.devices.reference import speed_reference
@@ -93,9 +94,7 @@ def _meta(**kw):
 
 
 def _et_version():
-    from mobileprune.devices.profile import runtime_version
-
-    return runtime_version("executorch")
+    return runtimes.get("executorch").version()
 
 
 def _row(key="conv|k1|s1|p0|d1|8x8|-|g0|-|8x8", ms=0.5):
@@ -194,7 +193,7 @@ def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path):
     proc.wait()
     written = _data_rows(out)
     model = mp.spec.build(TINY).eval()
-    wanted = {r["key"] for r in plan(layers(mp.analyze(model, torch.randn(1, 3, 224, 224))), 8, (0.5,))}
+    wanted = {r["key"] for r in grid_rows(layers(mp.analyze(model, torch.randn(1, 3, 224, 224))), 8, (0.5,))}
     assert 4 <= written < len(wanted), "the kill should land midway"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -213,9 +212,12 @@ def test_block_choice_from_a_measured_staircase():
     assert choose_block({w: 0.1 * -(-w // 16) for w in measured}) == 16
 
 
-def test_block_probe_runs_on_the_host(tmp_path):
-    block, times = probe_block(HostRunner(), "executorch", tmp_path, processes=1, repeats=3)
-    assert block in CANDIDATES and sorted(times) == list(SWEEP) and all(ms > 0 for ms in times.values())
+def test_tile_probe_runs_on_the_host(tmp_path):
+    tiles, sweeps = probe_tiles(HostRunner(), runtimes.get("executorch"), tmp_path, processes=1, repeats=3)
+    assert set(tiles) == set(sweeps) == set(PROBES) == {"conv", "dwconv"}
+    for kind in PROBES:
+        assert tiles[kind] in CANDIDATES and sorted(sweeps[kind]) == list(SWEEP)
+        assert all(ms > 0 for ms in sweeps[kind].values())
 
 
 def test_litert_rows_run_channels_last_and_are_timed_against_the_reference(tmp_path):
@@ -228,21 +230,22 @@ def test_litert_rows_run_channels_last_and_are_timed_against_the_reference(tmp_p
 
     attrs = dict(k=3, stride=1, padding=1, dilation=1, h=16, w=16, act="relu", group_width=0)
     rows = [row_from("conv", attrs, 16, c) for c in (16, 128)]
-    path = build(rows[0], "tflite", tmp_path)
+    tflite = runtimes.get("tflite")
+    path = build(rows[0], tflite, tmp_path)
     interp = Interpreter(model_path=str(path))
     assert list(interp.get_input_details()[0]["shape"]) == [1, 16, 16, 16]
     assert list(interp.get_output_details()[0]["shape"]) == [1, 16, 16, 16]
     ops = {d["op_name"] for d in interp._get_ops_details()}
     assert "TRANSPOSE" not in ops, ops
     # An elementwise op keeps plain I/O (channels-last I/O would wrap it in two transposes).
-    act = Interpreter(model_path=str(build(row_from("hardswish", dict(h=16, w=16), 16, 16), "tflite", tmp_path)))
+    act = Interpreter(model_path=str(build(row_from("hardswish", dict(h=16, w=16), 16, 16), tflite, tmp_path)))
     assert [d["op_name"] for d in act._get_ops_details()] == ["HARD_SWISH"]
-    ref = SpeedReference(str(build(row_from("conv", attrs, 16, 64), "tflite", tmp_path)), 1.5)
-    overhead = measure_artifact(HostRunner(), call_overhead_program("tflite", tmp_path), processes=1,
+    ref = SpeedReference(str(build(row_from("conv", attrs, 16, 64), tflite, tmp_path)), 1.5)
+    overhead = measure_artifact(HostRunner(), call_overhead_program(tflite, tmp_path), processes=1,
                                 repeats=20, reference=ref)["ms"]
     assert 0 < overhead < 0.1
     with ProfileWriter(tmp_path / "p.csv", _meta(runtime="tflite", runtime_version=_tfl_version())) as writer:
-        assert measure_rows(rows, HostRunner(), writer, "tflite", tmp_path, repeats=30, show_progress=False,
+        assert measure_rows(rows, HostRunner(), writer, tflite, tmp_path, repeats=30, show_progress=False,
                             reference=ref, call_overhead_ms=overhead) == 2
     table = pd.read_csv(tmp_path / "p.csv")
     assert np.allclose(table["ms"], (table["total_ms"] - overhead).clip(lower=0), atol=1e-4)
@@ -251,6 +254,4 @@ def test_litert_rows_run_channels_last_and_are_timed_against_the_reference(tmp_p
 
 
 def _tfl_version():
-    from mobileprune.devices.profile import runtime_version
-
-    return runtime_version("tflite")
+    return runtimes.get("tflite").version()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import mobileprune as mp
+from mobileprune.devices.identity import DeviceIdentity, compare, host_identity
 from mobileprune import cli
 from mobileprune.devices import HostRunner
 from mobileprune.export import exporter
@@ -34,15 +35,22 @@ def pruned_tiny(tmp_path_factory):
 
 def test_manifest_describes_every_artifact(tmp_path, pruned_tiny):
     slimmed, plan, _ = pruned_tiny
+    other = DeviceIdentity("host", {"cpu": "Some Other CPU", "arch": "x86_64", "isa": ["avx2"], "cores": 8})
+    prediction = {"predicted_ms": 1.25, "profile": "p.csv", "runtime": "ExecuTorch-XNNPACK",
+                  **compare(other, host_identity()).to_dict(), "profile_identity": other.to_dict()}
     manifest = mp.export(slimmed, (X,), tmp_path, ("pte", "tflite"), plan=plan, spec=TINY, measure=True,
-                         predicted_ms=1.25, profile="p.csv")
+                         prediction=prediction)
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     assert manifest["passed"] and manifest["model"]["pruned"]
     assert manifest["model"]["plan_fingerprint"] == plan.fingerprint and len(manifest["model"]["plan_sha256"]) == 64
     assert manifest["inputs"] == [{"name": "input_0", "shape": [1, 3, 64, 64], "dtype": "float32", "layout": "NCHW"}]
     assert manifest["outputs"][0]["shape"] == [1, 10]
     assert {"mobileprune", "torch", "executorch", "ai-edge-litert", "litert-torch"} <= set(manifest["versions"])
-    assert manifest["predicted_latency_ms"] == {"ms": 1.25, "profile": "p.csv"}
+    predicted = manifest["predicted_latency_ms"]  # for another device than the one measured here: said so
+    assert predicted["ms"] == 1.25 and predicted["profile"] == "p.csv" and predicted["device_match"] is False
+    assert predicted["profile_device"].startswith("host Some Other CPU")
+    assert predicted["this_device"] == host_identity().describe()
+    assert any(d.startswith("cpu: Some Other CPU vs") for d in predicted["differences"])
     assert manifest["parity_inputs"]["images"] == 4  # real ImageNet samples, resized to 64x64
     pte, tfl = manifest["artifacts"]
     assert (pte["format"], tfl["format"]) == ("pte", "tflite")

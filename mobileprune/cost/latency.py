@@ -1,11 +1,12 @@
 """Latency from a DeviceProfile: per-layer interpolation between measured grid points, times the
-profile's per-model calibration (whole-model latency / sum of the layers, see ``calibrate``).
+profile's per-model calibration (whole-model latency / sum of the layers, see cost/calibrate.py).
 
 Per layer kind the table holds op times on a grid of widths: (cin, cout) for conv/linear, one
 width for the rest. The price of a width between grid points is the bilinear (or linear)
 interpolation of its measured neighbours, which is exact for costs linear in cin, cout and
 cin*cout, and differentiable in the expected widths. GEMM output widths are first rounded up to
-the device's block (their time is a staircase in it, see devices/blockprobe.py). Each kind's grid is first made monotone
+the tile the profile measured for their kind (their time is a staircase in it, see
+devices/blockprobe.py). Each kind's grid is first made monotone
 (a wider layer is never priced cheaper: measurement noise must not give negative gradients).
 A width outside the measured grid is never priced at zero: it raises MissingConfigs, or, with a
 ``measure`` callback (``--device``), is measured and appended to the profile.
@@ -17,17 +18,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..devices.microbench import TWO_D, plan, row_from
+from ..errors import MobilepruneError
+from ..devices import runtimes
+from ..devices.microbench import grid_rows, row_from
 from ..devices.profile import DeviceProfile
-from ..graph.layers import SIGNATURE_FIELDS, Layer
+from ..graph.kinds import kind
+from ..graph.layers import SIGNATURE_FIELDS, Layer, layers
 from .base import LayerCost, width
-
-# Output channels computed in tiles of the block: GEMMs (conv, linear) and, as measured on an
-# AVX-512 host, XNNPACK's depthwise kernels too (56 channels cost more than 64).
-TILED = {"conv", "linear", "dwconv"}
+from .calibrate import calibrate
 
 
-class MissingConfigs(LookupError):
+class MissingConfigs(MobilepruneError, LookupError):
     """Layers whose widths the profile does not cover; ``rows`` says what to measure."""
 
     def __init__(self, rows: list[dict]):
@@ -124,54 +125,14 @@ def _lerp(x: torch.Tensor, x0: float, x1: float, y0, y1) -> torch.Tensor:
     return y0 + (x - x0) * ((y1 - y0) / (x1 - x0))
 
 
-CALIBRATIONS = ("scale", "per-layer", "offset")
-
-
-def calibrate(meta, model_key: str | None, mode: str = "scale", exclude: tuple = (),
-              n_layers: int | None = None) -> tuple[str, float, float]:
-    """(mode, scale, overhead ms) turning a sum of table prices into a model's latency:
-    ``sum * scale + overhead``.
-
-    "scale" (default): the model's whole-model latency / the sum of its layers' prices at full
-    width, measured when the profile was made. The context a layer runs in (caches warm in a
-    micro-benchmark, not inside a model) scales every layer alike, so a pruned model keeps its
-    original's ratio. "per-layer": ``a * sum + b * n_layers``, with (a, b) fit by least squares
-    over the profile's calibrated models, a fixed cost per executed layer (6-10 us here) that a
-    micro-benchmark repeated alone does not show; a calibrated model's own residual scales both
-    terms. It predicts models the profile never measured better than the median scale (4 vs 2
-    of 7 within 10% here) but prices pruned variants too slow (the excess shrinks with the
-    widths). "offset": the difference as a fixed per-call cost; the fallback for profiles
-    without whole-model latencies. A model the profile never measured gets the median scale (or
-    the fit alone); ``exclude`` leaves models out (leave-one-out checks).
-    """
-    if mode not in CALIBRATIONS:
-        raise ValueError(f"unknown calibration {mode!r}: one of {', '.join(CALIBRATIONS)}")
-    overheads = {k: v for k, v in meta.overheads_ms.items() if k not in exclude}
-    measured = {k: v for k, v in meta.measured_ms.items() if k in overheads and v > overheads[k]}
-    if mode == "per-layer":
-        counts = {k: meta.layer_counts[k] for k in measured if k in meta.layer_counts}
-        if len(counts) >= 3 and n_layers is not None:
-            keys = sorted(counts)
-            x = np.array([[measured[k] - overheads[k], counts[k]] for k in keys])
-            (a, b), *_ = np.linalg.lstsq(x, np.array([measured[k] for k in keys]), rcond=None)
-            if a > 0 and b >= 0:
-                own = measured.get(model_key)
-                residual = own / (a * (own - overheads[model_key]) + b * n_layers) if own else 1.0
-                return mode, float(a * residual), float(b * n_layers * residual)
-        mode = "scale"  # too few calibrated models (or a fit without meaning): the scale alone
-    if mode == "scale" and measured:
-        scales = {k: v / (v - overheads[k]) for k, v in measured.items()}
-        return mode, float(scales.get(model_key, np.median(list(scales.values())))), 0.0
-    offset = overheads.get(model_key, float(np.median(list(overheads.values()))) if overheads else 0.0)
-    return "offset", 1.0, float(offset)
-
-
 class LatencyCost(LayerCost):
     unit = "ms"
 
     def __init__(self, analysis, profile: DeviceProfile, model_key: str | None = None, layer_list=None,
                  measure: Callable[[list], None] | None = None, calibration: str = "scale",
                  exclude: tuple = ()) -> None:
+        if layer_list is None:  # priced as the profile's runtime executes them (its fusions)
+            layer_list = layers(analysis, runtimes.get(profile.meta.runtime).fused_activations)
         super().__init__(analysis, layer_list)
         self.profile = profile
         self.measure = measure  # rows -> None: measures them and appends them to the profile
@@ -209,11 +170,12 @@ class LatencyCost(LayerCost):
         for layer in self.layers:
             cin, cout = width(layer.cin, fractions), width(layer.cout, fractions)
             grid = self.grids.get(tuple(layer.signature().values()))
-            price = grid.price(cin, cout, layer.op in TWO_D) if grid is not None else None
-            if price is not None and layer.op in TILED:
-                block = self.profile.meta.block
-                tiled_cin = _round_up(cin, block, layer.cin.full) if layer.op == "dwconv" else cin
-                tiled = grid.price(tiled_cin, _round_up(cout, block, layer.cout.full), layer.op in TWO_D)
+            two = kind(layer.op).two_widths
+            price = grid.price(cin, cout, two) if grid is not None else None
+            tile = self.tile(layer)
+            if price is not None and tile:
+                tiled_cin = cin if two else _round_up(cin, tile, layer.cin.full)  # one width: cin is cout
+                tiled = grid.price(tiled_cin, _round_up(cout, tile, layer.cout.full), two)
                 # Straight-through: the value of the tiled width, the slope of the width itself
                 # (a staircase has no slope to give a pruner).
                 price = None if tiled is None else price + (tiled - price).detach()
@@ -223,13 +185,19 @@ class LatencyCost(LayerCost):
                 prices.append(torch.as_tensor(price, dtype=torch.float64))
         return prices, missing
 
+    def tile(self, layer: Layer) -> int | None:
+        """The channel tile the profile's device computes this layer's output width in (measured
+        by the block probe), or None where the kind follows no probed staircase."""
+        probed = kind(layer.op).tiles
+        return self.profile.meta.tiles.get(probed) if probed else None
+
     def _rows_for(self, missing) -> list[dict]:
         """What to measure so every missing layer is bracketed: its grid, and the exact widths."""
         rows = {}
         for layer, cin, cout in missing:
-            for r in plan([layer], self.profile.meta.block):
+            for r in grid_rows([layer], self.profile.meta.block):
                 rows.setdefault(r["key"], r)
             if float(cin).is_integer() and float(cout).is_integer():
-                r = row_from(layer.op, layer.attrs, int(cin), int(cout) if layer.op in TWO_D else int(cin))
+                r = row_from(layer.op, layer.attrs, int(cin), int(cout) if kind(layer.op).two_widths else int(cin))
                 rows.setdefault(r["key"], r)
         return list(rows.values())

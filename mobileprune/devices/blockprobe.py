@@ -1,30 +1,37 @@
-"""Find the channel block a device prefers by measuring it.
+"""Find the channel tiles a device computes in, by measuring them.
 
 A GEMM-based convolution computes output channels in register tiles (XNNPACK's NR: 8 on many
 ARM cores, 16 or 32 with AVX2/AVX-512 on x86), so its time is a staircase in the output width:
 on one AVX-512 host a 3x3 conv at 28x28 with 64 inputs took 0.32 ms for every width from 40 to
 64 and 0.48 ms from 72 to 96. Pruning to 40 channels then saves nothing over 64, and a cost
-model interpolating between 32 and 64 prices 40 far too cheaply. The probe sweeps the output
-width in steps of 8 and returns the largest block whose in-between widths cost (nearly) as much
-as the block multiple above them: the step the pruner should keep channels in, and the step the
-latency cost rounds output widths up to.
+model interpolating between 32 and 64 prices 40 far too cheaply. Depthwise kernels tile their
+channels too, by a step of their own (on that host 56 channels cost more than 64).
+
+The probe sweeps each probed kind's width in steps of 8 and returns, per kind, the largest
+block whose in-between widths cost (nearly) as much as the block multiple above them. The
+conv's tile is the device's block: the step the pruner keeps channels in. Every kind's tile is
+stored in the profile (``tiles``), and the latency cost rounds that kind's widths up to it.
 """
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
-from .microbench import row_from
+from .microbench import op_and_boundary_ms, row_from
 from .runner import Runner
 
 CANDIDATES = (64, 32, 16, 8)
 SWEEP = tuple(range(8, 136, 8))
-_PROBE_ATTRS = dict(k=3, stride=1, padding=1, dilation=1, h=28, w=28, act="relu", group_width=0)
-_PROBE_CIN = 64
+# kind -> (attributes, fixed input width or None for one-width kinds)
+PROBES = {
+    "conv": (dict(k=3, stride=1, padding=1, dilation=1, h=28, w=28, act="relu", group_width=0), 64),
+    "dwconv": (dict(k=3, stride=1, padding=1, dilation=1, h=56, w=56, act="relu", group_width=0), None),
+}
 
 
-def probe_rows() -> list[dict]:
-    return [row_from("conv", _PROBE_ATTRS, _PROBE_CIN, c) for c in SWEEP]
+def probe_rows(kind: str) -> list[dict]:
+    attrs, cin = PROBES[kind]
+    return [row_from(kind, attrs, cin or c, c) for c in SWEEP]
 
 
 def choose_block(times: dict[int, float], flat: float = 0.95) -> int:
@@ -40,18 +47,20 @@ def choose_block(times: dict[int, float], flat: float = 0.95) -> int:
     return min(CANDIDATES)
 
 
-def probe_block(runner: Runner, runtime: str, build_dir: Path, threads: int = 1, processes: int = 3,
-                repeats: int = 30) -> tuple[int, dict[int, float]]:
-    """Measure the sweep in ``processes`` fresh processes; returns (block, {cout: median ms})."""
-    from .microbench import op_and_boundary_ms
+def probe_tiles(runner: Runner, runtime, build_dir: Path, threads: int = 1, processes: int = 3,
+                repeats: int = 30) -> tuple[dict[str, int], dict[str, dict[int, float]]]:
+    """Measure every probed kind's sweep in ``processes`` fresh processes; returns
+    ({kind: tile}, {kind: {width: median ms}})."""
     from .profiler import build
 
-    rows = probe_rows()
-    cout_of = {str(build(r, runtime, Path(build_dir)).resolve()): int(r["cout"]) for r in rows}
-    samples: dict[int, list[float]] = {c: [] for c in cout_of.values()}
-    for _ in range(processes):
-        for m in runner.run_many(list(cout_of), threads=threads, repeats=repeats,
-                                 op_events=runtime == "executorch"):
-            samples[cout_of[m.artifact]].append(op_and_boundary_ms(m.events)[0] if m.events else m.median_ms)
-    times = {c: round(statistics.median(v), 4) for c, v in samples.items()}
-    return choose_block(times), times
+    tiles, sweeps = {}, {}
+    for kind in PROBES:
+        width_of = {str(build(r, runtime, Path(build_dir)).resolve()): int(r["cout"]) for r in probe_rows(kind)}
+        samples: dict[int, list[float]] = {c: [] for c in width_of.values()}
+        for _ in range(processes):
+            for m in runner.run_many(list(width_of), threads=threads, repeats=repeats,
+                                     op_events=runtime.per_op_events):
+                samples[width_of[m.artifact]].append(op_and_boundary_ms(m.events)[0] if m.events else m.median_ms)
+        sweeps[kind] = {c: round(statistics.median(v), 4) for c, v in samples.items()}
+        tiles[kind] = choose_block(sweeps[kind])
+    return tiles, sweeps

@@ -11,6 +11,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from . import runtimes
+from .identity import DeviceIdentity, host_identity
 from .runner import Measurement, OpEvent, RunnerError
 
 
@@ -19,6 +21,9 @@ class HostRunner:
 
     def __init__(self, timeout_s: float = 600.0) -> None:
         self.timeout_s = timeout_s
+
+    def identity(self) -> DeviceIdentity:
+        return host_identity()
 
     def run(self, artifact: str, **kwargs) -> Measurement:
         return next(iter(self.run_many([artifact], **kwargs)))
@@ -95,7 +100,7 @@ class HostRunner:
         path = reply["artifact"]
         outputs = [np.load(f) for f in reply.get("outputs", [])] if keep_outputs else None
         return Measurement(
-            artifact=path, runtime="tflite" if path.endswith(".tflite") else "executorch",
+            artifact=path, runtime=runtimes.for_artifact(path).name,
             threads=threads, samples_ms=reply["samples_ms"],
             events=[OpEvent(e["name"], e["samples_ms"]) for e in reply.get("events", [])],
             outputs=outputs, reference_samples_ms=reply.get("reference_samples_ms", []),

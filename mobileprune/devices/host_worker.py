@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mobileprune.devices.runtimes import for_artifact
+
 
 def _inputs_for(shapes_dtypes, given):
     if given:
@@ -179,8 +181,13 @@ def outputs_tflite(path: str, req: dict) -> list:
     return results
 
 
+# Per runtime (devices/runtimes.py): how this worker times an artifact and computes its outputs.
+RUN = {"executorch": run_pte, "tflite": run_tflite}
+OUTPUTS = {"executorch": outputs_pte, "tflite": outputs_tflite}
+
+
 def _reply_outputs(i: int, path: str, req: dict, out_dir: Path) -> dict:
-    sets = outputs_tflite(path, req) if path.endswith(".tflite") else outputs_pte(path, req)
+    sets = OUTPUTS[for_artifact(path).name](path, req)
     names = []
     for k, outs in enumerate(sets):
         names.append([])
@@ -203,7 +210,7 @@ def main() -> None:
                 reply.update(_reply_outputs(i, path, req, out_dir))
                 print(json.dumps(reply), flush=True)
                 continue
-            result = run_tflite(path, req) if path.endswith(".tflite") else run_pte(path, req)
+            result = RUN[for_artifact(path).name](path, req)
             outputs = result.pop("outputs")
             if out_dir is not None:
                 names = []

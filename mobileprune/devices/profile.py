@@ -14,35 +14,45 @@ from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+from ..errors import MobilepruneError
+from . import runtimes
+from .identity import DeviceIdentity, compare, legacy_identity
+
+SCHEMA_VERSION = 2  # 2: metadata records the device's identity (schema 1 had the CPU model only)
 COLUMNS = ["key", "op", "k", "stride", "padding", "dilation", "h", "w", "act", "group_width", "pattern",
            "cin", "cout", "ms", "total_ms", "boundary_ms", "spread", "repeats"]
 _NUMERIC = ["k", "stride", "padding", "dilation", "h", "w", "group_width", "cin", "cout",
             "ms", "total_ms", "boundary_ms", "spread", "repeats"]
 
 
-class ProfileError(ValueError):
+class ProfileError(MobilepruneError, ValueError):
     """A profile that is missing, corrupt, or made for another runtime version or schema."""
 
 
 @dataclass
 class ProfileMeta:
-    device: str
+    device: str  # how the device was reached: host, adb:SERIAL, adb:HOST:PORT
     cpu: str
-    runtime: str  # executorch | tflite
+    runtime: str  # a name in devices.runtimes.RUNTIMES
     runtime_version: str
     threads: int
     dtype: str = "float32"
-    block: int = 8
+    block: int = 8  # the channel step pruning keeps: the conv tile (devices/blockprobe.py)
     date: str = ""
     mobileprune_version: str = ""
     schema: int = SCHEMA_VERSION
     overheads_ms: dict = field(default_factory=dict)  # model spec -> calibrated per-call overhead
     measured_ms: dict = field(default_factory=dict)  # model spec -> whole-model latency at calibration
     layer_counts: dict = field(default_factory=dict)  # model spec -> priced layers (per-layer calibration)
-    block_probe: dict = field(default_factory=dict)  # output width -> ms of the probe conv (blockprobe.py)
+    tiles: dict = field(default_factory=dict)  # layer kind -> channel tile its width is computed in (blockprobe.py)
+    tile_probes: dict = field(default_factory=dict)  # layer kind -> {width: ms} of its probe sweep
     reference: dict = field(default_factory=dict)  # {"model", "ms"}: the speed reference (devices/reference.py)
     call_overhead_ms: float = 0.0  # one call of a micro-program besides its op (rows without per-op times)
+    identity: dict = field(default_factory=dict)  # DeviceIdentity.to_dict(): which device this table is true for
+
+    @property
+    def device_identity(self) -> DeviceIdentity:
+        return DeviceIdentity.from_dict(self.identity) if self.identity else legacy_identity(self.cpu)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProfileMeta":
@@ -50,7 +60,18 @@ class ProfileMeta:
         if missing:
             raise ProfileError(f"profile metadata lacks {', '.join(missing)}")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if known.get("schema") == 1:
+            known.update(_from_schema_1(d))
         return cls(**known)
+
+
+def _from_schema_1(d: dict) -> dict:
+    """Schema 1 recorded the CPU model only, one probe sweep (the conv's) and one block that the
+    latency cost applied to convs, linears and depthwise convs alike: keep exactly that."""
+    block = d.get("block", 8)
+    return {"schema": SCHEMA_VERSION, "identity": legacy_identity(d["cpu"]).to_dict(),
+            "tiles": {"conv": block, "dwconv": block},
+            "tile_probes": {"conv": d["block_probe"]} if d.get("block_probe") else {}}
 
 
 @dataclass
@@ -78,7 +99,7 @@ class DeviceProfile:
             raise ProfileError(f"{meta_path}: schema {meta.schema}, this mobileprune reads schema "
                                f"{SCHEMA_VERSION}; re-profile the device")
         if check_runtime:
-            installed = runtime_version(meta.runtime)
+            installed = runtimes.get(meta.runtime).version()
             if installed != meta.runtime_version:
                 raise ProfileError(
                     f"{csv.name} was measured with {meta.runtime} {meta.runtime_version}, this "
@@ -135,14 +156,16 @@ class ProfileWriter:
         self.csv.parent.mkdir(parents=True, exist_ok=True)
         if self.meta_path.is_file():
             old = ProfileMeta.from_dict(json.loads(self.meta_path.read_text()))
-            for k in ("runtime", "runtime_version", "threads", "dtype", "device", "block"):
+            check_same_device(old, meta.device_identity, self.csv)
+            for k in ("runtime", "runtime_version", "threads", "dtype", "block"):
                 if getattr(old, k) != getattr(meta, k):
                     raise ProfileError(f"{self.csv} was measured with {k}={getattr(old, k)!r}, "
                                        f"this run has {getattr(meta, k)!r}: use another --out")
             meta.overheads_ms = {**old.overheads_ms, **meta.overheads_ms}
             meta.measured_ms = {**old.measured_ms, **meta.measured_ms}
             meta.layer_counts = {**old.layer_counts, **meta.layer_counts}
-            meta.block_probe = meta.block_probe or old.block_probe
+            meta.tiles = meta.tiles or old.tiles
+            meta.tile_probes = meta.tile_probes or old.tile_probes
             meta.reference = meta.reference or old.reference
             meta.call_overhead_ms = meta.call_overhead_ms or old.call_overhead_ms
         self.meta_path.write_text(json.dumps(asdict(meta), indent=1, sort_keys=True))
@@ -180,25 +203,21 @@ class ProfileWriter:
         self.close()
 
 
-def runtime_version(runtime: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def check_same_device(meta: ProfileMeta, device: DeviceIdentity, path) -> None:
+    """Refuse to add measurements of ``device`` to a profile of another device."""
+    found = compare(meta.device_identity, device)
+    if not found.matches:
+        raise ProfileError(
+            f"{path} is a profile of {found.profile_device.describe()}; this device is "
+            f"{device.describe()} (differs in {'; '.join(found.differences)}). A latency table is a fact "
+            f"about one device: rows measured here are never added to it. Profile this device with "
+            f"`{profile_command(device, meta.runtime, meta.threads, meta.device)}`")
 
-    package = {"executorch": "executorch", "tflite": "ai-edge-litert"}.get(runtime)
-    if package is None:
-        raise ProfileError(f"unknown runtime {runtime!r}: executorch or tflite")
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
+
+def default_profile_path(device: DeviceIdentity, runtime: str, threads: int, root="device_profiles") -> Path:
+    return Path(root) / f"{device.slug}-{runtime}-{threads}t.csv"
 
 
-def host_cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
+def profile_command(device: DeviceIdentity, runtime: str, threads: int, reached_as: str = "host") -> str:
+    return (f"mobileprune profile --device {reached_as} --runtime {runtime} --threads {threads} --model SPEC "
+            f"--out {default_profile_path(device, runtime, threads)}")

@@ -1,63 +1,71 @@
-"""Build a DeviceProfile: export every micro-benchmark, run it on the device, append the row.
+"""Build a DeviceProfile's rows: export every micro-benchmark, run it on the device, append the
+row; and the other measurements profiling makes (whole models, the speed reference, the tiles).
 
 Resumable: rows already in the CSV are skipped, programs already built are reused, and each
 row is flushed as soon as it is measured, so a killed run (or a vanished device) loses at most
-the batch in flight, never a written row.
+the batch in flight, never a written row. A profile is a fact about one device: the writer
+refuses rows measured on another (profile.check_same_device).
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
+import json
+import os
+import tempfile
 from pathlib import Path
 
+import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .microbench import module, op_and_boundary_ms, row_from
-from .profile import ProfileMeta, ProfileWriter, host_cpu, runtime_version
-from .programs import to_pte, to_tflite
-from .runner import Runner, SpeedReference
+from ..graph import analyze
+from ..graph.layers import layers
+from . import runtimes
+from .blockprobe import PROBES, probe_tiles
+from .microbench import grid_rows, op_and_boundary_ms, program, row_from
+from .profile import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
+from .reference import measure_reference, speed_reference
+from .runner import Runner, SpeedReference, measure_artifact
+from .runtimes import Runtime
 
 
-def new_meta(device: str, runtime: str, threads: int, block: int) -> ProfileMeta:
+def cache_dir(runtime: Runtime) -> Path:
+    """Built programs (micro-benchmarks, the speed reference), per runtime, outside the repo."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobileprune" / "programs" / runtime.name
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def new_meta(runner: Runner, runtime: Runtime, threads: int, block: int) -> ProfileMeta:
     from .. import __version__
 
-    return ProfileMeta(device=device, cpu=host_cpu() if device == "host" else device, runtime=runtime,
-                       runtime_version=runtime_version(runtime), threads=threads, block=block,
-                       date=datetime.date.today().isoformat(), mobileprune_version=__version__)
+    identity = runner.identity()
+    return ProfileMeta(device=runner.device, cpu=identity.name, runtime=runtime.name,
+                       runtime_version=runtime.version(), threads=threads, block=block,
+                       date=datetime.date.today().isoformat(), mobileprune_version=__version__,
+                       identity=identity.to_dict())
 
 
-# Ops litert-torch lowers to channels-last kernels (with NCHW<->NHWC transposes around them
-# unless the program's I/O is channels-last); elementwise ops, concatenation and means run in
-# whatever layout they are given, and to_channel_last_io would wrap them in two transposes.
-LITERT_CHANNELS_LAST = {"conv", "dwconv", "gconv", "maxpool", "avgpool"}
-
-
-def build(row: dict, runtime: str, build_dir: Path) -> Path:
-    """The row's micro-program. LiteRT gives no per-op times that would let edge transposes be
-    subtracted afterwards (ExecuTorch's ETDump does: see op_and_boundary_ms), so a .tflite is
-    built with no transpose in it: channels-last I/O for ops LiteRT runs NHWC (as inside a
-    converted model, where the layout pass cancels the transposes between layers), plain I/O
-    for layout-free ops."""
-    channels_last = runtime != "executorch" and row["op"] in LITERT_CHANNELS_LAST
-    suffix = ".pte" if runtime == "executorch" else ("-nhwc.tflite" if channels_last else ".tflite")
-    name = hashlib.sha1(row["key"].encode()).hexdigest()[:16] + suffix
-    path = build_dir / name
+def build(row: dict, runtime: Runtime, build_dir: Path) -> Path:
+    """The row's micro-program. A runtime without per-op times (LiteRT) gives nothing that would
+    let edge transposes be subtracted afterwards (ExecuTorch's ETDump does: see
+    op_and_boundary_ms), so its programs have no transpose in them: channels-last I/O for the
+    kinds it runs NHWC (as inside a converted model, where the layout pass cancels the
+    transposes between layers), plain I/O for layout-free ops."""
+    path = Path(build_dir) / (hashlib.sha1(row["key"].encode()).hexdigest()[:16] + runtime.row_suffix(row["op"]))
     if not path.is_file():
-        mod, inputs = module(row)
-        if runtime == "executorch":
-            to_pte(mod, inputs, path)
-        else:
-            to_tflite(mod, inputs, path, nhwc=channels_last, nhwc_outputs=channels_last)
+        mod, inputs = program(row)
+        runtime.lower(mod, inputs, path, channels_last=row["op"] in runtime.channels_last_kinds)
     return path
 
 
-def call_overhead_program(runtime: str, build_dir: Path) -> Path:
+def call_overhead_program(runtime: Runtime, build_dir: Path) -> Path:
     """A program that does (almost) nothing: one ReLU on 8 values. Its time is what one call of a
     micro-program costs besides its op, subtracted from rows that have no per-op times."""
     return build(row_from("relu", {}, 8, 8), runtime, Path(build_dir))
 
 
-def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtime: str, build_dir,
+def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtime: Runtime, build_dir,
                  threads: int = 1, repeats: int = 50, batch: int = 24, show_progress: bool = True,
                  reference: SpeedReference | None = None, call_overhead_ms: float = 0.0) -> int:
     """Measure every row whose key is not in the profile yet; returns how many were added.
@@ -69,18 +77,18 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtim
     before them in the same process."""
     todo = [r for r in rows if r["key"] not in writer.keys]
     build_dir = Path(build_dir)
-    events = runtime == "executorch"
     paired = str(reference.path) if reference is not None else None
     added = 0
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, disable=not show_progress) as progress:
-        task = progress.add_task(f"profiling {runtime}", total=len(todo))
+        task = progress.add_task(f"profiling {runtime.label}", total=len(todo))
         for start in range(0, len(todo), batch):
             chunk = todo[start:start + batch]
             paths = [build(r, runtime, build_dir) for r in chunk]
             by_path = {str(p.resolve()): r for p, r in zip(paths, chunk)}
-            for m in runner.run_many(paths, threads=threads, repeats=repeats, op_events=events, reference=paired):
+            for m in runner.run_many(paths, threads=threads, repeats=repeats, op_events=runtime.per_op_events,
+                                     reference=paired):
                 row = dict(by_path[m.artifact])
                 total = m.reference_ratio * reference.ms if m.ratios else m.median_ms
                 if m.events:
@@ -93,3 +101,80 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtim
                 added += 1
                 progress.advance(task)
     return added
+
+
+def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: int = 1, block: int | None = None,
+                 repeats: int = 50, fractions=(0.5,), show_progress: bool = True, log=print) -> dict:
+    """Measure (or resume) the table rows of every model in ``specs`` into the profile at ``out``:
+    first the device's tiles (the existing profile's; else, with ``block`` given, that block for
+    every kind; else probed), the speed
+    reference and, for runtimes without per-op times, one call's overhead. Returns {spec:
+    (model, analysis)} for the calibration that follows (cost.calibrate.calibrate_models)."""
+    meta_path = DeviceProfile.paths(out)[1]
+    existing = ProfileMeta.from_dict(json.loads(meta_path.read_text())) if meta_path.is_file() else None
+    if existing is not None:  # before any measurement: never spend minutes on a run that must be refused
+        check_same_device(existing, runner.identity(), DeviceProfile.paths(out)[0])
+    tiles, sweeps = (existing.tiles, {}) if existing is not None and existing.tiles else ({}, {})
+    if not tiles and block is not None:  # the user states the device's block: no probe
+        tiles = {kind: block for kind in PROBES}
+        log(f"tiles not probed: block {block} given, taken as every probed kind's tile")
+    if not tiles:
+        tiles, sweeps = probe_tiles(runner, runtime, cache_dir(runtime), threads)
+        for kind, sweep in sweeps.items():
+            log(f"tile probe {kind} (width: ms): {', '.join(f'{c}: {ms:.3f}' for c, ms in sweep.items())} "
+                f"-> tile {tiles[kind]}")
+    if block is None:
+        block = existing.block if existing is not None else tiles["conv"]
+    meta = new_meta(runner, runtime, threads, block)
+    meta.tiles, meta.tile_probes = tiles, {k: {str(c): ms for c, ms in v.items()} for k, v in sweeps.items()}
+    # The speed reference first: rows without per-op times are timed against it, and every
+    # whole-model calibration is.
+    meta.reference = (existing.reference if existing and existing.reference
+                      else measure_reference(runner, runtime, cache_dir(runtime), threads))
+    log(f"speed reference {meta.reference['model']}: {meta.reference['ms']:.3f} ms")
+    reference = speed_reference(meta, cache_dir(runtime))
+    if not runtime.per_op_events:  # a row is its program less one call's overhead
+        meta.call_overhead_ms = existing.call_overhead_ms if existing and existing.call_overhead_ms else \
+            measure_artifact(runner, call_overhead_program(runtime, cache_dir(runtime)), threads,
+                             reference=reference)["ms"]
+        log(f"call overhead of a micro-program: {meta.call_overhead_ms:.4f} ms")
+    from ..spec import build as build_model, default_input_shape
+
+    models = {}
+    with ProfileWriter(out, meta) as writer:
+        for spec in specs:
+            model = build_model(spec).eval()
+            analysis = analyze(model, (torch.randn(default_input_shape(spec)),))
+            models[spec] = (model, analysis)
+            rows = grid_rows(layers(analysis, runtime.fused_activations), block, fractions)
+            added = measure_rows(rows, runner, writer, runtime, cache_dir(runtime), threads, repeats,
+                                 show_progress=show_progress, reference=reference,
+                                 call_overhead_ms=meta.call_overhead_ms)
+            log(f"{spec}: {len(rows)} rows, {added} measured now")
+    return models
+
+
+def measure_model(model, inputs, runner: Runner, runtime: Runtime, threads: int = 1, repeats: int = 50,
+                  processes: int = 5, reference=None) -> dict:
+    """Lower ``model`` and measure it as ``devices.runner.measure_artifact`` does: ``ms`` is
+    speed-normalized when a ``reference`` (devices.reference.speed_reference) is given."""
+    with tempfile.TemporaryDirectory(prefix="mobileprune-model-") as tmp:
+        path = runtime.lower(model, tuple(inputs), Path(tmp) / f"model{runtime.suffix}")
+        return measure_artifact(runner, path, threads, processes, repeats, reference=reference)
+
+
+def on_demand(profile: DeviceProfile, runner: Runner, threads: int = 1, repeats: int = 50):
+    """A LatencyCost ``measure`` callback: measure missing rows on ``runner``'s device and append
+    them to the profile. Refused at once when the runner's device is not the profile's."""
+    check_same_device(profile.meta, runner.identity(), profile.path)
+    runtime = runtimes.get(profile.meta.runtime)
+
+    def measure(rows: list) -> None:
+        meta = ProfileMeta(**{**profile.meta.__dict__, "identity": runner.identity().to_dict()})
+        with ProfileWriter(profile.path, meta) as writer:
+            measure_rows(rows, runner, writer, runtime, cache_dir(runtime), threads, repeats, show_progress=False,
+                         reference=speed_reference(profile.meta, cache_dir(runtime)),
+                         call_overhead_ms=profile.meta.call_overhead_ms)
+        profile.table = DeviceProfile.load(profile.path).table
+
+    return measure

@@ -14,28 +14,27 @@ from pathlib import Path
 
 import torch
 
-from .profile import ProfileError, ProfileMeta, runtime_version
-from .programs import to_pte, to_tflite
+from . import runtimes
+from .profile import ProfileError, ProfileMeta
 from .runner import Runner, SpeedReference, measure_artifact
+from .runtimes import Runtime
 
 REFERENCE_MODEL = "torchvision:mobilenet_v2"
 
 
-def reference_program(runtime: str, build_dir) -> Path:
+def reference_program(runtime: Runtime, build_dir) -> Path:
     """The reference lowered for ``runtime``; built once per runtime version and reused."""
     from ..spec import build, default_input_shape
 
-    suffix = ".pte" if runtime == "executorch" else ".tflite"
-    path = Path(build_dir) / f"reference-{REFERENCE_MODEL.split(':')[-1]}-{runtime_version(runtime)}{suffix}"
+    path = Path(build_dir) / f"reference-{REFERENCE_MODEL.split(':')[-1]}-{runtime.version()}{runtime.suffix}"
     if not path.is_file():
         torch.manual_seed(0)
         model = build(REFERENCE_MODEL).eval()
-        inputs = (torch.randn(default_input_shape(REFERENCE_MODEL)),)
-        (to_pte if runtime == "executorch" else to_tflite)(model, inputs, path)
+        runtime.lower(model, (torch.randn(default_input_shape(REFERENCE_MODEL)),), path)
     return path
 
 
-def measure_reference(runner: Runner, runtime: str, build_dir, threads: int = 1, processes: int = 5) -> dict:
+def measure_reference(runner: Runner, runtime: Runtime, build_dir, threads: int = 1, processes: int = 5) -> dict:
     """The profile's ``reference`` entry: the reference's own latency (lowest process median)."""
     result = measure_artifact(runner, reference_program(runtime, build_dir), threads, processes)
     return {"model": REFERENCE_MODEL, "ms": result["ms"], "median_ms": result["median"]}
@@ -50,4 +49,4 @@ def speed_reference(meta: ProfileMeta, build_dir) -> SpeedReference | None:
     if entry.get("model") != REFERENCE_MODEL:
         raise ProfileError(f"the profile was measured against {entry.get('model')!r}, this mobileprune "
                            f"builds {REFERENCE_MODEL!r} as its speed reference; re-profile the device")
-    return SpeedReference(str(reference_program(meta.runtime, build_dir)), float(entry["ms"]))
+    return SpeedReference(str(reference_program(runtimes.get(meta.runtime), build_dir)), float(entry["ms"]))

@@ -10,8 +10,11 @@ from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
+from ..errors import MobilepruneError
+from .identity import DeviceIdentity
 
-class RunnerError(RuntimeError):
+
+class RunnerError(MobilepruneError, RuntimeError):
     """The device could not run an artifact (missing file, runtime error, device gone)."""
 
 
@@ -30,7 +33,7 @@ class OpEvent:
 @dataclass
 class Measurement:
     artifact: str
-    runtime: str  # "executorch" | "tflite"
+    runtime: str  # a name in devices.runtimes.RUNTIMES
     threads: int
     samples_ms: list  # wall time of one forward call, unprofiled
     events: list = field(default_factory=list)  # OpEvent, in execution order (ETDump, .pte only)
@@ -61,7 +64,12 @@ class Measurement:
 
 
 class Runner(Protocol):
-    device: str
+    device: str  # how the device is reached: host, adb:SERIAL, ...
+
+    def identity(self) -> "DeviceIdentity":
+        """Which device this is (devices/identity.py): what a profile made here records, and what
+        a profile is compared with before anything is measured against it."""
+        ...
 
     def run_many(self, artifacts: Iterable[str], *, threads: int = 1, warmup: int = 5,
                  repeats: int = 50, op_events: bool = False,

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import MobilepruneError
 from ..devices.programs import lower_pte, tflite_bytes, write_atomic
 from ..devices.runner import measure_artifact
 from . import parity as parity_mod
@@ -27,7 +28,7 @@ FORMATS = ("pte", "tflite")
 MANIFEST = "manifest.json"
 
 
-class ExportError(RuntimeError):
+class ExportError(MobilepruneError, RuntimeError):
     """An artifact failed a check; ``manifest`` is what was written to manifest.json."""
 
     def __init__(self, message: str, manifest: dict | None = None):
@@ -53,14 +54,15 @@ def _tensor_info(tensors, prefix: str, layout_4d: str) -> list[dict]:
 def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, nhwc: bool = False,
            tolerance: float = parity_mod.DEFAULT_TOLERANCE, random_inputs: int = 3, images: int = 4,
            runner=None, threads: int = 1, measure: bool = False, plan=None, spec: str | None = None,
-           profile=None, predicted_ms: float | None = None, tf_check: bool | None = None, name: str = "model",
+           prediction: dict | None = None, tf_check: bool | None = None, name: str = "model",
            check: bool = True) -> dict:
     """Export ``model`` to each of ``formats`` in ``out_dir`` and return the manifest.
 
     runner: where artifacts run for parity and latency (default: this machine's HostRunner).
     measure: also measure latency on the runner. nhwc: the .tflite takes channels-last 4-D inputs.
     plan / spec: recorded (the plan's fingerprint) when the model is a pruned one.
-    profile / predicted_ms: the profile the prediction came from and the predicted latency.
+    prediction: mobileprune.predict.predict's result for this model, recorded with the device its
+    profile describes and whether that is the device measured here (``device_match``).
     tf_check: also run the .tflite with tf.lite.Interpreter (default: when tensorflow is installed).
     check: raise ExportError when any artifact fails parity (the manifest is written first).
     """
@@ -92,8 +94,7 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, nhwc: 
         "outputs": _tensor_info(example_out, "output_", "NCHW"),
         "versions": versions(),
         "parity_inputs": {"random": random_inputs, "images": n_images, "tolerance": tolerance},
-        "predicted_latency_ms": ({"ms": round(float(predicted_ms), 4), "profile": str(profile) if profile else None}
-                                 if predicted_ms is not None else None),
+        "predicted_latency_ms": _prediction_entry(prediction, runner if measure else None),
         "device": runner.device if measure else None,
         "artifacts": [],
     }
@@ -155,6 +156,23 @@ def _one(fmt, model, example_inputs, out_dir, name, nhwc, sets, expected, n_imag
     if measure:
         entry["latency"] = measure_artifact(runner, path, threads)
         entry["latency_ms"] = entry["latency"]["ms"]
+    return entry
+
+
+def _prediction_entry(prediction: dict | None, runner) -> dict | None:
+    """The prediction as the manifest records it: its profile's device, and whether that is the
+    device the artifacts were measured on (or, without a measurement, the machine exporting)."""
+    if prediction is None:
+        return None
+    from ..devices.identity import DeviceIdentity, compare
+
+    entry = {"ms": round(float(prediction["predicted_ms"]), 4), "profile": prediction["profile"],
+             "runtime": prediction["runtime"], "profile_device": prediction["profile_device"],
+             "device_match": prediction["device_match"], "this_device": prediction["this_device"],
+             "differences": prediction["differences"]}
+    if runner is not None and prediction.get("profile_identity"):
+        match = compare(DeviceIdentity.from_dict(prediction["profile_identity"]), runner.identity())
+        entry.update({k: v for k, v in match.to_dict().items() if k != "profile_device"})
     return entry
 
 

@@ -6,8 +6,10 @@ import time
 import torch
 from torch import nn
 
+from ..errors import MobilepruneError
 
-class CaptureError(RuntimeError):
+
+class CaptureError(MobilepruneError, RuntimeError):
     """torch.export could not capture the model; the message names the module and the cause."""
 
 

@@ -1,10 +1,9 @@
 """The priced layers of a captured model, with their widths as functions of the channel groups.
 
-A latency table prices what the runtime executes: XNNPACK folds BatchNorm into the conv and
-fuses ReLU/ReLU6/clamp into it, while hardswish, sigmoid, joins and pooling run as ops of their
-own. ``layers(analysis)`` walks the eval-mode graph once and returns one ``Layer`` per priced op;
-views, dropout and getitem are free, everything else (split copies, layout changes between
-delegated segments) is left to the per-model overhead a profile calibrates.
+``layers(analysis)`` walks the eval-mode graph once and returns one ``Layer`` per priced op, as
+the kinds in graph/kinds.py match them; views, dropout and getitem are free, everything else
+(split copies, layout changes between delegated segments) is left to the per-model calibration
+a profile records.
 """
 from __future__ import annotations
 
@@ -12,13 +11,14 @@ import operator
 from dataclasses import dataclass, field
 
 from .analysis import Analysis
+from .kinds import MATCHERS
 from .tracer import op_name
 from .values import Tracked, vector_along
 
+# ATen ops a conv/linear can absorb, as the fused activation they become (hardtanh and clamp
+# only as ReLU6: _is_relu6).
 FUSED_ACTS = {"relu": "relu", "relu6": "relu6", "hardtanh": "relu6", "clamp": "relu6"}
-ACT_OPS = {"hardswish", "hardsigmoid", "sigmoid", "silu", "gelu", "relu", "relu6", "hardtanh", "tanh"}
-POOL_OPS = {"max_pool2d", "avg_pool2d"}
-JOIN_OPS = {"add", "sub", "mul", "div"}
+DEFAULT_FUSED = frozenset({"relu", "relu6"})  # what both shipped runtimes fuse (devices/runtimes.py)
 
 
 @dataclass
@@ -68,7 +68,10 @@ def signature(op: str, attrs: dict) -> dict:
     return {"op": op, **{k: (attrs.get(k, d) or d) for k, d in _DEFAULTS.items()}}
 
 
-def layers(analysis: Analysis) -> list[Layer]:
+def layers(analysis: Analysis, fused_activations=DEFAULT_FUSED) -> list[Layer]:
+    """One Layer per priced op of the eval-mode graph (graph/kinds.py says which ops are priced
+    and how). ``fused_activations``: what the target runtime folds into a conv/linear with its
+    BatchNorm (devices.runtimes.Runtime.fused_activations)."""
     ep = analysis.program
     # Frozen groups never change width: their channels count as fixed.
     root_group = {r: g.id for g in analysis.groups if not g.frozen for r in g.roots}
@@ -77,94 +80,47 @@ def layers(analysis: Analysis) -> list[Layer]:
     fused: set[str] = set()
     out: list[Layer] = []
 
-    def width(node, dim) -> Width:
-        val = node.meta.get("val")
-        size = int(val.shape[dim])
-        v = analysis.values.get(node.name)
-        ids = vector_along(v.ids, dim, size) if isinstance(v, Tracked) else None
-        if ids is None:
-            return Width(fixed=size)
-        roots = atoms.roots(ids)
-        w = Width()
-        for r in roots.tolist():
-            g = root_group.get(r)
-            if g is None:
-                w.fixed += 1
-            else:
-                w.per_group[g] = w.per_group.get(g, 0) + 1
-        return w
+    class Context:
+        @staticmethod
+        def width(node, dim) -> Width:
+            val = node.meta.get("val")
+            size = int(val.shape[dim])
+            v = analysis.values.get(node.name)
+            ids = vector_along(v.ids, dim, size) if isinstance(v, Tracked) else None
+            if ids is None:
+                return Width(fixed=size)
+            w = Width()
+            for r in atoms.roots(ids).tolist():
+                g = root_group.get(r)
+                if g is None:
+                    w.fixed += 1
+                else:
+                    w.per_group[g] = w.per_group.get(g, 0) + 1
+            return w
+
+        @staticmethod
+        def fused_act(node) -> str:
+            return _fusable_act(node, users, fused, fused_activations)
 
     for node in ep.graph.nodes:
         if node.op != "call_function" or node.target is operator.getitem or node.name in fused:
             continue
-        name = op_name(node.target)
-        val = node.meta.get("val")
-        if name in ("conv2d", "convolution"):
-            x, w = node.args[0], node.args[1]
-            wshape = tuple(w.meta["val"].shape)
-            args = list(node.args) + [None] * 7
-            groups = int(args[6] or 1) if name == "conv2d" else int(args[8] or 1)
-            stride, padding, dilation = (_first(args[3], 1), _first(args[4], 0), _first(args[5], 1))
-            cin, cout = width(x, 1), width(node, 1)
-            xs = tuple(x.meta["val"].shape)
-            kind = "conv" if groups == 1 else ("dwconv" if groups == xs[1] == wshape[0] else "gconv")
-            act = _fusable_act(node, users, fused)
-            out.append(Layer(kind, node.name, {"k": wshape[2], "stride": stride, "padding": padding,
-                                               "dilation": dilation, "h": xs[2], "w": xs[3], "act": act,
-                                               "group_width": xs[1] // groups if kind == "gconv" else 0},
-                             cin, cout))
-        elif name == "linear":
-            x = node.args[0]
-            act = _fusable_act(node, users, fused)
-            out.append(Layer("linear", node.name, {"act": act}, width(x, x.meta["val"].dim() - 1),
-                             width(node, val.dim() - 1)))
-        elif name in JOIN_OPS and isinstance(val, type(node.args[0].meta.get("val"))) and val.dim() == 4:
-            shapes = [tuple(a.meta["val"].shape) for a in node.args[:2] if hasattr(a, "meta")]
-            if len(shapes) < 2:
-                continue  # tensor-scalar arithmetic: folded or negligible
-            pattern = "same" if shapes[0] == shapes[1] else "bcast"
-            c = width(node, 1)
-            out.append(Layer(name, node.name, {"h": val.shape[2], "w": val.shape[3], "pattern": pattern}, c, c))
-        elif name in ACT_OPS and hasattr(val, "dim") and val.dim() == 4:
-            c = width(node, 1)
-            out.append(Layer(name, node.name, {"h": val.shape[2], "w": val.shape[3]}, c, c))
-        elif name in POOL_OPS:
-            x = node.args[0]
-            xs = tuple(x.meta["val"].shape)
-            args = list(node.args) + [None] * 4
-            k = _first(args[1], 1)
-            stride = _first(args[2], k) if args[2] else k
-            c = width(x, 1)
-            out.append(Layer(name.replace("_pool2d", "pool"), node.name,
-                             {"k": k, "stride": stride, "padding": _first(args[3], 0), "h": xs[2], "w": xs[3]}, c, c))
-        elif name in ("adaptive_avg_pool2d", "mean"):
-            x = node.args[0]
-            xs = tuple(x.meta["val"].shape)
-            if len(xs) == 4 and (name == "adaptive_avg_pool2d" or sorted(d % 4 for d in node.args[1]) == [2, 3]):
-                c = width(x, 1)
-                out.append(Layer("gap", node.name, {"h": xs[2], "w": xs[3]}, c, c))
-        elif name == "cat" and val.dim() == 4 and (node.args[1] if len(node.args) > 1 else 0) in (1, -3):
-            c = width(node, 1)
-            out.append(Layer("cat", node.name, {"h": val.shape[2], "w": val.shape[3]}, c, c))
+        matcher = MATCHERS.get(op_name(node.target))
+        found = matcher(node, Context) if matcher else None
+        if found is not None:
+            kind_name, attrs, cin, cout = found
+            out.append(Layer(kind_name, node.name, attrs, cin, cout))
     return out
 
 
-def _first(v, default):
-    if v is None:
-        return default
-    if isinstance(v, (list, tuple)):
-        return int(v[0]) if v else default
-    return int(v)
-
-
-def _fusable_act(node, users, fused) -> str:
-    """The activation XNNPACK fuses into this conv/linear (BN between is folded at export)."""
+def _fusable_act(node, users, fused, fusable) -> str:
+    """The activation the runtime fuses into this conv/linear (BN between is folded at export)."""
     nxt = users[node.name]
     if len(nxt) == 1 and op_name(nxt[0].target) == "batch_norm":
         fused.add(nxt[0].name)
         node = nxt[0]
         nxt = users[node.name]
-    if len(nxt) == 1 and op_name(nxt[0].target) in FUSED_ACTS:
+    if len(nxt) == 1 and FUSED_ACTS.get(op_name(nxt[0].target)) in fusable:
         act = op_name(nxt[0].target)
         if act in ("hardtanh", "clamp") and not _is_relu6(nxt[0]):
             return ""

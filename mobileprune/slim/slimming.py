@@ -14,12 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import MobilepruneError
 from ..graph import Analysis
 from ..plan import PrunePlan
 from .masking import masked
 
 
-class SlimError(RuntimeError):
+class SlimError(MobilepruneError, RuntimeError):
     """The slimmed model does not compute what the masked model does."""
 
 

@@ -1,0 +1,146 @@
+"""Which device a latency table is a fact about.
+
+A profile measured on one CPU does not predict another: on 2026-11-24 block-32 prunings of four
+mobile nets predicted with a Xeon profile on an AMD EPYC landed only 4/8 within +-10 % (worst
+-15.9 %), the same variants with a profile made on the EPYC 8/8 (median 2.1 %). Relative op
+speeds move with the kernels the CPU gets (XNNPACK picks AVX2, AVX-512, VNNI, NEON dot-product,
+i8mm ... kernels at run time) and with the cores. So every profile records a ``DeviceIdentity``,
+every command that measures against a profile compares the device it runs on with it, and rows
+of one device are never appended to another's table.
+
+Facts set to None were not recorded (profiles made before identities existed): they are left out
+of the comparison and shown as unknown.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# CPU flags that change which kernels a runtime runs (XNNPACK and LiteRT dispatch on them).
+KERNEL_FLAGS = (
+    "sse4_1", "avx", "fma", "f16c", "avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8",  # x86
+    "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme",  # arm64
+)
+
+# Facts that identify a device, per kind; the rest (OS release, date) describe it only.
+IDENTIFYING = {
+    "host": ("cpu", "arch", "isa", "cores"),
+    "android": ("manufacturer", "model", "soc", "abi", "cores", "max_freqs_khz", "governor"),
+}
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    kind: str  # host | android
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Short and readable: the CPU (host) or the phone model, e.g. 'host AMD EPYC'."""
+        f = self.facts
+        what = f.get("model") if self.kind == "android" else f.get("cpu")
+        return f"{self.kind} {what or 'unknown'}"
+
+    @property
+    def slug(self) -> str:
+        """For file names: 'host-amd-epyc'."""
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower().replace("(r)", "").replace("(tm)", "")).strip("-")
+
+    def describe(self) -> str:
+        shown = []
+        for key in IDENTIFYING.get(self.kind, tuple(self.facts)):
+            value = self.facts.get(key)
+            if isinstance(value, (list, tuple)):
+                value = " ".join(str(v) for v in value) if value else "none"
+            shown.append(f"{key}={value if value is not None else 'unknown'}")
+        return f"{self.name} ({', '.join(shown)})"
+
+    def differences(self, other: "DeviceIdentity") -> list[str]:
+        """Identifying facts that differ, as 'key: ours vs theirs'; facts unknown on either side
+        are not compared."""
+        if self.kind != other.kind:
+            return [f"kind: {self.kind} vs {other.kind}"]
+        out = []
+        for key in IDENTIFYING.get(self.kind, ()):
+            a, b = self.facts.get(key), other.facts.get(key)
+            if a is None or b is None:
+                continue
+            if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+                a, b = sorted(map(str, a)), sorted(map(str, b))
+                if a != b:
+                    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+                    out.append(f"{key}: {' '.join(only_a) or '-'} only in the first, "
+                               f"{' '.join(only_b) or '-'} only in the second")
+                continue
+            if a != b:
+                out.append(f"{key}: {a} vs {b}")
+        return out
+
+    def matches(self, other: "DeviceIdentity") -> bool:
+        return not self.differences(other)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DeviceIdentity":
+        return cls(kind=str(d.get("kind", "host")), facts=dict(d.get("facts", {})))
+
+
+@dataclass
+class DeviceMatch:
+    """A profile's device compared with the device a command runs on (or measures on)."""
+
+    profile_device: DeviceIdentity
+    this_device: DeviceIdentity
+    differences: list
+
+    @property
+    def matches(self) -> bool:
+        return not self.differences
+
+    def to_dict(self) -> dict:
+        return {"device_match": self.matches, "profile_device": self.profile_device.describe(),
+                "this_device": self.this_device.describe(), "differences": self.differences}
+
+    def warning(self) -> str:
+        """One plain paragraph for a prediction made with another device's table."""
+        return (f"the profile describes another device: {self.profile_device.describe()}; this is "
+                f"{self.this_device.describe()} (differs in {'; '.join(self.differences)}). Its "
+                f"predictions are for the profile's device, not for this one, and are not compared "
+                f"with latencies measured here.")
+
+
+def compare(profile_device: DeviceIdentity, this_device: DeviceIdentity) -> DeviceMatch:
+    return DeviceMatch(profile_device, this_device, profile_device.differences(this_device))
+
+
+def host_identity() -> DeviceIdentity:
+    """This machine: CPU model, architecture, the kernel-relevant ISA flags, cores, OS."""
+    cpu, flags = None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key == "model name" and cpu is None:
+                cpu = value.strip()
+            elif key in ("flags", "features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return DeviceIdentity("host", {
+        "cpu": cpu or platform.processor() or platform.machine(),
+        "arch": platform.machine(),
+        "isa": [f for f in KERNEL_FLAGS if f in flags],
+        "cores": os.cpu_count(),
+        "os": platform.system(),
+    })
+
+
+def legacy_identity(cpu: str) -> DeviceIdentity:
+    """The identity of a schema-1 profile, which recorded the CPU model only."""
+    return DeviceIdentity("host", {"cpu": cpu, "arch": None, "isa": None, "cores": None, "os": None})

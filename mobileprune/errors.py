@@ -1,0 +1,7 @@
+"""The one base of every error a user can cause (bad spec, a model torch.export cannot capture,
+a profile of another device, a broken artifact ...): the CLI prints these as one paragraph and
+exits 2; anything else is a bug and keeps its traceback."""
+
+
+class MobilepruneError(Exception):
+    """An error in what the user asked for, with a message that says what to do."""

@@ -1,0 +1,89 @@
+"""Predict a model's latency from a profile, and measure it on the profile's device.
+
+The prediction is for the device the profile was measured on. Every prediction says whether
+that is the device it runs on (``device_match``); measurements are only ever compared with a
+profile of the device they are taken on (a percentage error between two devices means
+nothing), and a profile of another device is never extended with rows measured here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .cost import LatencyCost, fractions_from_plan
+from .devices import runtimes
+from .devices.identity import compare, host_identity
+from .devices.profile import DeviceProfile, ProfileError, profile_command
+from .devices.profiler import cache_dir, measure_model, on_demand
+from .devices.reference import speed_reference
+from .graph import Analysis, analyze
+from .plan import PrunePlan
+from .spec import build, default_input_shape, parse_shape
+from .storage import is_saved, load_saved
+
+
+@dataclass
+class ModelRef:
+    """A model as the commands take it: a spec (unpruned) or a saved pruned directory."""
+
+    spec: str
+    original: nn.Module
+    analysis: Analysis  # of the original
+    plan: PrunePlan
+    model: nn.Module  # what runs: the pruned model, or the original
+
+    @property
+    def example_inputs(self) -> tuple:
+        return self.analysis.example_inputs
+
+
+def resolve(model_arg: str, input_shape: str | None = None) -> ModelRef:
+    """A spec or a saved pruned model dir, captured once."""
+    if is_saved(model_arg):
+        saved = load_saved(model_arg)
+        return ModelRef(saved.meta["spec"], saved.original, saved.analysis, saved.plan, saved.model)
+    shape = parse_shape(input_shape) if input_shape else default_input_shape(model_arg)
+    original = build(model_arg).eval()
+    analysis = analyze(original, (torch.randn(shape),))
+    return ModelRef(model_arg, original, analysis, PrunePlan.full(analysis), original)
+
+
+def predict(ref: ModelRef, profile: DeviceProfile, runner=None, measure: bool = False,
+            calibration: str = "scale") -> dict:
+    """Predicted latency of ``ref`` on the profile's device, per layer kind; with a ``runner``,
+    rows the profile lacks are measured on it, and with ``measure`` the model is measured whole.
+    Both need the runner's device to be the profile's (ProfileError otherwise)."""
+    this = runner.identity() if runner is not None else host_identity()
+    match = compare(profile.meta.device_identity, this)
+    if runner is not None and not match.matches:
+        raise ProfileError(
+            f"{profile.path} is a profile of {match.profile_device.describe()}; --device {runner.device} is "
+            f"{this.describe()} (differs in {'; '.join(match.differences)}). Measuring here would append "
+            f"this device's rows to another device's table, or compare latencies of two devices: refused. "
+            f"Predict without --device to get the profile's device's latency, or profile this device with "
+            f"`{profile_command(this, profile.meta.runtime, profile.meta.threads, runner.device)}`")
+    cost = LatencyCost(analysis=ref.analysis, profile=profile, model_key=ref.spec, calibration=calibration,
+                       measure=on_demand(profile, runner, profile.meta.threads) if runner is not None else None)
+    fractions = fractions_from_plan(ref.analysis, ref.plan)
+    predicted = float(cost(fractions))
+    by_kind: dict[str, float] = {}
+    for layer, ms in cost.per_layer(fractions):  # calibrated like the total
+        by_kind[layer.op] = by_kind.get(layer.op, 0.0) + ms * cost.scale
+    if cost.overhead_ms:
+        by_kind["overhead"] = cost.overhead_ms
+    result = {"predicted_ms": predicted, "by_kind_ms": by_kind, "profile": str(profile.path),
+              "runtime": runtimes.get(profile.meta.runtime).label, "threads": profile.meta.threads,
+              "calibration": {"mode": cost.calibration, "scale": cost.scale, "overhead_ms": cost.overhead_ms},
+              **match.to_dict(), "profile_identity": match.profile_device.to_dict(), "measured_ms": None, "measurement": None, "error_pct": None}
+    if measure:
+        if runner is None:
+            raise ValueError("measure=True needs a runner")
+        # Timed in turns with the profile's speed reference: comparable with the prediction even
+        # when the device's speed has drifted since profiling (devices/reference.py).
+        runtime = runtimes.get(profile.meta.runtime)
+        m = measure_model(ref.model, ref.example_inputs, runner, runtime, profile.meta.threads,
+                          reference=speed_reference(profile.meta, cache_dir(runtime)))
+        result.update(measured_ms=m["ms"], measurement=m, error_pct=100 * (predicted - m["ms"]) / m["ms"])
+    return result

@@ -1,0 +1,112 @@
+"""A latency table is a fact about one device: profiles record which, commands compare it with
+the device they run on, rows of one device never land in another's profile, and a prediction
+made with another device's table says so on every surface."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from mobileprune.devices import HostRunner
+from mobileprune.devices.identity import DeviceIdentity, compare, host_identity, legacy_identity
+from mobileprune.devices.profile import DeviceProfile, ProfileError, ProfileMeta, ProfileWriter
+
+TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
+OTHER = DeviceIdentity("host", {"cpu": "Imaginary CPU 9000", "arch": "x86_64", "isa": ["avx2", "fma"], "cores": 64,
+                                "os": "Linux"})
+
+
+def test_host_identity_names_the_facts_that_change_kernels():
+    me = host_identity()
+    assert me.kind == "host" and me.facts["cpu"] and me.facts["arch"] and me.facts["cores"] >= 1
+    assert isinstance(me.facts["isa"], list)
+    assert me.matches(host_identity()) and not me.differences(host_identity())
+    assert me.slug.startswith("host-") and " " not in me.slug
+    diff = me.differences(OTHER)
+    assert any(d.startswith("cpu: ") for d in diff) and any(d.startswith("cores: ") for d in diff)
+    # Same CPU model, other ISA flags (e.g. a VM that hides AVX-512): another device.
+    masked = DeviceIdentity("host", {**me.facts, "isa": ["sse4_1"]})
+    assert [d.split(":")[0] for d in me.differences(masked)] == (["isa"] if me.facts["isa"] != ["sse4_1"] else [])
+    # A fact nobody recorded (a schema-1 profile's flags) is not held against a device.
+    assert legacy_identity(me.facts["cpu"]).matches(me)
+
+
+def test_schema_1_profiles_read_with_their_cpu_and_block(tmp_path):
+    meta = {"device": "host", "cpu": "Intel(R) Xeon(R) Processor", "runtime": "executorch", "runtime_version": "1",
+            "threads": 1, "block": 32, "schema": 1, "block_probe": {"8": 0.1, "16": 0.1}}
+    read = ProfileMeta.from_dict(meta)
+    assert read.schema == 2 and read.tiles == {"conv": 32, "dwconv": 32}
+    assert read.tile_probes == {"conv": {"8": 0.1, "16": 0.1}}
+    assert read.device_identity.facts["cpu"] == "Intel(R) Xeon(R) Processor"
+    assert read.device_identity.facts["isa"] is None
+
+
+@pytest.fixture(scope="module")
+def foreign(tiny_profile, tmp_path_factory):
+    """The tiny model's real profile, relabelled as measured on another device."""
+    d = tmp_path_factory.mktemp("foreign")
+    meta = ProfileMeta(**{**asdict(tiny_profile.meta), "identity": OTHER.to_dict(), "cpu": OTHER.name})
+    DeviceProfile(meta, tiny_profile.table.copy()).save(d / "other.csv")
+    return d / "other.csv"
+
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "mobileprune.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_predict_says_when_the_profile_is_of_another_device(foreign):
+    out = _cli("predict", TINY, "--profile", str(foreign), "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["device_match"] is False and data["predicted_ms"] > 0
+    assert data["profile_device"].startswith("host Imaginary CPU 9000")
+    assert data["this_device"] == host_identity().describe()
+    assert any(d.startswith("cores: 64 vs") for d in data["differences"])
+    assert data["measured_ms"] is None and data["error_pct"] is None
+    text = _cli("predict", TINY, "--profile", str(foreign))
+    assert text.returncode == 0, text.stderr
+    assert "another device" in text.stdout and "Imaginary CPU 9000" in text.stdout
+    assert host_identity().facts["cpu"] in text.stdout
+
+
+def test_predict_on_this_device_matches(tiny_profile):
+    out = _cli("predict", TINY, "--profile", str(tiny_profile.path), "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["device_match"] is True and data["differences"] == []
+
+
+def test_measuring_against_another_devices_profile_is_refused_and_changes_nothing(foreign):
+    """`predict --device host` would append rows measured here (the profile lacks the pruned
+    widths' rows here: every dwconv row is dropped) or compare two devices' latencies."""
+    table = DeviceProfile.load(foreign).table
+    table[~table["key"].str.startswith("dwconv")].to_csv(foreign, index=False)
+    before = (foreign.read_bytes(), foreign.with_suffix(".json").read_bytes())
+    for extra in ([], ["--measure"]):
+        out = _cli("predict", TINY, "--profile", str(foreign), "--device", "host", *extra)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "Imaginary CPU 9000" in out.stderr and host_identity().facts["cpu"] in out.stderr
+        assert "mobileprune profile --device host" in out.stderr and "Traceback" not in out.stderr
+    assert (foreign.read_bytes(), foreign.with_suffix(".json").read_bytes()) == before
+
+
+def test_profiling_into_another_devices_profile_is_refused_before_measuring(foreign, tmp_path):
+    before = foreign.read_bytes()
+    out = _cli("profile", "--device", "host", "--model", TINY, "--out", str(foreign), "--repeats", "3",
+               "--block", "8", timeout=120)
+    assert out.returncode == 2 and "is a profile of host Imaginary CPU 9000" in out.stderr, out.stderr
+    assert "rows measured here are never added" in out.stderr
+    assert foreign.read_bytes() == before
+    meta = ProfileMeta(**{**asdict(DeviceProfile.load(foreign).meta), "identity": host_identity().to_dict()})
+    with pytest.raises(ProfileError, match="Imaginary CPU 9000"):
+        ProfileWriter(foreign, meta)
+
+
+def test_the_runner_reports_the_identity_profiles_record(tiny_profile):
+    assert tiny_profile.meta.device_identity == HostRunner().identity()
+    assert compare(tiny_profile.meta.device_identity, host_identity()).matches
