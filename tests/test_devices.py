@@ -2,6 +2,7 @@
 and a profiling run killed midway that resumes with no duplicate or missing rows."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -195,10 +196,16 @@ def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path):
     model = mp.spec.build(TINY).eval()
     wanted = {r["key"] for r in grid_rows(layers(mp.analyze(model, torch.randn(1, 3, 224, 224))), 8, (0.5,))}
     assert 4 <= written < len(wanted), "the kill should land midway"
+    lines = out.read_text().splitlines()
+    complete = lines[: len(lines) - (not out.read_text().endswith("\n"))]  # a torn last line is cut
+    before = pd.read_csv(io.StringIO("\n".join(complete) + "\n"))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     prof = DeviceProfile.load(out)  # refuses duplicate keys
     assert set(prof.table["key"]) == wanted and len(prof.table) == len(wanted)
+    # Resumed, not restarted: every row measured before the kill is there, unchanged, in place.
+    assert len(before) >= 4
+    pd.testing.assert_frame_equal(pd.read_csv(out).iloc[: len(before)], before)
     assert TINY in prof.meta.overheads_ms
 
 

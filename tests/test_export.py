@@ -180,3 +180,36 @@ def test_export_cli_takes_a_saved_pruned_model(tmp_path, pruned_tiny):
     (entry,) = manifest["artifacts"]
     assert entry["layout"] == "NHWC" and entry["status"] == "ok" and (tmp_path / "model.tflite").is_file()
     assert cli.main(["export", str(saved), "--formats", "onnx", "--out", str(tmp_path)]) == 2
+
+
+def test_a_broken_tflite_is_refused(tmp_path, monkeypatch):
+    """The same refusal for .tflite: a converter that produced a program of other weights."""
+    real = exporter.tflite_bytes
+
+    def broken(model, inputs, nhwc=False):
+        return real(build(TINY).eval(), inputs, nhwc)  # same architecture, other weights
+
+    monkeypatch.setattr(exporter, "tflite_bytes", broken)
+    with pytest.raises(mp.ExportError, match="parity failed") as err:
+        mp.export(build(TINY).eval(), (X,), tmp_path, ("tflite",))
+    (entry,) = err.value.manifest["artifacts"]
+    assert entry["status"] == "failed" and entry["parity"]["rel_diff"] > 1e-2
+    assert entry["checked_with"][0] == "litert"
+    assert not (tmp_path / "model.tflite").exists() and (tmp_path / "model.tflite.failed").exists()
+
+
+def test_a_damaged_saved_model_is_a_clear_error(tmp_path, pruned_tiny, capsys):
+    """A corrupt weights file: one paragraph and exit 2 from the CLI, no traceback, no artifact."""
+    import shutil
+
+    _, _, saved = pruned_tiny
+    damaged = tmp_path / "damaged"
+    shutil.copytree(saved, damaged)
+    weights = damaged / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert cli.main(["export", str(damaged), "--formats", "pte", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "weights.safetensors cannot be loaded" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "model.pte").exists()
+    with pytest.raises(mp.storage.StorageError, match="save the pruned model again"):
+        mp.load(damaged)

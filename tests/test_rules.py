@@ -9,14 +9,25 @@ from torch import nn
 import mobileprune as mp
 from mobileprune.slim.slimming import check_equal
 
+from enliven import enliven
 
-def analyse_and_slim(model, *inputs, ratio=0.5, block=1):
-    model = model.eval()
+
+def analyse_and_slim(model, *inputs, ratio=0.5, block=1, prunes=True):
+    """Analyse, prune at random, slim and compare with the masked reference. ``prunes``: the
+    model has prunable channels, and the plan must remove some (else the check says nothing)."""
+    model = enliven(model).eval()
     analysis = mp.analyze(model, inputs or (torch.randn(1, 3, 8, 8),))
     plan = mp.PrunePlan.random(analysis, ratio, block, seed=1)
     slimmed = mp.slim(model, analysis, plan, verify=False)
     assert check_equal(model, slimmed, analysis, plan) <= 1e-4
+    if prunes:
+        assert plan.keep, "nothing was pruned: the comparison would hold for any slimming"
+        assert _params(slimmed) < _params(model)
     return analysis, plan, slimmed
+
+
+def _params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def group_of(analysis, member: str):
@@ -293,3 +304,38 @@ class Padded(nn.Module):
 def test_padding_roll_and_flip_keep_channels():
     analysis, _, _ = analyse_and_slim(Padded())
     assert [g.size for g in analysis.free_groups] == [8]
+
+
+class BNPReLU(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.PReLU(8)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        return self.head(self.act(self.bn(self.conv(x))))
+
+
+def test_a_cut_at_the_wrong_positions_is_caught(monkeypatch):
+    """The equivalence checks must see a slimming bug that keeps the first n channels of BatchNorm
+    and PReLU weights instead of the kept ones: those weights start equal on every channel
+    (1 and 0.25), which is why every model is enlivened before it is compared."""
+    from mobileprune.slim import slimming
+
+    real = slimming._replace
+
+    def first_n(root, fqn, fn):
+        owner = root.get_submodule(fqn.rpartition(".")[0])
+        if isinstance(owner, (nn.BatchNorm2d, nn.PReLU)) and fqn.endswith("weight"):
+            return real(root, fqn, lambda t: t[: fn(t).shape[0]].clone())
+        return real(root, fqn, fn)
+
+    monkeypatch.setattr(slimming, "_replace", first_n)
+    with pytest.raises(mp.SlimError, match="differs from the masked reference"):
+        analyse_and_slim(BNPReLU())
+    fresh = BNPReLU().eval()  # without enlivening, the same bug goes unseen
+    analysis = mp.analyze(fresh, torch.randn(1, 3, 8, 8))
+    plan = mp.PrunePlan.random(analysis, 0.5, 1, seed=1)
+    assert plan.keep and check_equal(fresh, mp.slim(fresh, analysis, plan, verify=False), analysis, plan) <= 1e-4

@@ -59,3 +59,54 @@ def test_slimmed_model_passes_torch_export(name):
     ep = torch.export.export(slimmed, (x,))
     with torch.no_grad():
         assert torch.allclose(ep.module()(x), slimmed(x), atol=1e-5)
+
+
+def test_a_model_built_in_memory_is_saved_with_its_definition(tmp_path):
+    """save() takes the original's definition instead of a spec string: a factory function or an
+    nn.Module class from a .py file, recorded as file.py:name; what cannot be rebuilt is refused."""
+    import importlib.util
+
+    src = tmp_path / "mynet.py"
+    src.write_text("import torch.nn as nn\n"
+                   "class Net(nn.Sequential):\n"
+                   "    def __init__(self):\n"
+                   "        super().__init__(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 4, 1))\n"
+                   "def make():\n    return Net()\n")
+    spec = importlib.util.spec_from_file_location("mynet", src)
+    module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules["mynet"] = module
+    spec.loader.exec_module(module)
+    x = torch.randn(1, 3, 16, 16)
+    for definition in (module.make, module.Net, module.Net()):
+        model = module.make().eval()
+        analysis = mp.analyze(model, x)
+        plan = mp.PrunePlan.random(analysis, 0.5, 4, seed=0)
+        slimmed = mp.slim(model, analysis, plan)
+        mp.save(tmp_path / "saved", definition, plan, slimmed, [tuple(x.shape)])
+        meta = json.loads((tmp_path / "saved" / "model.json").read_text())
+        assert meta["spec"].endswith("mynet.py:" + ("make" if definition is module.make else "Net"))
+        loaded, _ = mp.load(tmp_path / "saved")
+        with torch.no_grad():
+            assert torch.equal(loaded(x), slimmed(x))
+    with pytest.raises(mp.storage.StorageError, match="cannot record how to rebuild"):
+        mp.save(tmp_path / "bad", lambda: module.Net(), plan, slimmed, [tuple(x.shape)])
+
+
+def test_a_saved_model_is_captured_once_by_predict_and_export(tmp_path, monkeypatch):
+    """Loading a saved dir for predict/export rebuilds, analyses (torch.export) and slims once."""
+    from mobileprune import predict as predict_mod, storage
+
+    spec = "torchvision:mobilenet_v3_small"
+    model = build(spec).eval()
+    x = torch.randn(1, 3, 64, 64)
+    analysis = mp.analyze(model, x)
+    plan = mp.PrunePlan.random(analysis, 0.4, 8, seed=2)
+    mp.save(tmp_path / "m", spec, plan, mp.slim(model, analysis, plan), [tuple(x.shape)])
+    calls = []
+    real = storage.analyze
+    monkeypatch.setattr(storage, "analyze", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(predict_mod, "analyze", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ref = predict_mod.resolve(str(tmp_path / "m"))
+    assert len(calls) == 1 and ref.plan.keep == plan.keep and ref.spec == spec

@@ -1,5 +1,4 @@
 """A small CNN with the layer kinds a latency table prices (conv, depthwise, SE, add, pool)."""
-import torch
 from torch import nn
 
 

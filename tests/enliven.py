@@ -1,0 +1,36 @@
+"""Give every floating-point parameter and buffer distinct values per channel before a slimmed
+model is compared with its masked reference.
+
+Why: freshly built models start with parameters that are equal on every channel (BatchNorm
+weight 1 and bias 0, running statistics 0 and 1, PReLU 0.25, LayerNorm weight 1, layer scale
+1e-6, zero-initialised heads). A slimming bug that cuts such a parameter at the wrong channel
+positions (keeping the first n instead of the kept ones) then changes nothing and every
+equivalence check passes. Scaled, not replaced: a value's sign and magnitude are kept (a
+variance stays positive), so the network's activations keep their usual range.
+"""
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def enliven(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
+    for t in tensors:
+        if not t.is_floating_point() or t.numel() < 2:
+            continue
+        scale = torch.empty(t.shape).uniform_(0.5, 1.5, generator=gen).to(t.dtype)
+        if t.abs().max() == 0:  # zero-initialised: small distinct values
+            t.copy_(torch.empty(t.shape).normal_(0, 0.02, generator=gen).to(t.dtype))
+        elif bool((t == t.flatten()[0]).all()):  # one value on every channel: spread it
+            t.mul_(scale)
+        else:  # random init already, but make sure no two channels share a value
+            t.add_(torch.empty(t.shape).normal_(0, 1e-3, generator=gen).to(t.dtype) * t.abs().mean())
+    return model
+
+
+def distinct_per_channel(model: torch.nn.Module) -> bool:
+    """No floating parameter or buffer has the same value on every element."""
+    tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
+    return all(t.numel() < 2 or not bool((t == t.flatten()[0]).all()) for t in tensors)
