@@ -1,7 +1,7 @@
 """mobileprune: prune PyTorch vision models to a latency budget measured on the phone."""
-from .graph import Analysis, CaptureError, ChannelGroup, analyze
+from .graph import Analysis, CaptureError, ChannelGroup
 from .plan import PlanError, PrunePlan
-from .slim import SlimError, masked, slim
+from .slim import SlimError, analyze, masked, slim
 
 __version__ = "0.1.0"
 

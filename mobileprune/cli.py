@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 def cmd_analyze(args) -> int:
     import torch
 
-    from .graph import analyze
+    from .slim import analyze
     from .spec import build, default_input_shape, parse_shape
 
     shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(args.model)

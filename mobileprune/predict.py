@@ -18,8 +18,9 @@ from .devices.identity import compare, host_identity
 from .devices.profile import DeviceProfile, ProfileError, profile_command
 from .devices.profiler import cache_dir, measure_model, on_demand
 from .devices.reference import speed_reference
-from .graph import Analysis, analyze
+from .graph import Analysis
 from .plan import PrunePlan
+from .slim import analyze
 from .spec import build, default_input_shape, parse_shape
 from .storage import is_saved, load_saved
 

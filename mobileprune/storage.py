@@ -19,9 +19,9 @@ from torch import nn
 
 from .errors import MobilepruneError
 from . import __version__
-from .graph import Analysis, analyze
+from .graph import Analysis
 from .plan import PrunePlan
-from .slim import slim
+from .slim import analyze, slim
 from .spec import build
 
 FORMAT = "mobileprune.pruned/1"

@@ -67,6 +67,7 @@ class Analysis:
     program: object = field(default=None, repr=False)  # the eval-mode ExportedProgram
     values: dict = field(default_factory=dict, repr=False)  # node name -> Tracked/ParamView/None
     atoms: object = field(default=None, repr=False)
+    pins: list = field(default_factory=list, repr=False)  # (root ids, why): sizes constant in the graph
 
     @property
     def free_groups(self) -> list[ChannelGroup]:
@@ -118,8 +119,9 @@ def analyze(model: nn.Module, example_inputs) -> Analysis:
     cuts = _settle_params(tracer)
     groups = _group(tracer, cuts)
     own += time.perf_counter() - start
+    pins = [(tracer.atoms.roots(ids), why) for ids, why in tracer.pins]
     return Analysis(groups, cuts, tracer.fixed_params, tracer.unknown_ops, untraced,
-                    example_inputs, export_s, own, ep, tracer.values, tracer.atoms)
+                    example_inputs, export_s, own, ep, tracer.values, tracer.atoms, pins)
 
 
 def _unused_modules(ep) -> list[str]:

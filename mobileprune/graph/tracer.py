@@ -49,6 +49,7 @@ class Tracer:
         self.op = ""
         self._claimed: set[str] = set()
         self.values: dict = {}  # node name -> value, of the first (eval-mode) graph
+        self.pins: list = []  # (ids, why): channels whose sizes the graph holds as constants
 
     # ---- what rules call ---------------------------------------------------------------
     @property
@@ -81,6 +82,13 @@ class Tracer:
 
     def freeze(self, ids, why: str) -> None:
         self.atoms.freeze(np.asarray(ids), f"{why}: {self.where}")
+
+    def pin(self, ids, why: str) -> None:
+        """These channels pass an op whose sizes are constants in the captured graph (a split
+        size, a view shape). Whether the model's code computes them from the tensor (they follow
+        a plan) or holds them in plain attributes (they do not) is invisible in the graph, so
+        the groups are tried by slimming after the analysis (slim/pins.py)."""
+        self.pins.append((np.asarray(ids).copy(), f"{why}: {self.where}"))
 
     def varying(self, t: T) -> list[int]:
         return t.tracked.varying() if t.tracked else []

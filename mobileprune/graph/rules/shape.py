@@ -33,7 +33,21 @@ def reshape(ctx, a: dict, out_shape: tuple):
     if not x.tracked.varying():
         return Tracked(ids.reshape(-1)[:1].reshape((1,) * len(out_shape)))
     full = np.broadcast_to(ids, x.shape).reshape(out_shape)
+    if not all(_kept_whole(tuple(x.shape), tuple(out_shape), d) for d in x.tracked.varying()):
+        ctx.pin(ids, f"reshape of {tuple(x.shape)} to {tuple(out_shape)}")
     return Tracked(_couple_leading(ctx, compact(full)))
+
+
+def _kept_whole(shape: tuple, out_shape: tuple, d: int) -> bool:
+    """Whether dim ``d`` of ``shape`` survives a reshape as one whole dim of ``out_shape`` (the
+    same elements before it, the same size): then the reshape's sizes do not involve it."""
+    before = int(np.prod(shape[:d]))
+    prefix = 1
+    for k, n in enumerate(out_shape):
+        if prefix == before and n == shape[d]:
+            return True
+        prefix *= n
+    return False
 
 
 def _couple_leading(ctx, ids: np.ndarray) -> np.ndarray:
@@ -142,6 +156,8 @@ def split(ctx, a: dict, out_shapes: list):
     if ctx.op in ("split_with_sizes", "unbind") or len(set(sizes)) != 1:
         ctx.freeze(vec, f"{ctx.op} into pieces of fixed sizes {sizes}")
     else:
+        if ctx.op == "split":  # split(x, n): n is a constant here, maybe a plain attribute in the code
+            ctx.pin(vec, f"split into pieces of {sizes[0]} channels")
         pieces = vec.reshape(len(sizes), sizes[0])
         ctx.atoms.union_arrays(pieces, pieces[:1])  # runtime-sized pieces stay equal
         fixed = (pieces == UNTRACKED) != (pieces[:1] == UNTRACKED)
