@@ -177,11 +177,13 @@ def cmd_export(args) -> int:
 def cmd_bench(args) -> int:
     from pathlib import Path
 
+    from .devices import runtimes
     from .devices.runner import measure_artifact
     from .spec import SpecError
 
-    if not Path(args.artifact).is_file() or Path(args.artifact).suffix not in (".pte", ".tflite"):
-        raise SpecError(f"{args.artifact}: not a .pte or .tflite file")
+    runtimes.for_artifact(args.artifact)  # UnknownRuntime names the suffixes it knows
+    if not Path(args.artifact).is_file():
+        raise SpecError(f"{args.artifact}: no such file")
     runner = _runner(args.device)
     result = measure_artifact(runner, args.artifact, args.threads, args.processes, args.repeats)
     if args.json:

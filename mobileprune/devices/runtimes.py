@@ -34,6 +34,9 @@ class Runtime:
     fused_activations: frozenset  # activations folded into a preceding conv/linear
     channels_last_kinds: frozenset  # layer kinds whose micro-programs take and give NHWC tensors
     lower: Callable  # (module, example_inputs, path, channels_last: bool) -> Path
+    interpreters: tuple = ()  # what runs its artifacts for parity checks (Runner.outputs' interpreter)
+    optional_interpreters: tuple = ()  # second opinions, used where their package is installed
+    nhwc_inputs: bool = False  # can be exported to take channels-last 4-D inputs
 
     def version(self) -> str:
         try:
@@ -59,13 +62,15 @@ def _lower_tflite(module, example_inputs, path, channels_last: bool = False) -> 
 
 RUNTIMES = {r.name: r for r in (
     Runtime("executorch", "ExecuTorch-XNNPACK", ".pte", "pte", "executorch", per_op_events=True,
-            fused_activations=CLAMP_ACTIVATIONS, channels_last_kinds=frozenset(), lower=_lower_pte),
+            fused_activations=CLAMP_ACTIVATIONS, channels_last_kinds=frozenset(), lower=_lower_pte,
+            interpreters=("executorch",)),
     # LiteRT gives no per-op times from Python, so a row is a whole program: ops it runs NHWC get
     # channels-last I/O (no transposes to subtract); layout-free ops keep plain I/O (wrapped they
     # cost 2-8x their in-model time, docs/latency.md).
     Runtime("tflite", "LiteRT", ".tflite", "tflite", "ai-edge-litert", per_op_events=False,
             fused_activations=CLAMP_ACTIVATIONS,
-            channels_last_kinds=frozenset({"conv", "dwconv", "gconv", "maxpool", "avgpool"}), lower=_lower_tflite),
+            channels_last_kinds=frozenset({"conv", "dwconv", "gconv", "maxpool", "avgpool"}), lower=_lower_tflite,
+            interpreters=("litert",), optional_interpreters=("tensorflow",), nhwc_inputs=True),
 )}
 
 
@@ -74,6 +79,14 @@ def get(name: str) -> Runtime:
         return RUNTIMES[name]
     except KeyError:
         raise UnknownRuntime(f"unknown runtime {name!r}: one of {', '.join(RUNTIMES)}") from None
+
+
+def for_format(export_format: str) -> Runtime:
+    for r in RUNTIMES.values():
+        if r.export_format == export_format:
+            return r
+    raise UnknownRuntime(f"unknown export format {export_format!r}: one of "
+                         f"{', '.join(r.export_format for r in RUNTIMES.values())}")
 
 
 def for_artifact(path) -> Runtime:

@@ -20,11 +20,12 @@ from torch import nn
 
 from ..errors import MobilepruneError
 from ..devices.programs import lower_pte, tflite_bytes, write_atomic
+from ..devices.runtimes import RUNTIMES, for_format
 from ..devices.runner import measure_artifact
 from . import parity as parity_mod
 from .delegation import delegation_of
 
-FORMATS = ("pte", "tflite")
+FORMATS = tuple(r.export_format for r in RUNTIMES.values())
 MANIFEST = "manifest.json"
 
 
@@ -54,7 +55,7 @@ def _tensor_info(tensors, prefix: str, layout_4d: str) -> list[dict]:
 def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, nhwc: bool = False,
            tolerance: float = parity_mod.DEFAULT_TOLERANCE, random_inputs: int = 3, images: int = 4,
            runner=None, threads: int = 1, measure: bool = False, plan=None, spec: str | None = None,
-           prediction: dict | None = None, tf_check: bool | None = None, name: str = "model",
+           prediction: dict | None = None, tf_check: bool = True, name: str = "model",
            check: bool = True) -> dict:
     """Export ``model`` to each of ``formats`` in ``out_dir`` and return the manifest.
 
@@ -63,7 +64,7 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, nhwc: 
     plan / spec: recorded (the plan's fingerprint) when the model is a pruned one.
     prediction: mobileprune.predict.predict's result for this model, recorded with the device its
     profile describes and whether that is the device measured here (``device_match``).
-    tf_check: also run the .tflite with tf.lite.Interpreter (default: when tensorflow is installed).
+    tf_check: also run the runtime's second-opinion interpreters where installed (tf.lite for .tflite).
     check: raise ExportError when any artifact fails parity (the manifest is written first).
     """
     from ..devices import HostRunner
@@ -82,8 +83,6 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, nhwc: 
     with torch.no_grad():
         example_out = model(*example_inputs)
     example_out = example_out if isinstance(example_out, (tuple, list)) else (example_out,)
-    if tf_check is None:
-        tf_check = _has("tensorflow")
 
     manifest = {
         "format": "mobileprune.export/1",
@@ -116,27 +115,24 @@ def _one(fmt, model, example_inputs, out_dir, name, nhwc, sets, expected, n_imag
     path = out_dir / f"{name}.{fmt}"
     entry = {"format": fmt, "path": path.name, "status": "ok", "error": None, "layout": "NCHW",
              "parity": None, "delegation": None, "latency_ms": None, "latency": None, "checked_with": []}
+    runtime = for_format(fmt)
     start = time.perf_counter()
-    if fmt == "pte":
-        edge = lower_pte(model, example_inputs)
-        entry["delegation"] = delegation_of(edge).to_dict()
-        data = edge.to_executorch().buffer
-    else:
-        data = tflite_bytes(model, example_inputs, nhwc)
-        entry["layout"] = "NHWC" if nhwc else "NCHW"
+    data, entry["delegation"] = _BUILD[runtime.name](model, example_inputs, nhwc)
+    if runtime.nhwc_inputs and nhwc:
+        entry["layout"] = "NHWC"
     entry["export_s"] = round(time.perf_counter() - start, 2)
     write_atomic(data, path)
     entry["size_bytes"] = len(data)
     entry["sha256"] = hashlib.sha256(data).hexdigest()
 
-    artifact_sets = [tuple(a.transpose(0, 2, 3, 1) if (nhwc and fmt == "tflite" and a.ndim == 4) else a
-                           for a in s) for s in sets]
-    interpreters = ["executorch"] if fmt == "pte" else ["litert"] + (["tensorflow"] if tf_check else [])
+    channels_last = runtime.nhwc_inputs and nhwc
+    artifact_sets = [tuple(a.transpose(0, 2, 3, 1) if (channels_last and a.ndim == 4) else a for a in s)
+                     for s in sets]
+    interpreters = list(runtime.interpreters) + [i for i in runtime.optional_interpreters if tf_check and _has(i)]
     worst = None
     for interp in interpreters:
         try:
-            kwargs = {"interpreter": interp} if fmt == "tflite" else {}
-            got = runner.outputs(str(path), artifact_sets, threads=threads, **kwargs)
+            got = runner.outputs(str(path), artifact_sets, threads=threads, interpreter=interp)
             result = parity_mod.compare(expected, got, tolerance, n_images)
         except Exception as exc:  # noqa: BLE001 - any failure to run or compare fails the artifact
             entry.update(status="failed", error=f"{interp}: {type(exc).__name__}: {exc}")
@@ -174,6 +170,19 @@ def _prediction_entry(prediction: dict | None, runner) -> dict | None:
         match = compare(DeviceIdentity.from_dict(prediction["profile_identity"]), runner.identity())
         entry.update({k: v for k, v in match.to_dict().items() if k != "profile_device"})
     return entry
+
+
+def _build_pte(model, example_inputs, nhwc):
+    edge = lower_pte(model, example_inputs)
+    return edge.to_executorch().buffer, delegation_of(edge).to_dict()
+
+
+def _build_tflite(model, example_inputs, nhwc):
+    return tflite_bytes(model, example_inputs, nhwc), None
+
+
+# Per runtime (devices/runtimes.py): the artifact's bytes and its delegation report, if any.
+_BUILD = {"executorch": _build_pte, "tflite": _build_tflite}
 
 
 def _plan_hash(plan) -> str | None:
