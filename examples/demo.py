@@ -44,7 +44,7 @@ def profile_of_this_machine(console) -> DeviceProfile:
 
     runner = HostRunner()
     this = runner.identity()
-    profile = find_profile(this, "executorch", 1, [SHIPPED, CACHED])
+    profile = find_profile(this, "executorch", 1, [CACHED, SHIPPED], covering=SPECS)
     if profile is not None and all(spec in profile.meta.overheads_ms for spec in SPECS):
         console.print(f"profile of this machine: {profile.path}")
         return profile
@@ -53,7 +53,9 @@ def profile_of_this_machine(console) -> DeviceProfile:
         console.print(f"the shipped profile describes {shipped.meta.device_identity.describe()};\nthis machine is "
                       f"{this.describe()}.\nA latency table of another CPU does not predict this one: profiling "
                       f"this machine for {', '.join(SPECS)} (cached for the next run).")
-    out = profile.path if profile is not None else default_profile_path(this, "executorch", 1, CACHED)
+    out = default_profile_path(this, "executorch", 1, CACHED)
+    if profile is not None and Path(profile.path).resolve() != out.resolve():  # extend a copy, not the shipped file
+        profile.save(out)
     start = time.perf_counter()
     profile = profile_device(SPECS, out, runner, "executorch", threads=1, repeats=30, show_progress=False,
                              log=lambda line: console.print(f"  {line}"))

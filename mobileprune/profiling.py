@@ -25,11 +25,13 @@ def profile_device(specs: list, out, runner, runtime="executorch", threads: int 
     return calibrate_models(DeviceProfile.load(out), models, runner, repeats, log)
 
 
-def find_profile(identity: DeviceIdentity, runtime: str, threads: int, search=()) -> DeviceProfile | None:
+def find_profile(identity: DeviceIdentity, runtime: str, threads: int, search=(), covering=()) -> DeviceProfile | None:
     """A profile of this device for (runtime, threads) among the profiles in ``search``
-    (directories), or None."""
+    (directories, in order): the first that has calibrated every model in ``covering``, else the
+    first of this device at all, else None."""
     from pathlib import Path
 
+    found = []
     for directory in search:
         for meta_path in sorted(Path(directory).glob("*.json")):
             try:
@@ -37,10 +39,11 @@ def find_profile(identity: DeviceIdentity, runtime: str, threads: int, search=()
             except Exception:  # noqa: BLE001 - not a profile, or one of another runtime version
                 continue
             meta = profile.meta
-            if meta.runtime == runtime and meta.threads == threads and meta.device_identity.matches(identity) \
-                    and meta.identity:
-                return profile
-    return None
+            if meta.runtime == runtime and meta.threads == threads and meta.device_identity.matches(identity):
+                if all(spec in meta.overheads_ms for spec in covering):
+                    return profile
+                found.append(profile)
+    return found[0] if found else None
 
 
 __all__ = ["DEFAULT_MODELS", "default_profile_path", "find_profile", "profile_device"]

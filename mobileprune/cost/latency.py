@@ -18,10 +18,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import MobilepruneError
 from ..devices import runtimes
 from ..devices.microbench import grid_rows, row_from
 from ..devices.profile import DeviceProfile
+from ..errors import MobilepruneError
 from ..graph.kinds import kind
 from ..graph.layers import SIGNATURE_FIELDS, Layer, layers
 from .base import LayerCost, width

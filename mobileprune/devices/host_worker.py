@@ -21,8 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mobileprune.devices.runtimes import for_artifact
-
 
 def _inputs_for(shapes_dtypes, given):
     if given:
@@ -181,13 +179,15 @@ def outputs_tflite(path: str, req: dict) -> list:
     return results
 
 
-# Per runtime (devices/runtimes.py): how this worker times an artifact and computes its outputs.
-RUN = {"executorch": run_pte, "tflite": run_tflite}
-OUTPUTS = {"executorch": outputs_pte, "tflite": outputs_tflite}
+# Per artifact suffix (devices/runtimes.py's Runtime.suffix): how this worker times an artifact
+# and computes its outputs. Keyed by suffix, not through the registry, so that the worker starts
+# without importing mobileprune (and torch) for a .tflite.
+RUN = {".pte": run_pte, ".tflite": run_tflite}
+OUTPUTS = {".pte": outputs_pte, ".tflite": outputs_tflite}
 
 
 def _reply_outputs(i: int, path: str, req: dict, out_dir: Path) -> dict:
-    sets = OUTPUTS[for_artifact(path).name](path, req)
+    sets = OUTPUTS[Path(path).suffix](path, req)
     names = []
     for k, outs in enumerate(sets):
         names.append([])
@@ -210,7 +210,7 @@ def main() -> None:
                 reply.update(_reply_outputs(i, path, req, out_dir))
                 print(json.dumps(reply), flush=True)
                 continue
-            result = RUN[for_artifact(path).name](path, req)
+            result = RUN[Path(path).suffix](path, req)
             outputs = result.pop("outputs")
             if out_dir is not None:
                 names = []

@@ -156,7 +156,7 @@ class ProfileWriter:
         self.csv.parent.mkdir(parents=True, exist_ok=True)
         if self.meta_path.is_file():
             old = ProfileMeta.from_dict(json.loads(self.meta_path.read_text()))
-            check_same_device(old, meta.device_identity, self.csv)
+            check_same_device(old, meta.device_identity, self.csv, meta.device)
             for k in ("runtime", "runtime_version", "threads", "dtype", "block"):
                 if getattr(old, k) != getattr(meta, k):
                     raise ProfileError(f"{self.csv} was measured with {k}={getattr(old, k)!r}, "
@@ -203,15 +203,16 @@ class ProfileWriter:
         self.close()
 
 
-def check_same_device(meta: ProfileMeta, device: DeviceIdentity, path) -> None:
-    """Refuse to add measurements of ``device`` to a profile of another device."""
+def check_same_device(meta: ProfileMeta, device: DeviceIdentity, path, reached_as: str = "host") -> None:
+    """Refuse to add measurements of ``device`` (reached as ``reached_as``: host, adb:...) to a
+    profile of another device."""
     found = compare(meta.device_identity, device)
     if not found.matches:
         raise ProfileError(
             f"{path} is a profile of {found.profile_device.describe()}; this device is "
             f"{device.describe()} (differs in {'; '.join(found.differences)}). A latency table is a fact "
             f"about one device: rows measured here are never added to it. Profile this device with "
-            f"`{profile_command(device, meta.runtime, meta.threads, meta.device)}`")
+            f"`{profile_command(device, meta.runtime, meta.threads, reached_as)}`")
 
 
 def default_profile_path(device: DeviceIdentity, runtime: str, threads: int, root="device_profiles") -> Path:

@@ -113,7 +113,7 @@ def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: in
     meta_path = DeviceProfile.paths(out)[1]
     existing = ProfileMeta.from_dict(json.loads(meta_path.read_text())) if meta_path.is_file() else None
     if existing is not None:  # before any measurement: never spend minutes on a run that must be refused
-        check_same_device(existing, runner.identity(), DeviceProfile.paths(out)[0])
+        check_same_device(existing, runner.identity(), DeviceProfile.paths(out)[0], runner.device)
     tiles, sweeps = (existing.tiles, {}) if existing is not None and existing.tiles else ({}, {})
     if not tiles and block is not None:  # the user states the device's block: no probe
         tiles = {kind: block for kind in PROBES}
@@ -166,11 +166,12 @@ def measure_model(model, inputs, runner: Runner, runtime: Runtime, threads: int 
 def on_demand(profile: DeviceProfile, runner: Runner, threads: int = 1, repeats: int = 50):
     """A LatencyCost ``measure`` callback: measure missing rows on ``runner``'s device and append
     them to the profile. Refused at once when the runner's device is not the profile's."""
-    check_same_device(profile.meta, runner.identity(), profile.path)
+    check_same_device(profile.meta, runner.identity(), profile.path, runner.device)
     runtime = runtimes.get(profile.meta.runtime)
 
     def measure(rows: list) -> None:
-        meta = ProfileMeta(**{**profile.meta.__dict__, "identity": runner.identity().to_dict()})
+        meta = ProfileMeta(**{**profile.meta.__dict__, "identity": runner.identity().to_dict(),
+                              "device": runner.device})
         with ProfileWriter(profile.path, meta) as writer:
             measure_rows(rows, runner, writer, runtime, cache_dir(runtime), threads, repeats, show_progress=False,
                          reference=speed_reference(profile.meta, cache_dir(runtime)),

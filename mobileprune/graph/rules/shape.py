@@ -43,7 +43,7 @@ def _kept_whole(shape: tuple, out_shape: tuple, d: int) -> bool:
     same elements before it, the same size): then the reshape's sizes do not involve it."""
     before = int(np.prod(shape[:d]))
     prefix = 1
-    for k, n in enumerate(out_shape):
+    for n in out_shape:
         if prefix == before and n == shape[d]:
             return True
         prefix *= n

@@ -1,0 +1,37 @@
+"""`make demo` on a machine with no profile of its own: it profiles this machine first (cached),
+then prints predicted vs measured latency on it; a second run reuses the cached profile."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
+
+
+@pytest.mark.slow
+def test_demo_profiles_the_machine_it_runs_on(tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))  # a fresh machine: nothing cached
+    first = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), TINY], env=env,
+                           capture_output=True, text=True, timeout=1800)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = " ".join(first.stdout.split())  # rich wraps long lines
+    assert "profiled this machine in" in out
+    cached = list((tmp_path / "cache" / "mobileprune" / "profiles").glob("*.csv"))
+    assert len(cached) == 1
+    lines = re.findall(r"(original|pruned) +ExecuTorch-XNNPACK, 1 thread: predicted ([\d.]+) ms, measured ([\d.]+) ms "
+                       r"at the profile's speed \(([-+][\d.]+)%", out)
+    assert [kind for kind, *_ in lines] == ["original", "pruned"], out[-3000:]
+    for _, predicted, measured, error in lines:
+        assert float(predicted) > 0 and float(measured) > 0
+        assert float(error) == pytest.approx(100 * (float(predicted) - float(measured)) / float(measured), abs=0.2)
+    second = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), TINY], env=env,
+                            capture_output=True, text=True, timeout=1800)
+    assert second.returncode == 0, second.stderr[-3000:]
+    again = " ".join(second.stdout.split())
+    assert "profiled this machine" not in again and f"profile of this machine: {cached[0]}" in again
