@@ -79,6 +79,16 @@ def _cat_program(row):
     return _Cat(), (torch.randn(1, cin // 2, h, w), torch.randn(1, cin - cin // 2, h, w))
 
 
+def _windowed_hw(a: dict) -> tuple[int, int]:
+    """Output size of a sliding window (convs, pools)."""
+    span = a.get("dilation", 1) * (a["k"] - 1) + 1
+    return tuple((a[d] + 2 * a["padding"] - span) // a["stride"] + 1 for d in ("h", "w"))
+
+
+def _same_hw(a: dict) -> tuple[int, int]:
+    return a.get("h", 1), a.get("w", 1)
+
+
 def _conv_macs(layer, cin, cout):
     a = layer.attrs
     oh, ow = layer.out_hw()
@@ -93,18 +103,19 @@ class LayerKind:
     program: Callable  # row dict -> (nn.Module, example inputs): the micro-program of one table row
     macs: Callable | None = None  # (layer, cin, cout) -> multiply-accumulates; None: not counted
     tiles: str | None = None  # the probed staircase its output width follows (a key of the profile's tiles)
+    out_hw: Callable = _same_hw  # attrs -> spatial size of the output
 
 
 KINDS = {k.name: k for k in (
-    LayerKind("conv", True, _conv_program, _conv_macs, tiles="conv"),
-    LayerKind("dwconv", False, _conv_program, _conv_macs, tiles="dwconv"),
-    LayerKind("gconv", True, _conv_program, _conv_macs),
+    LayerKind("conv", True, _conv_program, _conv_macs, tiles="conv", out_hw=_windowed_hw),
+    LayerKind("dwconv", False, _conv_program, _conv_macs, tiles="dwconv", out_hw=_windowed_hw),
+    LayerKind("gconv", True, _conv_program, _conv_macs, out_hw=_windowed_hw),
     LayerKind("linear", True, _linear_program, lambda layer, cin, cout: cin * cout, tiles="conv"),  # the same GEMMs
     *(LayerKind(j, False, _join_program) for j in JOINS),
     *(LayerKind(a, False, lambda row: (ACTIVATIONS[row["op"]](), (_x(row),))) for a in ACTIVATIONS),
-    LayerKind("maxpool", False, _pool_program),
-    LayerKind("avgpool", False, _pool_program),
-    LayerKind("gap", False, lambda row: (_GlobalAvg(), (_x(row),))),
+    LayerKind("maxpool", False, _pool_program, out_hw=_windowed_hw),
+    LayerKind("avgpool", False, _pool_program, out_hw=_windowed_hw),
+    LayerKind("gap", False, lambda row: (_GlobalAvg(), (_x(row),)), out_hw=lambda a: (1, 1)),
     LayerKind("cat", False, _cat_program),
 )}
 

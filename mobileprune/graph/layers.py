@@ -11,7 +11,7 @@ import operator
 from dataclasses import dataclass, field
 
 from .analysis import Analysis
-from .kinds import MATCHERS
+from .kinds import KINDS, MATCHERS
 from .tracer import op_name
 from .values import Tracked, vector_along
 
@@ -49,13 +49,7 @@ class Layer:
 
     def out_hw(self) -> tuple[int, int]:
         """Spatial size of the output (convs and pools shrink it, a global pool makes it 1x1)."""
-        a = self.attrs
-        if self.op == "gap":
-            return 1, 1
-        if self.op in ("conv", "dwconv", "gconv", "maxpool", "avgpool"):
-            span = a.get("dilation", 1) * (a["k"] - 1) + 1
-            return tuple((a[d] + 2 * a["padding"] - span) // a["stride"] + 1 for d in ("h", "w"))
-        return a.get("h", 1), a.get("w", 1)
+        return KINDS[self.op].out_hw(self.attrs)
 
 
 # What identifies a layer kind in a latency table (its widths aside); one row per width pair.
