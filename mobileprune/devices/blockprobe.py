@@ -51,11 +51,13 @@ def probe_tiles(runner: Runner, runtime, build_dir: Path, threads: int = 1, proc
                 repeats: int = 30) -> tuple[dict[str, int], dict[str, dict[int, float]]]:
     """Measure every probed kind's sweep in ``processes`` fresh processes; returns
     ({kind: tile}, {kind: {width: median ms}})."""
-    from .profiler import build
+    from .profiler import build_all
 
     tiles, sweeps = {}, {}
+    rows = {kind: probe_rows(kind) for kind in PROBES}
+    paths = iter(build_all([r for kind in PROBES for r in rows[kind]], runtime, build_dir))
     for kind in PROBES:
-        width_of = {str(build(r, runtime, Path(build_dir)).resolve()): int(r["cout"]) for r in probe_rows(kind)}
+        width_of = {str(next(paths).resolve()): int(r["cout"]) for r in rows[kind]}
         samples: dict[int, list[float]] = {c: [] for c in width_of.values()}
         for _ in range(processes):
             for m in runner.run_many(list(width_of), threads=threads, repeats=repeats,
