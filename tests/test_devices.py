@@ -198,14 +198,14 @@ def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path):
     assert 4 <= written < len(wanted), "the kill should land midway"
     lines = out.read_text().splitlines()
     complete = lines[: len(lines) - (not out.read_text().endswith("\n"))]  # a torn last line is cut
-    before = pd.read_csv(io.StringIO("\n".join(complete) + "\n"))
+    before = pd.read_csv(io.StringIO("\n".join(complete) + "\n"), dtype=str, keep_default_na=False)  # as written
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     prof = DeviceProfile.load(out)  # refuses duplicate keys
     assert set(prof.table["key"]) == wanted and len(prof.table) == len(wanted)
     # Resumed, not restarted: every row measured before the kill is there, unchanged, in place.
     assert len(before) >= 4
-    pd.testing.assert_frame_equal(pd.read_csv(out).iloc[: len(before)], before)
+    pd.testing.assert_frame_equal(pd.read_csv(out, dtype=str, keep_default_na=False).iloc[: len(before)], before)
     assert TINY in prof.meta.overheads_ms
 
 
