@@ -17,8 +17,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import MobilepruneError
 from . import __version__
+from .errors import MobilepruneError
 from .graph import Analysis
 from .plan import PrunePlan
 from .slim import analyze, slim

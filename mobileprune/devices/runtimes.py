@@ -8,11 +8,12 @@ host_worker.py (docs/latency.md, "Adding a runtime").
 """
 from __future__ import annotations
 
-from ..errors import MobilepruneError
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
+
+from ..errors import MobilepruneError
 
 # Activations a conv/linear lowering fuses into the GEMM (BatchNorm before them is folded):
 # XNNPACK's min/max clamps, and TFLite's fused_activation_function (RELU, RELU6) alike.

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import MobilepruneError
 from ..devices.programs import lower_pte, tflite_bytes, write_atomic
-from ..devices.runtimes import RUNTIMES, for_format
 from ..devices.runner import measure_artifact
+from ..devices.runtimes import RUNTIMES, for_format
+from ..errors import MobilepruneError
 from . import parity as parity_mod
 from .delegation import delegation_of
 
