@@ -102,9 +102,9 @@ def latency_and_export(console, profile, spec, model, slimmed, analysis, plan) -
                        ("pruned  ", ModelRef(spec, model, analysis, plan, slimmed))):
         r = predict(ref, profile, HostRunner(), measure=True)
         m = r["measurement"]
-        console.print(f"  {label} {r['runtime']}, 1 thread: predicted {r['predicted_ms']:.2f} ms, measured "
-                      f"{m['ms']:.2f} ms at the profile's speed ({r['error_pct']:+.1f}%; wall clock now "
-                      f"{m['raw_ms']:.2f} ms)")
+        console.print(f"  {label} {r['runtime']}, 1 thread: predicted {r['predicted_ms']:.3f} ms, measured "
+                      f"{m['ms']:.3f} ms at the profile's speed ({r['error_pct']:+.1f}%; wall clock now "
+                      f"{m['raw_ms']:.3f} ms)")
     prediction = predict(ModelRef(spec, model, analysis, plan, slimmed), profile)
     with tempfile.TemporaryDirectory() as out:
         manifest = mp.export(slimmed, analysis.example_inputs, out, ("pte", "tflite"), plan=plan, spec=spec,

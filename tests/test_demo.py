@@ -28,8 +28,10 @@ def test_demo_profiles_the_machine_it_runs_on(tmp_path):
                        r"at the profile's speed \(([-+][\d.]+)%", out)
     assert [kind for kind, *_ in lines] == ["original", "pruned"], out[-3000:]
     for _, predicted, measured, error in lines:
-        assert float(predicted) > 0 and float(measured) > 0
-        assert float(error) == pytest.approx(100 * (float(predicted) - float(measured)) / float(measured), abs=0.2)
+        predicted, measured = float(predicted), float(measured)
+        assert predicted > 0 and measured > 0
+        rounding = 100 * 0.001 / measured + 0.05  # values printed to 1 us, the error to 0.1 %
+        assert float(error) == pytest.approx(100 * (predicted - measured) / measured, abs=rounding)
     second = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), TINY], env=env,
                             capture_output=True, text=True, timeout=1800)
     assert second.returncode == 0, second.stderr[-3000:]
