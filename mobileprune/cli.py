@@ -163,7 +163,7 @@ def cmd_export(args) -> int:
         print(f"predicted latency ({args.profile}): {prediction['predicted_ms']:.3f} ms on "
               f"{prediction['profile_device']}")
         if not prediction["device_match"]:
-            print(f"note: {_mismatch_note(prediction)}")
+            print(f"note: {prediction['device_note']}")
     if not manifest["passed"]:
         for a in manifest["artifacts"]:
             if a["status"] != "ok":
@@ -216,19 +216,13 @@ def cmd_predict(args) -> int:
     table.add_row("[bold]total[/]", f"[bold]{result['predicted_ms']:.3f}[/]")
     Console().print(table)
     if not result["device_match"]:
-        print(f"note: {_mismatch_note(result)}")
+        print(f"note: {result['device_note']}")
     m = result["measurement"]
     if m is not None:
         how = (f"at the profile's speed (x{m['ratio']:.4f} the reference's {m['reference_ms']:.3f} ms); "
                f"wall clock now {m['raw_ms']:.3f} ms" if m.get("normalized") else "wall clock, lowest process median")
         print(f"measured {m['ms']:.3f} ms ({how}); prediction error {result['error_pct']:+.1f}%")
     return 0
-
-
-def _mismatch_note(result: dict) -> str:
-    return (f"this prediction uses a table of another device: the profile is of {result['profile_device']}; "
-            f"this machine is {result['this_device']} (differs in {'; '.join(result['differences'])}). "
-            f"The latency is the profile's device's, not this machine's.")
 
 
 def print_groups(analysis, title: str = "", console: Console | None = None) -> None:

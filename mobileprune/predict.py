@@ -77,7 +77,8 @@ def predict(ref: ModelRef, profile: DeviceProfile, runner=None, measure: bool = 
     result = {"predicted_ms": predicted, "by_kind_ms": by_kind, "profile": str(profile.path),
               "runtime": runtimes.get(profile.meta.runtime).label, "threads": profile.meta.threads,
               "calibration": {"mode": cost.calibration, "scale": cost.scale, "overhead_ms": cost.overhead_ms},
-              **match.to_dict(), "profile_identity": match.profile_device.to_dict(), "measured_ms": None, "measurement": None, "error_pct": None}
+              **match.to_dict(), "device_note": None if match.matches else match.warning(),
+              "profile_identity": match.profile_device.to_dict(), "measured_ms": None, "measurement": None, "error_pct": None}
     if measure:
         if runner is None:
             raise ValueError("measure=True needs a runner")

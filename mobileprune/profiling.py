@@ -10,6 +10,7 @@ from .devices import runtimes
 from .devices.identity import DeviceIdentity
 from .devices.profile import DeviceProfile, default_profile_path
 from .devices.profiler import profile_rows
+from .errors import MobilepruneError
 
 DEFAULT_MODELS = ["torchvision:mobilenet_v2", "torchvision:mobilenet_v3_small", "torchvision:mobilenet_v3_large",
                   "torchvision:efficientnet_b0", "torchvision:shufflenet_v2_x1_0", "torchvision:squeezenet1_1",
@@ -36,7 +37,7 @@ def find_profile(identity: DeviceIdentity, runtime: str, threads: int, search=()
         for meta_path in sorted(Path(directory).glob("*.json")):
             try:
                 profile = DeviceProfile.load(meta_path)
-            except Exception:  # noqa: BLE001 - not a profile, or one of another runtime version
+            except MobilepruneError:  # not a profile, or one of another runtime version or schema
                 continue
             meta = profile.meta
             if meta.runtime == runtime and meta.threads == threads and meta.device_identity.matches(identity):

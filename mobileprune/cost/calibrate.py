@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..devices import runtimes
-from ..devices.profile import DeviceProfile
+from ..devices.profile import DeviceProfile, check_same_device
 from ..devices.profiler import cache_dir, measure_model
 from ..devices.reference import speed_reference
 
@@ -60,6 +60,7 @@ def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int 
     calibrated yet, on ``runner``'s device, and record it in the profile's metadata."""
     from .latency import LatencyCost
 
+    check_same_device(profile.meta, runner.identity(), profile.path, runner.device)  # meta is a device fact too
     runtime = runtimes.get(profile.meta.runtime)
     reference = speed_reference(profile.meta, cache_dir(runtime))
     for spec, (model, analysis) in models.items():

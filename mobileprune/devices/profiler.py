@@ -8,6 +8,7 @@ refuses rows measured on another (profile.check_same_device).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -202,8 +203,7 @@ def on_demand(profile: DeviceProfile, runner: Runner, threads: int = 1, repeats:
     runtime = runtimes.get(profile.meta.runtime)
 
     def measure(rows: list) -> None:
-        meta = ProfileMeta(**{**profile.meta.__dict__, "identity": runner.identity().to_dict(),
-                              "device": runner.device})
+        meta = dataclasses.replace(profile.meta, identity=runner.identity().to_dict(), device=runner.device)
         with ProfileWriter(profile.path, meta) as writer:
             measure_rows(rows, runner, writer, runtime, cache_dir(runtime), threads, repeats, show_progress=False,
                          reference=speed_reference(profile.meta, cache_dir(runtime)),

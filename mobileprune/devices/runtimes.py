@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import MobilepruneError
+from ..graph.layers import CLAMP_ACTIVATIONS  # XNNPACK's min/max clamps, TFLite's fused RELU/RELU6
 
-# Activations a conv/linear lowering fuses into the GEMM (BatchNorm before them is folded):
-# XNNPACK's min/max clamps, and TFLite's fused_activation_function (RELU, RELU6) alike.
-CLAMP_ACTIVATIONS = frozenset({"relu", "relu6"})
 
 
 class UnknownRuntime(MobilepruneError, ValueError):
@@ -29,7 +27,6 @@ class Runtime:
     name: str  # as profiles and the CLI spell it
     label: str  # as people read it
     suffix: str  # artifact file suffix
-    export_format: str  # mobileprune.export's format name
     package: str  # the distribution whose version a profile records
     per_op_events: bool  # the profiler reports per-op times (ExecuTorch ETDump); else whole programs
     fused_activations: frozenset  # activations folded into a preceding conv/linear
@@ -38,6 +35,11 @@ class Runtime:
     interpreters: tuple = ()  # what runs its artifacts for parity checks (Runner.outputs' interpreter)
     optional_interpreters: tuple = ()  # second opinions, used where their package is installed
     nhwc_inputs: bool = False  # can be exported to take channels-last 4-D inputs
+
+    @property
+    def export_format(self) -> str:
+        """mobileprune.export's name for it: the suffix without its dot ("pte", "tflite")."""
+        return self.suffix.lstrip(".")
 
     def version(self) -> str:
         try:
@@ -62,13 +64,13 @@ def _lower_tflite(module, example_inputs, path, channels_last: bool = False) -> 
 
 
 RUNTIMES = {r.name: r for r in (
-    Runtime("executorch", "ExecuTorch-XNNPACK", ".pte", "pte", "executorch", per_op_events=True,
+    Runtime("executorch", "ExecuTorch-XNNPACK", ".pte", "executorch", per_op_events=True,
             fused_activations=CLAMP_ACTIVATIONS, channels_last_kinds=frozenset(), lower=_lower_pte,
             interpreters=("executorch",)),
     # LiteRT gives no per-op times from Python, so a row is a whole program: ops it runs NHWC get
     # channels-last I/O (no transposes to subtract); layout-free ops keep plain I/O (wrapped they
     # cost 2-8x their in-model time, docs/latency.md).
-    Runtime("tflite", "LiteRT", ".tflite", "tflite", "ai-edge-litert", per_op_events=False,
+    Runtime("tflite", "LiteRT", ".tflite", "ai-edge-litert", per_op_events=False,
             fused_activations=CLAMP_ACTIVATIONS,
             channels_last_kinds=frozenset({"conv", "dwconv", "gconv", "maxpool", "avgpool"}), lower=_lower_tflite,
             interpreters=("litert",), optional_interpreters=("tensorflow",), nhwc_inputs=True),

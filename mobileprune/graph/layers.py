@@ -18,7 +18,9 @@ from .values import Tracked, vector_along
 # ATen ops a conv/linear can absorb, as the fused activation they become (hardtanh and clamp
 # only as ReLU6: _is_relu6).
 FUSED_ACTS = {"relu": "relu", "relu6": "relu6", "hardtanh": "relu6", "clamp": "relu6"}
-DEFAULT_FUSED = frozenset({"relu", "relu6"})  # what both shipped runtimes fuse (devices/runtimes.py)
+# What a conv/linear lowering with clamp fusion absorbs (BatchNorm before it is folded): both
+# shipped runtimes (devices/runtimes.py) declare this set as their Runtime.fused_activations.
+CLAMP_ACTIVATIONS = frozenset(FUSED_ACTS.values())
 
 
 @dataclass
@@ -62,7 +64,7 @@ def signature(op: str, attrs: dict) -> dict:
     return {"op": op, **{k: (attrs.get(k, d) or d) for k, d in _DEFAULTS.items()}}
 
 
-def layers(analysis: Analysis, fused_activations=DEFAULT_FUSED) -> list[Layer]:
+def layers(analysis: Analysis, fused_activations=CLAMP_ACTIVATIONS) -> list[Layer]:
     """One Layer per priced op of the eval-mode graph (graph/kinds.py says which ops are priced
     and how). ``fused_activations``: what the target runtime folds into a conv/linear with its
     BatchNorm (devices.runtimes.Runtime.fused_activations)."""
