@@ -6,9 +6,22 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-fast test-slow venv clean
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: demo test test-fast test-slow venv data clean
 
 venv: $(STAMP)
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist: installed here when we can (root with
+# apt-get), otherwise say how (or pass --data-dir with the four idx files to `mobileprune prune`).
+data:
+	@if [ -f $(FASHION) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' (Debian/Ubuntu)," \
+		     "or pass --data-dir DIR with the four idx files to mobileprune prune"; exit 1; \
+	fi
 
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +29,15 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) data
 	$(PY) examples/demo.py
 
 # Everything CI runs: the default suite, then the slow marker (big models, long profiles).
-test: $(STAMP)
+test: $(STAMP) data
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m slow tests
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) data
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 
 clean:

@@ -47,9 +47,19 @@ def build(spec: str) -> nn.Module:
             return MODELS[name]()
         except MissingPackage as exc:
             raise SpecError(str(exc)) from exc
+    factory = load_factory(spec)
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"{spec}() returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def load_factory(spec: str):
+    """The callable ``name`` of ``path/to/file.py:name`` (model factories, data factories)."""
+    kind, _, name = spec.rpartition(":")
     path = Path(kind)
     if path.suffix != ".py" or not path.is_file():
-        raise SpecError(f"bad model spec {spec!r}: {kind!r} is neither 'torchvision' nor an existing .py file. {USAGE}")
+        raise SpecError(f"bad spec {spec!r}: {kind!r} is neither 'torchvision' nor an existing .py file. {USAGE}")
     module_name = f"mobileprune_user_{path.stem}"
     mod_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(mod_spec)
@@ -61,10 +71,7 @@ def build(spec: str) -> nn.Module:
     factory = getattr(module, name, None)
     if not callable(factory):
         raise SpecError(f"{path} has no callable {name!r}")
-    model = factory()
-    if not isinstance(model, nn.Module):
-        raise SpecError(f"{path}:{name}() returned {type(model).__name__}, not an nn.Module")
-    return model
+    return factory
 
 
 def default_input_shape(spec: str) -> tuple:

@@ -13,6 +13,7 @@ A width outside the measured grid is never priced at zero: it raises MissingConf
 """
 from __future__ import annotations
 
+import bisect
 from typing import Callable
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..devices.profile import DeviceProfile
 from ..errors import MobilepruneError
 from ..graph.kinds import kind
 from ..graph.layers import SIGNATURE_FIELDS, Layer, layers
-from .base import LayerCost, width
+from .base import LayerCost
 from .calibrate import calibrate
 
 
@@ -60,13 +61,20 @@ class _Grid:
         above = [i for i in range(len(axis)) if axis[i] >= v - 1e-6]
         return below, above
 
-    def price(self, cin: torch.Tensor, cout: torch.Tensor, two_d: bool):
-        """Interpolate between the nearest measured points around (cin, cout); the table of a
-        kind merges several layers' grids, so only some pairs exist: take the closest complete
-        rectangle. A width on a grid point is bracketed by the point below it (same value, but a
-        slope: a pruner starting at full width needs a gradient there). None if no measured
-        points surround the query."""
-        ci, co = float(cin.detach()), float(cout.detach())
+    def cell(self, ci: float, co: float, two_d: bool) -> tuple:
+        """What the bracket of (ci, co) depends on: how many grid points lie at or below and
+        strictly below each width. Widths in the same cell share one bracket (bracket())."""
+        return (bisect.bisect_right(self.cins, ci + 1e-6), bisect.bisect_left(self.cins, ci - 1e-6),
+                *((bisect.bisect_right(self.couts, co + 1e-6), bisect.bisect_left(self.couts, co - 1e-6))
+                  if two_d else ()))
+
+    def bracket(self, ci: float, co: float, two_d: bool):
+        """The measured rectangle a width pair is interpolated in: (x0, x1, y0, y1, t00, t01, t10,
+        t11), t[ab] the time at (x_a, y_b); one width is the degenerate rectangle y0 == y1.
+        The table of a kind merges several layers' grids, so only some pairs exist: take the
+        closest complete rectangle. A width on a grid point is bracketed by the point below it
+        (same value, but a slope: a pruner starting at full width needs a gradient there).
+        None if no measured points surround the query."""
         lo_i, hi_i = self._sides(self.cins, ci)
         if not two_d:  # one width: measured on the diagonal
             lo = [i for i in lo_i if self.couts.count(self.cins[i]) and not np.isnan(self._at(i, i))]
@@ -74,7 +82,8 @@ class _Grid:
             if not lo or not hi:
                 return None
             i0 = lo[1] if lo[0] == hi[0] and len(lo) > 1 else lo[0]
-            return _lerp(cin, self.cins[i0], self.cins[hi[0]], self._at(i0, i0), self._at(hi[0], hi[0]))
+            a, b = self._at(i0, i0), self._at(hi[0], hi[0])
+            return (self.cins[i0], self.cins[hi[0]], 0.0, 0.0, a, a, b, b)
         measured = ~np.isnan(self.t)
         couts = np.array(self.couts, dtype=float)
         best = None
@@ -100,32 +109,41 @@ class _Grid:
             return None
         _, i0, i1, j0, j1 = best
         c = self.t[np.ix_([i0, i1], [j0, j1])]
-        lo = _lerp(cin, self.cins[i0], self.cins[i1], c[0, 0], c[1, 0])
-        hi = _lerp(cin, self.cins[i0], self.cins[i1], c[0, 1], c[1, 1])
-        return _lerp(cout, self.couts[j0], self.couts[j1], lo, hi)
+        return (self.cins[i0], self.cins[i1], float(couts[j0]), float(couts[j1]),
+                c[0, 0], c[0, 1], c[1, 0], c[1, 1])
 
     def _at(self, i: int, j_of_cin: int) -> float:
         return self.t[i, self.couts.index(self.cins[j_of_cin])]
 
 
-def _round_up(c: torch.Tensor, block: int, full: int) -> torch.Tensor:
+def _round_up(c: torch.Tensor, tile: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
     """The width a GEMM really computes: output channels come in register tiles of the device's
-    block (devices/blockprobe.py), so 40 of 64 channels cost what 64 do when the block is 32.
-    Capped at the full width, which is measured as it is."""
-    return torch.tensor(min(float(np.ceil(float(c.detach()) / block - 1e-9) * block), float(full)),
-                        dtype=torch.float64)
+    block (devices/blockprobe.py), so 40 of 64 channels cost what 64 do when the tile is 32.
+    Capped at the full width, which is measured as it is. Per layer; tile 0 = not tiled."""
+    safe = torch.where(tile > 0, tile, torch.ones_like(tile))
+    up = torch.minimum(torch.ceil(c / safe - 1e-9) * safe, full)
+    return torch.where(tile > 0, up, c)
 
 
-def _lerp(x: torch.Tensor, x0: float, x1: float, y0, y1) -> torch.Tensor:
-    """Linear interpolation; y0/y1 may be tensors (the inner step of a bilinear one)."""
-    y0 = torch.as_tensor(y0, dtype=torch.float64)
-    y1 = torch.as_tensor(y1, dtype=torch.float64)
-    if x1 == x0:
-        return y0 + 0 * x
-    return y0 + (x - x0) * ((y1 - y0) / (x1 - x0))
+def _bilinear(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Interpolate every layer in its bracket (rows of ``b`` as _Grid.bracket returns them); a
+    degenerate side (x0 == x1) takes the value at x0 with no slope along it."""
+    x0, x1, y0, y1, t00, t01, t10, t11 = b.unbind(1)
+    u = torch.where(x1 > x0, (x - x0) / torch.where(x1 > x0, x1 - x0, torch.ones_like(x0)), 0 * x)
+    v = torch.where(y1 > y0, (y - y0) / torch.where(y1 > y0, y1 - y0, torch.ones_like(y0)), 0 * y)
+    lo = t00 + u * (t10 - t00)
+    hi = t01 + u * (t11 - t01)
+    return lo + v * (hi - lo)
 
 
 class LatencyCost(LayerCost):
+    """Calibrated latency of a width configuration, differentiable in the kept fractions.
+
+    A pruning loop calls it (and its backward) every step, so pricing is a few tensor ops over
+    all layers: the widths are one matrix product (WidthMatrix), each layer's measured bracket is
+    looked up in a cache keyed by its grid cell (a Python search of the table only when a width
+    enters a cell it has not been in), and the interpolation is vectorised."""
+
     unit = "ms"
 
     def __init__(self, analysis, profile: DeviceProfile, model_key: str | None = None, layer_list=None,
@@ -138,11 +156,18 @@ class LatencyCost(LayerCost):
         self.measure = measure  # rows -> None: measures them and appends them to the profile
         self.calibration, self.scale, self.overhead_ms = calibrate(profile.meta, model_key, calibration, exclude,
                                                                    n_layers=len(self.layers))
+        self.two_widths = [kind(layer.op).two_widths for layer in self.layers]
+        self.tiles = torch.tensor([float(self.tile(layer) or 0) for layer in self.layers], dtype=torch.float64)
+        # One width: the tile applies to it (cin is cout); two: only the output width is tiled.
+        self.in_tiles = torch.where(torch.tensor(self.two_widths, dtype=torch.bool), 0.0, self.tiles)
+        self.full_in = torch.tensor([float(layer.cin.full) for layer in self.layers], dtype=torch.float64)
+        self.full_out = torch.tensor([float(layer.cout.full) for layer in self.layers], dtype=torch.float64)
         self._build()
 
     def _build(self) -> None:
-        self.grids = {tuple(sig): _Grid(rows)
-                      for sig, rows in self.profile.table.groupby(list(SIGNATURE_FIELDS))}
+        grids = {tuple(sig): _Grid(rows) for sig, rows in self.profile.table.groupby(list(SIGNATURE_FIELDS))}
+        self.layer_grids = [grids.get(tuple(layer.signature().values())) for layer in self.layers]
+        self._brackets: dict = {}  # (layer index, cell) -> bracket or None
 
     def __call__(self, fractions: dict | None = None) -> torch.Tensor:
         return self.layers_total(fractions) * self.scale + self.overhead_ms
@@ -151,7 +176,7 @@ class LatencyCost(LayerCost):
         for attempt in (0, 1):
             prices, missing = self._prices(fractions)
             if not missing:
-                return torch.stack(prices).sum() if prices else torch.zeros((), dtype=torch.float64)
+                return prices.sum()
             rows = self._rows_for(missing)
             if self.measure is None or attempt:
                 raise MissingConfigs(rows)
@@ -163,27 +188,41 @@ class LatencyCost(LayerCost):
         prices, missing = self._prices(fractions)
         if missing:
             raise MissingConfigs(self._rows_for(missing))
-        return [(layer, float(p)) for layer, p in zip(self.layers, prices)]
+        return list(zip(self.layers, prices.detach().tolist()))
 
     def _prices(self, fractions):
-        prices, missing = [], []
-        for layer in self.layers:
-            cin, cout = width(layer.cin, fractions), width(layer.cout, fractions)
-            grid = self.grids.get(tuple(layer.signature().values()))
-            two = kind(layer.op).two_widths
-            price = grid.price(cin, cout, two) if grid is not None else None
-            tile = self.tile(layer)
-            if price is not None and tile:
-                tiled_cin = cin if two else _round_up(cin, tile, layer.cin.full)  # one width: cin is cout
-                tiled = grid.price(tiled_cin, _round_up(cout, tile, layer.cout.full), two)
-                # Straight-through: the value of the tiled width, the slope of the width itself
-                # (a staircase has no slope to give a pruner).
-                price = None if tiled is None else price + (tiled - price).detach()
-            if price is None:
-                missing.append((layer, float(cin.detach()), float(cout.detach())))
+        """Uncalibrated price of every layer (a tensor), or the layers the table cannot price.
+        Tiled layers take the value at their tiled widths and the slope at their own widths
+        (straight-through: a staircase has no slope to give a pruner)."""
+        cin, cout = self.widths(fractions)
+        with torch.no_grad():
+            tcin = _round_up(cin, self.in_tiles, self.full_in)
+            tcout = _round_up(cout, self.tiles, self.full_out)
+        own, tiled, missing = [], [], []
+        for i, (ci, co, tci, tco) in enumerate(zip(cin.detach().tolist(), cout.detach().tolist(), tcin.tolist(), tcout.tolist())):
+            b, bt = self._bracket(i, ci, co), self._bracket(i, tci, tco)
+            if b is None or bt is None:
+                missing.append((self.layers[i], ci, co))
             else:
-                prices.append(torch.as_tensor(price, dtype=torch.float64))
-        return prices, missing
+                own.append(b)
+                tiled.append(bt)
+        if missing:
+            return None, missing
+        if not own:
+            return torch.zeros(0, dtype=torch.float64), []
+        price = _bilinear(cin, cout, torch.tensor(own, dtype=torch.float64))
+        at_tile = _bilinear(tcin, tcout, torch.tensor(tiled, dtype=torch.float64))
+        return price + (at_tile - price).detach(), []
+
+    def _bracket(self, i: int, ci: float, co: float):
+        grid = self.layer_grids[i]
+        if grid is None:
+            return None
+        two = self.two_widths[i]
+        key = (i, grid.cell(ci, co, two))
+        if key not in self._brackets:
+            self._brackets[key] = grid.bracket(ci, co, two)
+        return self._brackets[key]
 
     def tile(self, layer: Layer) -> int | None:
         """The channel tile the profile's device computes this layer's output width in (measured

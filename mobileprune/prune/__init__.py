@@ -1,0 +1,16 @@
+"""Pruning to a budget: methods that score blocks of channels, one selection, one loop."""
+from .api import PruneError, PruneResult, prune
+from .budget import Budget, BudgetError
+from .loop import CheckpointError, TrainConfig
+from .methods import METHODS
+
+__all__ = [
+           "METHODS",
+           "Budget",
+           "BudgetError",
+           "CheckpointError",
+           "PruneError",
+           "PruneResult",
+           "TrainConfig",
+           "prune",
+]

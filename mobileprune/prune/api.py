@@ -1,0 +1,187 @@
+"""``mobileprune.prune``: a model, data and a budget in; a slimmed model, its plan and a report out.
+
+Order of work, so that bad input changes nothing: analyse, price, check the budget and the
+output directory, then train (checkpointing into OUT/checkpoint.pt, resumed when the same run
+is started again), select, slim (checked equal to the masked model), save, report.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..cost import FlopsCost, LatencyCost, MemoryCost
+from ..devices import runtimes
+from ..devices.identity import compare, host_identity
+from ..devices.profile import DeviceProfile
+from ..errors import MobilepruneError
+from ..graph import Analysis
+from ..plan import PrunePlan
+from ..slim import analyze, slim
+from .blocks import Blocks
+from .budget import Budget, resolve
+from .context import Context
+from .loop import TrainConfig
+from .methods import METHODS, TRAINED
+from .select import select, smallest
+
+COSTS = ("latency", "flops", "memory")
+DEFAULT_BLOCK = 8  # without a profile (FLOPs or memory budgets): a block most mobile kernels like
+CHECKPOINT = "checkpoint.pt"
+
+
+class PruneError(MobilepruneError, ValueError):
+    """Pruning cannot start with these inputs."""
+
+
+@dataclass
+class PruneResult:
+    model: nn.Module  # slimmed, eval mode, plain torch
+    plan: PrunePlan
+    report: dict
+    analysis: Analysis = field(repr=False, default=None)
+    path: Path | None = None
+
+
+def make_cost(kind: str, analysis: Analysis, profile: DeviceProfile | None, model_key: str | None):
+    if kind == "latency":
+        if profile is None:
+            raise PruneError("a latency budget needs a device profile (--profile device_profiles/NAME.csv); "
+                             "or give the budget in FLOPs (--budget-kfpp / cost='flops') or memory")
+        return LatencyCost(analysis, profile, model_key=model_key)
+    if kind == "flops":
+        return FlopsCost(analysis)
+    if kind == "memory":
+        return MemoryCost(analysis)
+    raise PruneError(f"unknown cost {kind!r}: one of {', '.join(COSTS)}")
+
+
+def default_loss(output, target):
+    return F.cross_entropy(output, target)
+
+
+def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%", cost: str = "latency",
+          profile=None, method: str = "fisher", block: int | None = None, steps: int = 100,
+          out=None, spec=None, batch_size: int = 32, lr: float = 1e-4, seed: int = 0, show: bool = True,
+          options: dict | None = None, checkpoint_every: int = 25) -> PruneResult:
+    """Prune ``model`` to ``budget`` and slim it.
+
+    ``data``: a training Dataset of (input, target), or a DataSplits (its train split is used);
+    not needed by ``l1`` and ``uniform``. ``profile``: a DeviceProfile or its path (latency
+    cost). ``block``: channels kept in multiples of it (default: the profile's block).
+    ``out``: a directory to save the pruned model in (``mobileprune.load`` takes it); ``spec``
+    says how to rebuild the original there (default: the model's class, see storage.save).
+    ``options``: method settings (e.g. {"interval": 10} for fisher, gates' DEFAULTS).
+    """
+    from ..storage import save, spec_of
+
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise PruneError(f"unknown method {method!r}: one of {', '.join(METHODS)}")
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    dataset = getattr(data, "train", data)
+    if method in TRAINED and dataset is None:
+        raise PruneError(f"method {method!r} trains: give data (e.g. --data fashion-mnist)")
+    if method in TRAINED and steps < 1:
+        raise PruneError(f"method {method!r} needs steps >= 1")
+    out = Path(out) if out is not None else None
+    spec = spec_of(spec if spec is not None else model) if out is not None else spec
+    if isinstance(profile, (str, Path)):
+        profile = DeviceProfile.load(profile)
+
+    work = copy.deepcopy(model).eval()
+    analysis = analyze(work, tuple(example_inputs))
+    cost_model = make_cost(cost, analysis, profile, spec if isinstance(spec, str) else None)
+    block = int(block or (profile.meta.block if profile is not None else DEFAULT_BLOCK))
+    blocks = Blocks(analysis, block)
+    if not blocks.groups:
+        raise PruneError(_nothing_to_prune(analysis, block))
+    with torch.no_grad():
+        original = float(cost_model())
+        least = float(cost_model(blocks.fractions(smallest(blocks))))
+    the_budget = resolve(budget, cost_model.unit, original, least)
+    if out is not None and (out / "model.json").exists():
+        raise PruneError(f"{out} already holds a saved model: choose another --out (nothing was changed)")
+
+    torch.manual_seed(seed)
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+                         freeze_bn=method == "gates")
+    run_key = {"method": method, "budget": the_budget.to_dict(), "cost": cost, "block": block,
+               "fingerprint": analysis.fingerprint(), "options": options or {}, "data": len(dataset or [])}
+    ctx = Context(work, blocks, cost_model, the_budget, config, dataset, loss_fn or default_loss,
+                  out / CHECKPOINT if out is not None and method in TRAINED else None, run_key, show, options or {})
+    outcome = METHODS[method](ctx)
+    selection = outcome.selection if outcome.selection is not None else \
+        select(blocks, outcome.importance, cost_model, the_budget.value)
+    plan = blocks.plan(selection, {"method": method, "budget": the_budget.to_dict(), "cost": cost})
+    slimmed = slim(work, analysis, plan).eval()
+    report = _report(analysis, blocks, selection, cost_model, the_budget, method, outcome, profile, block,
+                     time.perf_counter() - started)
+    result = PruneResult(slimmed, plan, report, analysis)
+    if out is not None:
+        save(out, spec, plan, slimmed, [tuple(x.shape) for x in example_inputs])
+        (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
+        (out / CHECKPOINT).unlink(missing_ok=True)
+        result.path = out
+    return result
+
+
+def _nothing_to_prune(analysis: Analysis, block: int) -> str:
+    frozen = [g for g in analysis.groups if g.frozen]
+    small = [g for g in analysis.groups if not g.frozen and not g.prunable(block)]
+    reasons = sorted({r.split(":")[0] for g in frozen for r in g.reasons})[:4]
+    return (f"nothing to prune: of {len(analysis.groups)} channel groups, {len(frozen)} are frozen"
+            + (f" ({'; '.join(reasons)})" if reasons else "")
+            + f" and {len(small)} are no larger than one block of {block} channels"
+            + ("; try a smaller --block" if small else ""))
+
+
+def _report(analysis, blocks: Blocks, selection, cost_model, budget: Budget, method, outcome, profile, block,
+            seconds) -> dict:
+    with torch.no_grad():
+        fractions = blocks.fractions(selection)
+        after = float(cost_model(fractions))
+    scores = blocks.split(outcome.importance) if outcome.importance is not None else {}
+    groups = [{"group": gb.group.id, "name": _layer_name(gb.group), "channels": gb.group.channels,
+               "kept": blocks.widths(selection)[gb.group.id], "blocks_kept": selection[gb.group.id].tolist(),
+               "importance": np.asarray(scores[gb.group.id]).tolist() if gb.group.id in scores else None}
+              for gb in blocks.groups]
+    report = {
+        "method": method, "cost": cost_model.unit, "block": block, "budget": budget.to_dict(),
+        "predicted": {"before": budget.original, "after": after, "budget": budget.value,
+                      "below_budget_pct": 100 * (1 - after / budget.value)},
+        "groups": groups, "method_info": _jsonable(outcome.info), "seconds": seconds,
+    }
+    if hasattr(cost_model, "per_layer"):
+        report["layers"] = [{"node": lay.node, "op": lay.op, "before": b, "after": a}
+                            for (lay, b), (_, a) in zip(cost_model.per_layer(), cost_model.per_layer(fractions))]
+    if profile is not None:
+        match = compare(profile.meta.device_identity, host_identity())
+        report["profile"] = {"path": str(profile.path), "runtime": runtimes.get(profile.meta.runtime).label,
+                             "device": match.profile_device.describe(), "device_match": match.matches,
+                             "device_note": None if match.matches else match.warning()}
+    return report
+
+
+def _layer_name(group) -> str:
+    """A group by the first layer whose weight produces it ("layer1.0.conv1[0]")."""
+    weights = [p for p in group.producers if ".weight[" in p]
+    return (weights[0] if weights else group.name()).replace(".weight", "")
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.generic, np.ndarray)):
+        return v.tolist()
+    return v

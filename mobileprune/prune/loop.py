@@ -1,0 +1,172 @@
+"""The one training loop: pruning methods train inside it, fine-tuning will reuse it.
+
+Small on purpose: deterministic batches (a seeded permutation per epoch, so step s always sees
+the same batch and a resumed run continues exactly where it stopped), an optimizer over the
+model's and the method's parameters, CPU or CUDA, BatchNorm statistics frozen on request, a
+rich progress line, and a checkpoint of everything that decides the result (weights, optimizer,
+the method's state, RNG states, the step) every N steps, written atomically.
+
+Kept DDP-ready: the batch order is a function of (seed, step) and ``StepSampler`` takes a rank
+and a world size, so the fine-tuning issue can shard it under torchrun.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from ..errors import MobilepruneError
+
+
+class CheckpointError(MobilepruneError, ValueError):
+    """A checkpoint that belongs to another run."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 25
+    freeze_bn: bool = False
+    device: str = "auto"  # auto: CUDA when present
+
+
+class Method(Protocol):
+    """What a method plugs into the loop (see prune/methods)."""
+
+    def parameters(self) -> list: ...  # its own trainable parameters (gates' predictors), with their lr
+    def extra_loss(self, step: int) -> torch.Tensor | None: ...  # after the forward pass
+    def after_backward(self, step: int) -> None: ...
+    def after_step(self, step: int) -> None: ...
+    def finished(self) -> bool: ...
+    def status(self) -> dict: ...  # for the progress line: cost, budget, kept share
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class StepSampler(Sampler):
+    """Indices of the batches from ``start_step`` on: epoch e is a permutation seeded by
+    (seed, e); rank r of w takes every w-th index of it."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.per_epoch = max(1, n // (batch_size * world))  # whole batches only
+        self.start_step = start_step
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            epoch, first = divmod(step, self.per_epoch)
+            g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+            order = torch.randperm(self.n, generator=g)[self.rank::self.world]
+            for b in range(first, self.per_epoch):
+                yield from order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+            step = (epoch + 1) * self.per_epoch
+
+    def __len__(self) -> int:  # endless: the loop stops at its step count
+        return 2 ** 62
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """BatchNorm layers use and keep their running statistics (their affine weights still train)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def train(model: nn.Module, dataset, loss_fn: Callable, config: TrainConfig, method: Method | None = None,
+          checkpoint: Path | None = None, run_key: dict | None = None, show: bool = True,
+          describe: Callable[[dict], str] | None = None) -> dict:
+    """Train ``model`` (in place) for ``config.steps`` steps or until ``method.finished()``.
+
+    ``checkpoint``: a file to write every ``checkpoint_every`` steps and to resume from;
+    ``run_key``: what must match for a checkpoint to be this run's (refused otherwise).
+    Returns {"steps": steps run in all, "resumed_from": step or None, "seconds", "loss"}.
+    """
+    device = pick_device(config.device)
+    model.to(device)
+    key = {"config": asdict(config), **(run_key or {})}
+    params = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr,
+               "weight_decay": config.weight_decay}]
+    if method is not None:
+        params += [g for g in method.parameters() if g["params"]]
+    optimizer = torch.optim.Adam(params)
+    start, resumed = 0, None
+    torch.manual_seed(config.seed)
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state["key"] != key:
+            raise CheckpointError(f"{checkpoint} is the checkpoint of another run (different model, data, budget "
+                                  f"or settings): delete it to start over, or choose another output directory")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if method is not None:
+            method.load_state_dict(state["method"])
+        torch.set_rng_state(state["rng"])
+        start = resumed = int(state["step"])
+
+    loader = DataLoader(dataset, batch_size=config.batch_size,
+                        sampler=StepSampler(len(dataset), config.batch_size, config.seed, start))
+    batches = iter(loader)
+    t0, last_loss, step = time.perf_counter(), float("nan"), start
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[status]}"), disable=not show, transient=False)
+    with progress:
+        task = progress.add_task("training", total=config.steps, completed=start, status="")
+        while step < config.steps and not (method is not None and method.finished()):
+            model.train()
+            if config.freeze_bn:
+                freeze_batchnorm(model)
+            x, y = next(batches)
+            x, y = x.to(device), y.to(device)
+            loss = loss_fn(model(x), y)
+            extra = method.extra_loss(step) if method is not None else None
+            total = loss if extra is None else loss + extra
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if method is not None:
+                method.after_backward(step)
+            optimizer.step()
+            if method is not None:
+                method.after_step(step)
+            step += 1
+            last_loss = float(loss.detach())
+            status = {"loss": last_loss, **(method.status() if method is not None else {})}
+            progress.update(task, completed=step, status=describe(status) if describe else f"loss {last_loss:.3f}")
+            if checkpoint is not None and (step % config.checkpoint_every == 0 or step == config.steps):
+                save_checkpoint(checkpoint, {"key": key, "step": step, "model": model.state_dict(),
+                                             "optimizer": optimizer.state_dict(),
+                                             "method": method.state_dict() if method is not None else {},
+                                             "rng": torch.get_rng_state()})
+    model.eval()
+    return {"steps": step, "resumed_from": resumed, "seconds": time.perf_counter() - t0, "loss": last_loss}
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole

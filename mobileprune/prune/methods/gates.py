@@ -1,0 +1,172 @@
+"""Learned gates (ACPLI): channel importance learned from feature maps under a budget loss.
+
+As the paper has it, on blocks and with any cost model:
+- one gate per block of each prunable group, shared by all its coupled places (masks.py applies
+  it at every consumer of the group);
+- a gate is a binary-concrete (Gumbel-sigmoid) sample at temperature 0.5 of the group's logits,
+  which start at 3.0 (keep probability 0.95);
+- a logit predictor per group — 3x3 depthwise conv -> 1x1 conv (one output per block) -> global
+  average pool (a linear layer for a group consumed by linears) — reads a feature map of the
+  group (the input of its first consumer); its batch-mean output updates the group's logits by
+  an exponential moving average, and the loss reaches the predictor through that update;
+- loss = task loss + entropy of the keep-probabilities (pushes them away from 0.5) + the budget
+  loss ReLU(cost(expected widths) / budget - 1), its weight annealed from 0 towards its final
+  value by exponential decay of the gap;
+- BatchNorm statistics are frozen while the gates train (the loop's freeze_bn).
+The keep-probabilities at the end are the blocks' importance; the predictors live in this
+object, never in the model, so nothing remains at run time.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..context import Context, Outcome
+from ..loop import train
+from ..masks import ConsumerMasks
+
+DEFAULTS = {"temperature": 0.5, "init_logit": 3.0, "ema": 0.3, "entropy_weight": 0.01,
+            "budget_weight": 5.0, "anneal_share": 0.25, "gate_lr": 0.02}
+
+
+class Predictor(nn.Module):
+    """Feature map of a group -> one logit per block of the group (batch mean)."""
+
+    def __init__(self, channels: int, n_blocks: int, conv: bool, init_logit: float) -> None:
+        super().__init__()
+        if conv:
+            self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
+                                      nn.Conv2d(channels, n_blocks, 1))
+        else:
+            self.body = nn.Linear(channels, n_blocks)
+        self.conv = conv
+        last = self.body[-1] if conv else self.body
+        nn.init.zeros_(last.weight)  # starts by predicting the initial logits exactly
+        nn.init.constant_(last.bias, init_logit)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Inputs scaled by 1/channels: Adam moves every weight by about the learning rate, so an
+        # unscaled 1x1 layer over C channels would move the logits C times faster than its bias.
+        if self.conv:
+            h = self.body[0](x) / x.shape[1]
+            return self.body[1](h).mean((2, 3)).mean(0)
+        return self.body(x.reshape(-1, x.shape[-1]) / x.shape[-1]).mean(0)
+
+
+class Gates:
+    def __init__(self, ctx: Context, masks: ConsumerMasks, options: dict) -> None:
+        self.ctx, self.blocks = ctx, ctx.blocks
+        self.o = {**DEFAULTS, **options}
+        device = next(ctx.model.parameters()).device
+        self.logits = torch.full((self.blocks.total,), float(self.o["init_logit"]), dtype=torch.float32, device=device)
+        self.generator = torch.Generator().manual_seed(ctx.train.seed)
+        self.noise = self._draw()
+        # Each group's predictor reads the input of the group's first consumer to run.
+        order = _call_order(ctx.model, masks)
+        self.readers: dict[str, list[int]] = {}  # consumer name -> group ids it predicts
+        self.predictors = nn.ModuleDict()
+        for gb in self.blocks.groups:
+            o = self.blocks.offsets[gb.group.id]
+            first = next((c for c in order if ((c.index >= o) & (c.index < o + gb.n)).any()), None)
+            if first is None:
+                continue  # consumed nowhere a mask reaches: its importance stays the initial one
+            channels = int(first.index.numel())
+            self.predictors[str(gb.group.id)] = Predictor(channels, gb.n, first.channel_dim == 1,
+                                                          float(self.o["init_logit"])).to(device)
+            self.readers.setdefault(first.name, []).append(gb.group.id)
+        self.step_logits = self.logits.clone()
+
+    def _draw(self) -> torch.Tensor:
+        u = torch.rand(self.blocks.total, generator=self.generator).clamp(1e-6, 1 - 1e-6)
+        return (u.log() - (1 - u).log()).to(self.logits.device)
+
+    # ---- masks -------------------------------------------------------------------------------
+    def read(self, consumer, x) -> None:
+        for gid in self.readers.get(consumer.name, ()):
+            o, n = self.blocks.offsets[gid], self.blocks.by_id[gid].n
+            predicted = self.predictors[str(gid)](x.detach().float())
+            blended = (1 - self.o["ema"]) * self.logits[o:o + n] + self.o["ema"] * predicted
+            self.step_logits = torch.cat([self.step_logits[:o], blended, self.step_logits[o + n:]])
+
+    def mask(self, consumer, x):
+        if not torch.is_grad_enabled():  # evaluation: the expected gate
+            return torch.sigmoid(self.logits)
+        return torch.sigmoid((self.step_logits + self.noise) / self.o["temperature"])
+
+    # ---- loop protocol ---------------------------------------------------------------------
+    def parameters(self) -> list:
+        return [{"params": list(self.predictors.parameters()), "lr": self.o["gate_lr"], "weight_decay": 0.0}]
+
+    def budget_weight(self, step: int) -> float:
+        tau = max(1.0, self.o["anneal_share"] * self.ctx.train.steps)
+        return self.o["budget_weight"] * (1 - math.exp(-(step + 1) / tau))
+
+    def extra_loss(self, step: int) -> torch.Tensor:
+        p = torch.sigmoid(self.step_logits)
+        expected = self.ctx.cost(self.blocks.soft_fractions(p))
+        self._expected = float(expected.detach())
+        budget = torch.relu(expected / self.ctx.budget.value - 1)
+        entropy = -(p * torch.log(p + 1e-8) + (1 - p) * torch.log(1 - p + 1e-8)).mean()
+        return (self.budget_weight(step) * budget + self.o["entropy_weight"] * entropy).float()
+
+    def after_backward(self, step: int) -> None:
+        pass
+
+    def after_step(self, step: int) -> None:
+        self.logits = self.step_logits.detach().clone()  # the moving average moves on
+        self.step_logits = self.logits.clone()
+        self.noise = self._draw()
+
+    def finished(self) -> bool:
+        return False
+
+    def keep_probs(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits.detach()).cpu()
+
+    def status(self) -> dict:
+        return {"cost": getattr(self, "_expected", float("nan")), "kept": float(self.keep_probs().mean())}
+
+    def state_dict(self) -> dict:
+        return {"logits": self.logits.clone(), "predictors": self.predictors.state_dict(),
+                "generator": self.generator.get_state(), "noise": self.noise.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.logits = state["logits"].clone()
+        self.step_logits = self.logits.clone()
+        self.predictors.load_state_dict(state["predictors"])
+        self.generator.set_state(state["generator"].cpu())
+        self.noise = state["noise"].clone()
+
+
+def _call_order(model: nn.Module, masks: ConsumerMasks) -> list:
+    """The consumers in the order a forward pass reaches them."""
+    seen = []
+    hooks = [c.module.register_forward_pre_hook(lambda m, a, c=c: seen.append(c) if c not in seen else None)
+             for c in masks.consumers]
+    try:
+        x = masks.blocks.analysis.example_inputs
+        device = next(model.parameters()).device
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            model(*[t.to(device) for t in x])
+        model.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def run(ctx: Context) -> Outcome:
+    masks = ConsumerMasks(ctx.model, ctx.blocks, mask_fn=None)
+    method = Gates(ctx, masks, ctx.options)
+    masks.mask_fn, masks.on_input = method.mask, method.read
+    with masks:
+        trained = train(ctx.model, ctx.dataset, ctx.loss_fn, ctx.train, method, ctx.checkpoint, ctx.run_key,
+                        ctx.show, ctx.describe)
+    settings = {k: method.o[k] for k in DEFAULTS}
+    return Outcome(method.keep_probs().double().numpy(), info={
+        "settings": settings, "expected_cost": getattr(method, "_expected", None),
+        "unmasked_consumers": masks.skipped, **trained})

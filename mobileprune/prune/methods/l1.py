@@ -1,0 +1,35 @@
+"""Baseline: the L1 norm of each block's weights, summed over every coupled producer (the
+convs, linears and norms whose output channels the block is), one shot, no data.
+
+Norms of different layers are on different scales, so each block's mean norm per position is
+divided by its group's mean: blocks compete across groups by how they compare with their own
+group (the usual "global" L1 ranking, e.g. Torch-Pruning's normalised group importance)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..context import Context, Outcome
+
+
+def run(ctx: Context) -> Outcome:
+    blocks = ctx.blocks
+    of_root = blocks.block_of_roots()
+    params = dict(ctx.model.named_parameters())
+    score = np.zeros(blocks.total)
+    for cut in blocks.analysis.cuts:
+        if cut.role != "producer" or cut.fqn not in params:
+            continue
+        w = params[cut.fqn].detach()
+        per_index = w.abs().sum(dim=[d for d in range(w.dim()) if d != cut.dim]) if w.dim() > 1 else w.abs()
+        ids = np.asarray(cut.ids).reshape(-1)
+        for r, v in zip(ids.tolist(), per_index.double().tolist()):
+            b = of_root.get(r)
+            if b is not None:
+                score[b] += v
+    importance = np.zeros(blocks.total)
+    for gb in blocks.groups:
+        o = blocks.offsets[gb.group.id]
+        per_position = score[o:o + gb.n] / gb.sizes()
+        importance[o:o + gb.n] = per_position / max(per_position.mean(), 1e-12)
+    return Outcome(torch.as_tensor(importance).numpy(), info={"normalised": "per group mean"})

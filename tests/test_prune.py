@@ -1,0 +1,258 @@
+"""Pruning to a budget: what each method learns, what every plan guarantees, resume, and errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from models.branches import TwoBranch
+from random_nets import RandomNet, net_specs
+from torch.utils.data import Subset, TensorDataset
+
+import mobileprune as mp
+from mobileprune.cost import (
+    FlopsCost,
+    LatencyCost,
+    MemoryCost,
+    MissingConfigs,
+    fractions_from_plan,
+)
+from mobileprune.data import DataError, load_data
+from mobileprune.prune import BudgetError, PruneError
+from mobileprune.prune.blocks import Blocks
+from mobileprune.prune.select import smallest
+
+HERE = Path(__file__).parent
+TOY_INPUT = torch.zeros(1, 1, 28, 28)
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return load_data("fashion-mnist", (1, 1, 28, 28))
+
+
+def _toy_budget() -> float:
+    """FLOPs of the toy with its useless branch at one block of 8 and everything else whole, +1%:
+    the only plan that meets it without touching the useful branch removes 3 useless blocks."""
+    analysis = mp.analyze(TwoBranch(), TOY_INPUT)
+    useless = next(g.id for g in analysis.groups if g.name().startswith("useless.0"))
+    return float(FlopsCost(analysis)({useless: 0.25})) * 1.01
+
+
+def _groups(result) -> dict:
+    return {g["name"].split(".")[0]: g for g in result.report["groups"]}
+
+
+@pytest.mark.parametrize("method", ["gates", "fisher"])
+def test_learned_importance_drops_the_useless_branch(method, fashion):
+    torch.manual_seed(0)
+    result = mp.prune(TwoBranch(), TOY_INPUT, Subset(fashion.train, range(4000)), budget=_toy_budget(),
+                      cost="flops", method=method, steps=100, lr=1e-3, show=False)
+    groups = _groups(result)
+    useful, useless = np.array(groups["useful"]["importance"]), np.array(groups["useless"]["importance"])
+    assert useless.max() < useful.min(), (useful, useless)  # every useless block ranks below every useful one
+    assert groups["useful"]["kept"] == 32 and groups["useless"]["kept"] == 8
+    assert result.report["predicted"]["after"] <= result.report["predicted"]["budget"]
+
+
+def test_l1_and_uniform_meet_the_budget_without_data():
+    for method in ("l1", "uniform"):
+        result = mp.prune(TwoBranch(), TOY_INPUT, budget="60%", cost="flops", method=method, show=False)
+        pred = result.report["predicted"]
+        assert pred["after"] <= pred["budget"] < pred["before"]
+
+
+@settings(max_examples=int(os.environ.get("PRUNE_EXAMPLES", "12")), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=net_specs(max_steps=8), method=st.sampled_from(["gates", "fisher", "l1", "uniform"]),
+       cost=st.sampled_from(["flops", "memory"]), share=st.sampled_from([0.4, 0.6, 0.8]),
+       block=st.sampled_from([2, 4]))
+def test_every_method_keeps_blocks_and_meets_the_budget_on_random_nets(spec, method, cost, share, block):
+    steps, in_channels, size = spec
+    torch.manual_seed(0)
+    net = RandomNet(steps, in_channels, size).eval()
+    example = torch.randn(1, in_channels, size, size)
+    analysis = mp.analyze(net, example)
+    blocks = Blocks(analysis, block)
+    if not blocks.groups:
+        with pytest.raises(PruneError, match="nothing to prune"):
+            mp.prune(net, example, budget=f"{100 * share}%", cost=cost, method="l1", block=block, show=False)
+        return
+    model = FlopsCost(analysis) if cost == "flops" else MemoryCost(analysis)
+    least = float(model(blocks.fractions(smallest(blocks))))
+    full = float(model())
+    budget = max(share * full, least + 0.3 * (full - least))
+    if budget >= full:
+        return
+    data = TensorDataset(torch.randn(64, in_channels, size, size), torch.randint(0, 5, (64,)))
+    result = mp.prune(net, example, data, budget=budget, cost=cost, method=method, block=block, steps=6,
+                      batch_size=16, show=False)  # slim() inside checks the slimmed model equals the masked one
+    plan = result.plan
+    plan.validate(analysis)
+    for g in analysis.groups:
+        kept = plan.keep.get(g.id)
+        if kept is not None:
+            assert len(kept) % g.block_positions(block) == 0 and len(kept) < g.size
+    predicted = float(model(fractions_from_plan(analysis, plan)))
+    assert predicted <= budget * (1 + 1e-9)
+    assert result.report["predicted"]["after"] == pytest.approx(predicted)
+
+
+def test_latency_budget_on_a_measured_profile(tiny_profile):
+    example = torch.randn(1, 3, 224, 224)
+    from mobileprune.spec import build
+
+    model = build(TINY).eval()
+    data = TensorDataset(torch.randn(32, 3, 224, 224), torch.randint(0, 10, (32,)))
+    result = mp.prune(model, example, data, budget="85%", profile=tiny_profile, method="fisher", steps=6,
+                      batch_size=16, spec=TINY, show=False)
+    pred = result.report["predicted"]
+    analysis = mp.analyze(model, example)
+    fresh = float(LatencyCost(analysis, tiny_profile, model_key=TINY)(fractions_from_plan(analysis, result.plan)))
+    assert fresh == pytest.approx(pred["after"]) and pred["after"] <= pred["budget"]
+    assert result.report["block"] == tiny_profile.meta.block
+    assert result.report["profile"]["device_match"] is True
+    assert {lay["node"] for lay in result.report["layers"]}  # the per-layer breakdown is there
+
+
+def test_latency_cost_rebrackets_when_a_width_leaves_its_cell(tiny_profile):
+    """The fast path caches each layer's measured bracket by grid cell: moving a width to
+    another cell must price as a fresh cost model does, values and slopes."""
+    from mobileprune.spec import build
+
+    analysis = mp.analyze(build(TINY).eval(), torch.randn(1, 3, 224, 224))
+    cost = LatencyCost(analysis, tiny_profile)
+    free = [g.id for g in analysis.groups if g.prunable(8)]
+    for share in (1.0, 0.5, 0.75, 1.0, 0.55):
+        fr = {g: torch.tensor(share, dtype=torch.float64, requires_grad=True) for g in free}
+        fresh_fr = {g: torch.tensor(share, dtype=torch.float64, requires_grad=True) for g in free}
+        a, b = cost(fr), LatencyCost(analysis, tiny_profile)(fresh_fr)
+        assert float(a) == pytest.approx(float(b), rel=1e-12)
+        ga = torch.autograd.grad(a, list(fr.values()), allow_unused=True)
+        gb = torch.autograd.grad(b, list(fresh_fr.values()), allow_unused=True)
+        for x, y in zip(ga, gb):
+            assert float(x if x is not None else 0) == pytest.approx(float(y if y is not None else 0), rel=1e-9)
+
+
+def test_saved_pruned_model_reloads_and_exports_with_the_same_outputs(tmp_path):
+    from mobileprune.spec import build
+
+    model = build(TINY).eval()
+    example = torch.randn(1, 3, 64, 64)
+    result = mp.prune(model, example, budget="60%", cost="flops", method="l1", out=tmp_path / "p", spec=TINY,
+                      show=False)
+    loaded, _ = mp.load(tmp_path / "p")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), result.model(x))
+    assert json.loads((tmp_path / "p" / "report.json").read_text())["method"] == "l1"
+    manifest = mp.export(loaded, (example,), tmp_path / "art", formats=("pte",), spec=TINY, plan=result.plan)
+    assert manifest["passed"], manifest
+
+
+# ---- resume -------------------------------------------------------------------------------------
+RUN = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+torch.set_num_threads(1)
+from torch.utils.data import Subset
+import mobileprune as mp
+from mobileprune.data import load_data
+from models.branches import TwoBranch
+data = load_data("fashion-mnist", (1, 1, 28, 28))
+torch.manual_seed(0)
+mp.prune(TwoBranch(), torch.zeros(1, 1, 28, 28), Subset(data.train, range(3000)), budget="55%", cost="flops",
+         method={method!r}, steps=60, lr=1e-3, out={out!r}, spec={spec!r}, checkpoint_every=5, show=False,
+         options={options!r})
+"""
+
+
+def _run(method, out, options, wait_for_kill=False):
+    code = RUN.format(tests=str(HERE), method=method, out=str(out), spec=str(HERE / "models" / "branches.py") + ":make",
+                      options=options)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    if wait_for_kill:
+        ckpt = Path(out) / "checkpoint.pt"
+        deadline = time.time() + 300
+        while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        state = torch.load(ckpt, weights_only=True)
+        assert state["step"] < 60, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (Path(out) / "model.json").exists()
+        return int(state["step"])
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize("method,options", [("fisher", {"interval": 4}), ("gates", {})])
+def test_a_killed_run_resumes_to_the_same_plan(method, options, tmp_path):
+    _run(method, tmp_path / "whole", options)
+    killed_at = _run(method, tmp_path / "resumed", options, wait_for_kill=True)
+    assert killed_at > 0
+    _run(method, tmp_path / "resumed", options)
+    whole = json.loads((tmp_path / "whole" / "model.json").read_text())["plan"]
+    resumed = json.loads((tmp_path / "resumed" / "model.json").read_text())["plan"]
+    assert resumed["keep"] == whole["keep"]
+    report = json.loads((tmp_path / "resumed" / "report.json").read_text())
+    assert report["method_info"]["resumed_from"] is not None
+    a, _ = mp.load(tmp_path / "whole")
+    b, _ = mp.load(tmp_path / "resumed")
+    for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(va, vb), k
+    assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
+
+
+# ---- bad input: a clear error, nothing on disk --------------------------------------------------
+def test_bad_inputs_give_their_errors_and_write_nothing(tmp_path, tiny_profile):
+    out = tmp_path / "never"
+    toy = TwoBranch()
+    with pytest.raises(BudgetError, match="already fits, nothing to prune"):
+        mp.prune(toy, TOY_INPUT, budget="100%", cost="flops", method="l1", out=out, show=False)
+    with pytest.raises(BudgetError, match=r"below the smallest cost pruning can reach, [0-9.]+ kFPP"):
+        mp.prune(toy, TOY_INPUT, budget="1%", cost="flops", method="l1", out=out, show=False)
+    with pytest.raises(BudgetError, match="bad budget"):
+        mp.prune(toy, TOY_INPUT, budget="half", cost="flops", method="l1", out=out, show=False)
+    with pytest.raises(MissingConfigs, match="run `mobileprune profile`"):  # the profile lacks this model's layers
+        mp.prune(toy, TOY_INPUT, budget="50%", profile=tiny_profile, method="l1", out=out, show=False)
+    with pytest.raises(PruneError, match="needs a device profile"):
+        mp.prune(toy, TOY_INPUT, budget="50%", cost="latency", method="l1", out=out, show=False)
+    with pytest.raises(PruneError, match="give data"):
+        mp.prune(toy, TOY_INPUT, budget="50%", cost="flops", method="fisher", out=out, show=False)
+    frozen = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    with pytest.raises(PruneError, match="nothing to prune: of 1 channel groups, 1 are frozen"):
+        mp.prune(frozen, TOY_INPUT, budget="50%", cost="flops", method="l1", out=out, show=False)
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist|four idx files"):
+        load_data("fashion-mnist", (1, 1, 28, 28), data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="unknown data source"):
+        load_data("cifar10", (1, 3, 32, 32))
+    assert not out.exists()
+
+
+def test_cli_prune_and_its_errors(tmp_path):
+    from mobileprune.cli import main
+
+    out = tmp_path / "pruned"
+    assert main(["prune", TINY, "--input-shape", "1,3,64,64", "--method", "uniform", "--budget-kfpp", "0.5",
+                 "--out", str(out), "--json"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["predicted"]["after"] <= 0.5 and report["cost"] == "kFPP"
+    assert main(["prune", TINY, "--input-shape", "1,3,64,64", "--method", "fisher", "--budget", "50%",
+                 "--out", str(tmp_path / "x")]) == 2  # trains: needs --data
+    assert main(["prune", TINY, "--input-shape", "1,3,64,64", "--method", "l1", "--budget", "100%",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert main(["prune", TINY, "--input-shape", "1,3,64,64", "--method", "l1", "--budget", "60%",
+                 "--out", str(out)]) == 2  # already holds a saved model
