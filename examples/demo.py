@@ -1,14 +1,16 @@
-"""The main job, end to end as far as mobileprune goes today: analyse a real model's channels,
-prune 30% of every prunable group in blocks of the device's block, slim it physically, check it
-equals the masked reference, store it as spec + plan + weights, reload it, predict its latency
-from a profile of *this* machine, measure it here, and export it to .pte and .tflite with
-parity and delegation checks in a manifest.
+"""The main job: prune a trained model to a latency budget on *this* machine, and check the result.
 
-A latency table is a fact about one device: when no profile of this machine is shipped (in
-device_profiles/) or cached (~/.cache/mobileprune/profiles/), the demo first profiles this
-machine for the models it uses and caches the result (a few minutes, printed).
+1. A profile of this machine (shipped in device_profiles/, cached in ~/.cache/mobileprune/profiles,
+   or measured now for the model and cached: a latency table is a fact about one device).
+2. The model: the Fashion-MNIST MobileNetV2-like net with its shipped trained weights
+   (mobileprune/fashion.py), top-1 on the held-out validation split.
+3. Prune it to 50% of its predicted latency with Group Fisher under the latency cost, in the
+   profile's channel blocks, training while it prunes; slim it and save it (spec + plan + weights).
+4. Reload it, predict and measure its latency here (ExecuTorch-XNNPACK, 1 thread, normalised to
+   the profile's speed), against the budget; top-1 after pruning.
+5. Export .pte and .tflite, each checked for parity with eager PyTorch and for delegation.
 
-Run with `make demo`. The pruning-to-a-budget stage grows this script when it lands.
+Run with `make demo`; `examples/demo.py SPEC` runs it on another model spec (data resized to it).
 """
 from __future__ import annotations
 
@@ -22,19 +24,19 @@ import torch
 from rich.console import Console
 
 import mobileprune as mp
-from mobileprune.cli import print_groups
+from mobileprune.data import load_data, top1
 from mobileprune.devices.profile import DeviceProfile
-from mobileprune.slim.slimming import check_equal
-from mobileprune.spec import build
+from mobileprune.spec import build, default_input_shape
 
-SPECS = sys.argv[1:] or ["torchvision:mobilenet_v2", "torchvision:shufflenet_v2_x1_0"]
+SPECS = sys.argv[1:2] or ["fashion:mobilenet_w1"]
+BUDGET = "50%"
 SHIPPED = Path(__file__).resolve().parent.parent / "device_profiles"
 CACHED = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobileprune" / "profiles"
+VAL_IMAGES = 2000
 
 
 def count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
 
 def profile_of_this_machine(console) -> DeviceProfile:
     """A profile of this machine covering SPECS: shipped, cached, or measured now and cached."""
@@ -48,11 +50,14 @@ def profile_of_this_machine(console) -> DeviceProfile:
     if profile is not None and all(spec in profile.meta.overheads_ms for spec in SPECS):
         console.print(f"profile of this machine: {profile.path}")
         return profile
-    shipped = DeviceProfile.load(SHIPPED / "host-executorch-1t.csv")
-    if not shipped.meta.device_identity.matches(this):
-        console.print(f"the shipped profile describes {shipped.meta.device_identity.describe()};\nthis machine is "
-                      f"{this.describe()}.\nA latency table of another CPU does not predict this one: profiling "
-                      f"this machine for {', '.join(SPECS)} (cached for the next run).")
+    if profile is None:
+        shipped = sorted({DeviceProfile.load(p).meta.device_identity.describe() for p in SHIPPED.glob("*.json")})
+        console.print(f"the shipped profiles describe {'; '.join(shipped)};\nthis machine is {this.describe()}.\n"
+                      f"A latency table of another CPU does not predict this one: profiling this machine for "
+                      f"{', '.join(SPECS)} (cached for the next run).")
+    else:
+        console.print(f"{profile.path} is a profile of this machine without {', '.join(SPECS)}: measuring its "
+                      f"layers into a cached copy.")
     out = default_profile_path(this, "executorch", 1, CACHED)
     if profile is not None and Path(profile.path).resolve() != out.resolve():  # extend a copy, not the shipped file
         profile.save(out)
@@ -68,52 +73,56 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     console = Console(width=140)
+    started = time.perf_counter()
     profile = profile_of_this_machine(console)
-    for spec in SPECS:
-        model = build(spec).eval()
-        x = torch.randn(1, 3, 224, 224)
-        analysis = mp.analyze(model, x)
-        print_groups(analysis, title=spec, console=console)
-        plan = mp.PrunePlan.random(analysis, ratio=0.3, block=profile.meta.block, seed=0)
-        slimmed = mp.slim(model, analysis, plan)  # verifies slimmed == masked on x
-        diff = check_equal(model, slimmed, analysis, plan)
-        with tempfile.TemporaryDirectory() as tmp:
-            mp.save(tmp, spec, plan, slimmed, [tuple(x.shape)])
-            reloaded, _ = mp.load(tmp)
-        with torch.no_grad():
-            same = torch.equal(reloaded(x), slimmed(x))
-        start = time.perf_counter()
-        torch.export.export(slimmed, (x,))
-        console.print(
-            f"[bold]{spec}[/]: pruned {len(plan.keep)} of {len(analysis.free_groups)} prunable groups; "
-            f"params {count(model):,} -> {count(slimmed):,} ({count(slimmed) / count(model):.0%}); "
-            f"slimmed vs masked rel. diff {diff:.1e}; reloaded from plan identical: {same}; "
-            f"torch.export of the slimmed model {time.perf_counter() - start:.1f} s")
-        latency_and_export(console, profile, spec, model, slimmed, analysis, plan)
+    spec = SPECS[0]
+    shape = default_input_shape(spec)
+    model = build(spec).eval()
+    data = load_data("fashion-mnist", shape)
+    before = top1(model, data.val, VAL_IMAGES)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "pruned"
+        console.print(f"[bold]{spec}[/] {tuple(shape)}: {count(model):,} parameters, top-1 {100 * before:.1f}% on "
+                      f"{VAL_IMAGES} held-out images; pruning to {BUDGET} of its latency on "
+                      f"{profile.meta.device_identity.describe()} (fisher, latency cost)")
+        result = mp.prune(model, torch.randn(shape), data, budget=BUDGET, profile=profile, method="fisher",
+                          steps=300, batch_size=64, lr=1e-3, spec=spec, out=out)
+        pred = result.report["predicted"]
+        after = top1(result.model, data.val, VAL_IMAGES)
+        kept = [g for g in result.report["groups"] if g["kept"] < g["channels"]]
+        console.print(f"  pruned {len(kept)} of {len(result.report['groups'])} prunable groups in blocks of "
+                      f"{result.report['block']}: {count(model):,} -> {count(result.model):,} parameters in "
+                      f"{result.report['seconds']:.0f} s; top-1 {100 * before:.1f}% -> {100 * after:.1f}%")
+        console.print(f"  budget {pred['budget']:.3f} ms ({BUDGET} of the predicted {pred['before']:.3f} ms); "
+                      f"the plan's prediction {pred['after']:.3f} ms ({-pred['below_budget_pct']:+.1f}% of the budget)")
+        latency_and_export(console, profile, out, pred["budget"])
+    console.print(f"demo done in {time.perf_counter() - started:.0f} s")
 
 
-def latency_and_export(console, profile, spec, model, slimmed, analysis, plan) -> None:
-    """Predicted vs measured ExecuTorch latency on this machine, of the original and the pruned
-    model; then the pruned model exported to both formats and checked."""
+def latency_and_export(console, profile, saved: Path, budget_ms: float) -> None:
+    """Reload the saved pruned model; predicted vs measured ExecuTorch latency on this machine
+    for the original and the pruned model, against the budget; then export both formats."""
     from mobileprune.devices import HostRunner
-    from mobileprune.predict import ModelRef, predict
+    from mobileprune.predict import ModelRef, predict, resolve
 
-    for label, ref in (("original", ModelRef(spec, model, analysis, mp.PrunePlan.full(analysis), model)),
-                       ("pruned  ", ModelRef(spec, model, analysis, plan, slimmed))):
-        r = predict(ref, profile, HostRunner(), measure=True)
-        m = r["measurement"]
-        console.print(f"  {label} {r['runtime']}, 1 thread: predicted {r['predicted_ms']:.3f} ms, measured "
-                      f"{m['ms']:.3f} ms at the profile's speed ({r['error_pct']:+.1f}%; wall clock now "
-                      f"{m['raw_ms']:.3f} ms)")
-    prediction = predict(ModelRef(spec, model, analysis, plan, slimmed), profile)
+    ref = resolve(str(saved))  # rebuilt from the original's definition + plan + weights, no pickle
+    for label, r in (("original", ModelRef(ref.spec, ref.original, ref.analysis, mp.PrunePlan.full(ref.analysis),
+                                           ref.original)), ("pruned  ", ref)):
+        p = predict(r, profile, HostRunner(), measure=True)
+        m = p["measurement"]
+        console.print(f"  {label} {p['runtime']}, 1 thread: predicted {p['predicted_ms']:.3f} ms, measured "
+                      f"{m['ms']:.3f} ms at the profile's speed ({p['error_pct']:+.1f}%; wall clock now "
+                      f"{m['raw_ms']:.3f} ms)" + (f"; budget {budget_ms:.3f} ms, measured "
+                                                  f"{100 * (m['ms'] / budget_ms - 1):+.1f}% of it"
+                                                  if label.strip() == "pruned" else ""))
+    prediction = predict(ref, profile)
     with tempfile.TemporaryDirectory() as out:
-        manifest = mp.export(slimmed, analysis.example_inputs, out, ("pte", "tflite"), plan=plan, spec=spec,
+        manifest = mp.export(ref.model, ref.example_inputs, out, ("pte", "tflite"), plan=ref.plan, spec=ref.spec,
                              prediction=prediction)
     for a in manifest["artifacts"]:
         delegated = f", {100 * a['delegation']['delegated_share']:.0f}% of ops in XNNPACK" if a["delegation"] else ""
-        console.print(f"  pruned   {a['format']:6s} {a['size_bytes'] / 1e6:.1f} MB, parity rel. diff "
+        console.print(f"  pruned   {a['format']:6s} {a['size_bytes'] / 1e6:.2f} MB, parity rel. diff "
                       f"{a['parity']['rel_diff']:.1e} ({', '.join(a['checked_with'])}){delegated}")
-    console.print()
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--cost", choices=COSTS, help="what --budget prices (default: latency with --profile, "
                    "else flops)")
     p.add_argument("--method", choices=list(METHODS), default="fisher")
+    p.add_argument("--device", help="measure layer widths the profile lacks on this device (host; it must be "
+                   "the profile's device)")
     p.add_argument("--data", help="fashion-mnist, mnist or path/to/file.py:factory (gates and fisher train)")
     p.add_argument("--data-dir", help="a directory with the four Fashion-MNIST idx files")
     p.add_argument("--steps", type=int, default=100)
@@ -275,7 +277,8 @@ def cmd_prune(args) -> int:
     before = top1(model, data.val, args.eval_images) if data is not None and args.eval_images else None
     result = prune(model, torch.randn(shape), data, budget=budget, cost=cost, profile=args.profile,
                    method=args.method, block=args.block, steps=args.steps, out=args.out, spec=args.model,
-                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, show=not args.json)
+                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, show=not args.json,
+                   device=_runner(args.device) if args.device else None)
     report = result.report
     if before is not None:
         report["top1"] = {"before": before, "after": top1(result.model, data.val, args.eval_images),

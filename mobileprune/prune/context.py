@@ -29,6 +29,7 @@ class Context:
     run_key: dict = field(default_factory=dict)
     show: bool = True
     options: dict = field(default_factory=dict)  # method settings the user overrides
+    saving_cost: Callable | None = None  # what a removal saves is priced by (fisher); default: cost
 
     def price(self, selection: dict) -> float:
         with torch.no_grad():

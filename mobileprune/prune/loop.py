@@ -11,6 +11,7 @@ and a world size, so the fine-tuning issue can shard it under torchrun.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -45,6 +46,16 @@ class TrainConfig:
     checkpoint_every: int = 25
     freeze_bn: bool = False
     device: str = "auto"  # auto: CUDA when present
+    schedule: str = "constant"  # the model's learning rate over the steps: constant | cosine | exponential
+    decay: float = 0.97  # exponential: lr * decay ** (step / steps_per_epoch)
+
+
+def learning_rate(config: TrainConfig, step: int, per_epoch: int) -> float:
+    if config.schedule == "cosine":
+        return 0.5 * config.lr * (1 + math.cos(math.pi * step / max(1, config.steps)))
+    if config.schedule == "exponential":
+        return config.lr * config.decay ** (step / max(1, per_epoch))
+    return config.lr
 
 
 class Method(Protocol):
@@ -139,6 +150,7 @@ def train(model: nn.Module, dataset, loss_fn: Callable, config: TrainConfig, met
             model.train()
             if config.freeze_bn:
                 freeze_batchnorm(model)
+            optimizer.param_groups[0]["lr"] = learning_rate(config, step, loader.sampler.per_epoch)
             x, y = next(batches)
             x, y = x.to(device), y.to(device)
             loss = loss_fn(model(x), y)

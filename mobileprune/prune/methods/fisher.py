@@ -8,7 +8,9 @@ the current widths) is removed — its mask set to 0 — and the accumulators re
 goes on until the predicted cost meets the budget. When the steps are few for the blocks still
 to go, several blocks go at once (as many as the remaining intervals need).
 
-The cost a removal saves is the cost's slope in the group's kept fraction times one block's
+The cost a removal saves is priced by the budget's cost model, or by another one (option
+``normalise``: e.g. a FLOPs budget with latency normalisation, benchmarks/latency_vs_flops.py);
+it is the cost's slope in the group's kept fraction times one block's
 share: exact for FLOPs and memory, and for latency the slope of the interpolated table (the
 straight-through slope; a tiled staircase has none).
 """
@@ -66,7 +68,7 @@ class Fisher:
     def savings(self) -> np.ndarray:
         """Per block: the cost removing it saves at the current widths (linearised)."""
         fr = {g: f.clone().requires_grad_(True) for g, f in self.blocks.fractions(self.selection()).items()}
-        total = self.ctx.cost(fr)
+        total = (self.ctx.saving_cost or self.ctx.cost)(fr)
         grads = torch.autograd.grad(total, list(fr.values()), allow_unused=True)
         out = np.zeros(self.blocks.total)
         for (gid, _), g in zip(fr.items(), grads):

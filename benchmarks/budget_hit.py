@@ -1,0 +1,172 @@
+"""Does every method hit a latency budget, predicted and measured? And what does pruning cost per step?
+
+    .venv/bin/python benchmarks/budget_hit.py --profile device_profiles/host-amd-epyc-executorch-1t.csv
+
+For each model (default: torchvision mobilenet_v2 and resnet18 at 224) and method (gates,
+fisher, l1, uniform): prune to --share (50%) of the model's predicted latency on the profile's
+device, training on Fashion-MNIST resized to the model's input (budget mechanics, not accuracy),
+then lower the slimmed model to a .pte and measure it as latency_truth does (1 thread, in turns
+with the profile's speed reference in fresh processes, normalised to the profile's speed).
+Printed per row: the final plan's predicted latency vs the budget (target [-3%, 0]) and the
+measured latency vs the budget (target +-10%).
+
+Then, for the first model: the latency cost's forward+backward time per call, and the gated
+training step (ACPLI gates: masks, predictors, budget and entropy losses) over a plain training
+step of the same model and batch, timed in alternating rounds in this one process (target <= 1.3).
+
+``--quick`` (used by the test suite) runs two steps per method, one measuring process, and skips
+nothing else.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import mobileprune as mp  # noqa: E402
+from mobileprune.cost import LatencyCost  # noqa: E402
+from mobileprune.data import load_data  # noqa: E402
+from mobileprune.devices import HostRunner, runtimes  # noqa: E402
+from mobileprune.devices.identity import compare  # noqa: E402
+from mobileprune.devices.profile import DeviceProfile  # noqa: E402
+from mobileprune.devices.profiler import cache_dir, measure_model  # noqa: E402
+from mobileprune.devices.reference import speed_reference  # noqa: E402
+from mobileprune.prune.blocks import Blocks  # noqa: E402
+from mobileprune.prune.budget import Budget  # noqa: E402
+from mobileprune.prune.context import Context  # noqa: E402
+from mobileprune.prune.loop import TrainConfig, freeze_batchnorm  # noqa: E402
+from mobileprune.prune.masks import ConsumerMasks  # noqa: E402
+from mobileprune.prune.methods.gates import Gates  # noqa: E402
+from mobileprune.spec import build, default_input_shape, parse_shape  # noqa: E402
+
+MODELS = ["torchvision:mobilenet_v2", "torchvision:resnet18"]
+METHODS = ["gates", "fisher", "l1", "uniform"]
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--models", nargs="*", default=MODELS)
+    parser.add_argument("--input-shape", help="for every model (default: its usual size)")
+    parser.add_argument("--methods", nargs="*", default=METHODS)
+    parser.add_argument("--share", type=float, default=0.5)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.processes = 2, 1
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    profile = DeviceProfile.load(args.profile)
+    runner = HostRunner()
+    match = compare(profile.meta.device_identity, runner.identity())
+    if not match.matches:  # a measured latency against another device's budget means nothing
+        raise SystemExit(f"budget_hit: {match.warning()} Run it with a profile of this machine.")
+    runtime = runtimes.get(profile.meta.runtime)
+    reference = speed_reference(profile.meta, cache_dir(runtime))
+    rows = []
+    for spec in args.models:
+        shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(spec)
+        data = load_data("fashion-mnist", shape)
+        train = Subset(data.train, range(64 if args.quick else 2000))
+        for method in args.methods:
+            torch.manual_seed(0)
+            model = build(spec).eval()
+            result = mp.prune(model, torch.randn(shape), train, budget=f"{100 * args.share:g}%", profile=profile,
+                              method=method, steps=args.steps, batch_size=args.batch_size, spec=spec, show=False)
+            pred = result.report["predicted"]
+            m = measure_model(result.model, (torch.randn(shape),), runner, runtime, profile.meta.threads,
+                              processes=args.processes, reference=reference)
+            row = {"model": spec.split(":")[-1], "method": method, "original": pred["before"], "budget": pred["budget"],
+                   "predicted": pred["after"], "measured": m["ms"], "spread": m.get("ratio_spread", float("nan")),
+                   "seconds": result.report["seconds"]}
+            row["predicted_gap"] = 100 * (row["predicted"] / row["budget"] - 1)
+            row["measured_gap"] = 100 * (row["measured"] / row["budget"] - 1)
+            rows.append(row)
+            ok = ("ok" if -3 <= row["predicted_gap"] <= 0 else "OUT") + "/" + ("ok" if abs(row["measured_gap"]) <= 10 else "OUT")
+            print(f"{row['model']:14s} {method:8s} original {row['original']:7.3f} ms  budget {row['budget']:7.3f}  "
+                  f"predicted {row['predicted']:7.3f} ({row['predicted_gap']:+5.1f}%)  measured {row['measured']:7.3f} "
+                  f"({row['measured_gap']:+5.1f}%, spread x{row['spread']:.3f})  {ok}  [{row['seconds']:.0f} s]",
+                  flush=True)
+    hit_pred = sum(-3 <= r["predicted_gap"] <= 0 for r in rows)
+    hit_meas = sum(abs(r["measured_gap"]) <= 10 for r in rows)
+    print(f"\npredicted within [-3%, 0] of the budget: {hit_pred}/{len(rows)}; measured within +-10%: "
+          f"{hit_meas}/{len(rows)}  ({profile.meta.runtime}, {profile.meta.threads} thread, {args.processes} "
+          f"processes, steps {args.steps}, profile {args.profile})")
+    spec = args.models[0]
+    shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(spec)
+    per_call, ratio = step_costs(spec, shape, profile, args.batch_size, rounds=2 if args.quick else 5)
+    print(f"{spec}: latency cost forward+backward {per_call * 1e3:.2f} ms per call; gated training step / plain "
+          f"training step = {ratio:.2f} (batch {args.batch_size}, target <= 1.3)")
+    return rows
+
+
+def step_costs(spec, shape, profile, batch_size, rounds=5, steps=3) -> tuple[float, float]:
+    """(seconds per latency-cost forward+backward, gated step time / plain step time)."""
+    model = build(spec).eval()
+    analysis = mp.analyze(model, torch.randn(shape))
+    cost = LatencyCost(analysis, profile, model_key=spec)
+    blocks = Blocks(analysis, profile.meta.block)
+    probs = torch.full((blocks.total,), 0.8, dtype=torch.float64, requires_grad=True)
+    cost(blocks.soft_fractions(probs)).backward()  # fill the bracket cache as a loop's first step does
+    t = time.perf_counter()
+    for _ in range(50):
+        cost(blocks.soft_fractions(probs)).backward()
+    per_call = (time.perf_counter() - t) / 50
+
+    data = load_data("fashion-mnist", shape)
+    x, y = next(iter(DataLoader(Subset(data.train, range(batch_size)), batch_size=batch_size)))
+    full = float(cost())
+    config = TrainConfig(steps=100, batch_size=batch_size, freeze_bn=True)
+    ctx = Context(model, blocks, cost, Budget(0.5 * full, "ms", full, "50%"), config)
+    masks = ConsumerMasks(model, blocks, mask_fn=None)
+    gates = Gates(ctx, masks, {})
+    masks.mask_fn, masks.on_input = gates.mask, gates.read
+    plain_opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+    gated_opt = torch.optim.Adam(list(model.parameters()) + list(gates.predictors.parameters()), lr=1e-5)
+
+    def plain_step():
+        model.train()
+        freeze_batchnorm(model)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        plain_opt.zero_grad()
+        loss.backward()
+        plain_opt.step()
+
+    def gated_step(step):
+        model.train()
+        freeze_batchnorm(model)
+        with masks:
+            loss = torch.nn.functional.cross_entropy(model(x), y) + gates.extra_loss(step)
+            gated_opt.zero_grad()
+            loss.backward()
+            gated_opt.step()
+            gates.after_step(step)
+
+    plain_step()
+    gated_step(0)  # warm-up both
+    plain, gated = [], []
+    for r in range(rounds):  # alternate, so a slow spell of the VM hits both
+        t = time.perf_counter()
+        for _ in range(steps):
+            plain_step()
+        plain.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for s in range(steps):
+            gated_step(s)
+        gated.append(time.perf_counter() - t)
+    return per_call, statistics.median(gated) / statistics.median(plain)
+
+
+if __name__ == "__main__":
+    main()

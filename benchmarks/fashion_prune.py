@@ -1,0 +1,109 @@
+"""Accuracy at a measured latency budget: gates and fisher against l1 and uniform width, one run.
+
+    .venv/bin/python benchmarks/fashion_prune.py --profile device_profiles/host-amd-epyc-executorch-1t.csv
+
+The Fashion-MNIST MobileNetV2-like net (fashion:mobilenet_w1, trained weights) is pruned to
+--share (50%) of its predicted latency on the profile's device by each method, then fine-tuned;
+every contender gets the same number of training steps in all (pruning steps + fine-tuning
+steps; l1 prunes in one shot, so it fine-tunes for both):
+- gates, fisher: train while pruning (--prune-steps), then fine-tune (--finetune-steps);
+- l1: one shot from the trained weights, then fine-tune for both step counts;
+- uniform: the same architecture at the one width share that meets the budget, trained from
+  scratch (random init) for both step counts.
+Printed: top-1 on the 10,000 test images (mean and spread over --seeds), the plan's predicted
+latency and the .pte's measured latency (1 thread, normalised to the profile's speed, as
+latency_truth measures it), against the budget.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import mobileprune as mp  # noqa: E402
+from mobileprune.data import load_data, top1  # noqa: E402
+from mobileprune.devices import HostRunner, runtimes  # noqa: E402
+from mobileprune.devices.identity import compare  # noqa: E402
+from mobileprune.devices.profile import DeviceProfile  # noqa: E402
+from mobileprune.devices.profiler import cache_dir, measure_model  # noqa: E402
+from mobileprune.devices.reference import speed_reference  # noqa: E402
+from mobileprune.fashion import architecture  # noqa: E402
+from mobileprune.prune.loop import TrainConfig, train  # noqa: E402
+from mobileprune.spec import build, default_input_shape  # noqa: E402
+
+METHODS = ["gates", "fisher", "l1", "uniform"]
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--spec", default="fashion:mobilenet_w1")
+    parser.add_argument("--share", type=float, default=0.5)
+    parser.add_argument("--methods", nargs="*", default=METHODS)
+    parser.add_argument("--prune-steps", type=int, default=300)
+    parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--test-images", type=int, default=10000)
+    parser.add_argument("--quick", action="store_true", help="a few steps, one seed, 500 test images")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.prune_steps, args.finetune_steps, args.seeds, args.processes, args.test_images = 3, 3, 1, 1, 500
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    profile = DeviceProfile.load(args.profile)
+    runner = HostRunner()
+    match = compare(profile.meta.device_identity, runner.identity())
+    if not match.matches:
+        raise SystemExit(f"fashion_prune: {match.warning()} Run it with a profile of this machine.")
+    runtime = runtimes.get(profile.meta.runtime)
+    reference = speed_reference(profile.meta, cache_dir(runtime))
+    shape = default_input_shape(args.spec)
+    data = load_data("fashion-mnist", shape)
+    original = build(args.spec).eval()
+    base = top1(original, data.test, args.test_images)
+    print(f"{args.spec}: top-1 {100 * base:.2f}% on {min(args.test_images, len(data.test))} test images before pruning")
+    rows = []
+    for method in args.methods:
+        scores, predicted, measured, budget = [], [], [], None
+        for seed in range(args.seeds):
+            torch.manual_seed(seed)
+            start = original if method != "uniform" else architecture(args.spec.split(":")[1])  # from scratch
+            result = mp.prune(start, torch.randn(shape), data, budget=f"{100 * args.share:g}%", profile=profile,
+                              method=method, steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3, seed=seed,
+                              spec=args.spec, show=False)
+            pruning_trained = method in ("gates", "fisher")
+            steps = args.finetune_steps + (0 if pruning_trained else args.prune_steps)
+            config = TrainConfig(steps=steps, batch_size=args.batch_size, lr=1e-3, seed=seed, schedule="cosine")
+            train(result.model, data.train, F.cross_entropy, config, show=False)
+            scores.append(top1(result.model, data.test, args.test_images))
+            predicted.append(result.report["predicted"]["after"])
+            budget = result.report["predicted"]["budget"]
+            if seed == 0:  # the architecture (and so the latency) barely depends on the seed: measure one
+                m = measure_model(result.model.eval(), (torch.randn(shape),), runner, runtime, profile.meta.threads,
+                                  processes=args.processes, reference=reference)
+                measured.append(m["ms"])
+            print(f"  {method:8s} seed {seed}: top-1 {100 * scores[-1]:.2f}%  predicted {predicted[-1]:.3f} ms", flush=True)
+        rows.append({"method": method, "top1_mean": statistics.mean(scores),
+                     "top1_spread": (max(scores) - min(scores)) / 2, "predicted": statistics.mean(predicted),
+                     "measured": measured[0], "budget": budget, "seeds": len(scores)})
+    print(f"\n{args.spec} at {100 * args.share:g}% of its latency ({profile.meta.runtime}, 1 thread, {args.seeds} seeds, "
+          f"{args.prune_steps}+{args.finetune_steps} training steps each, batch {args.batch_size}); "
+          f"unpruned top-1 {100 * base:.2f}%")
+    print(f"{'method':10s} {'top-1 %':>16s} {'predicted ms':>13s} {'measured ms':>12s} {'budget ms':>10s}")
+    for r in rows:
+        print(f"{r['method']:10s} {100 * r['top1_mean']:8.2f} +- {100 * r['top1_spread']:4.2f} {r['predicted']:13.3f} "
+              f"{r['measured']:12.3f} {r['budget']:10.3f}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""At equal FLOPs, does normalising Group Fisher by latency give a faster model than by FLOPs?
+
+    .venv/bin/python benchmarks/latency_vs_flops.py --profile device_profiles/host-amd-epyc-executorch-1t.csv
+
+For each model (default: torchvision mobilenet_v2, mobilenet_v3_large, efficientnet_b0 at 224),
+fisher prunes to the same FLOPs budget (--share, 50%) twice: once dividing each block's Fisher
+importance by the *latency* its removal saves (from the profile), once by the *FLOPs* it saves
+(as the paper does). Both slimmed models are lowered to .pte and measured in the same run (1
+thread, normalised to the profile's speed, as latency_truth measures it); printed side by side
+with their FLOPs. The profile must cover the models' layers (`mobileprune profile --model ...`).
+Training data: Fashion-MNIST resized to 3x224 (only the ranking matters here, not accuracy).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch.utils.data import Subset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import mobileprune as mp  # noqa: E402
+from mobileprune.data import load_data  # noqa: E402
+from mobileprune.devices import HostRunner, runtimes  # noqa: E402
+from mobileprune.devices.identity import compare  # noqa: E402
+from mobileprune.devices.profile import DeviceProfile  # noqa: E402
+from mobileprune.devices.profiler import cache_dir, measure_model  # noqa: E402
+from mobileprune.devices.reference import speed_reference  # noqa: E402
+from mobileprune.spec import build, default_input_shape, parse_shape  # noqa: E402
+
+MODELS = ["torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large", "torchvision:efficientnet_b0"]
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--models", nargs="*", default=MODELS)
+    parser.add_argument("--input-shape", help="for every model (default: its usual size)")
+    parser.add_argument("--share", type=float, default=0.5)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.processes = 2, 1
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    profile = DeviceProfile.load(args.profile)
+    runner = HostRunner()
+    match = compare(profile.meta.device_identity, runner.identity())
+    if not match.matches:
+        raise SystemExit(f"latency_vs_flops: {match.warning()} Run it with a profile of this machine.")
+    runtime = runtimes.get(profile.meta.runtime)
+    reference = speed_reference(profile.meta, cache_dir(runtime))
+    rows = []
+    for spec in args.models:
+        shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(spec)
+        train = Subset(load_data("fashion-mnist", shape).train, range(64 if args.quick else 2000))
+        row = {"model": spec.split(":")[-1]}
+        for normalise in ("latency", "flops"):
+            torch.manual_seed(0)
+            result = mp.prune(build(spec).eval(), torch.randn(shape), train, budget=f"{100 * args.share:g}%",
+                              cost="flops", profile=profile, method="fisher", steps=args.steps,
+                              batch_size=args.batch_size, spec=spec, options={"normalise": normalise}, show=False)
+            m = measure_model(result.model, (torch.randn(shape),), runner, runtime, profile.meta.threads,
+                              processes=args.processes, reference=reference)
+            row[normalise] = {"measured": m["ms"], "kfpp": result.report["predicted"]["after"],
+                              "budget_kfpp": result.report["predicted"]["budget"],
+                              "original_kfpp": result.report["predicted"]["before"]}
+        lat, flo = row["latency"], row["flops"]
+        row["speedup_pct"] = 100 * (flo["measured"] / lat["measured"] - 1)
+        rows.append(row)
+        print(f"{row['model']:20s} FLOPs budget {lat['budget_kfpp']:.0f} kFPP of {lat['original_kfpp']:.0f}: "
+              f"latency-normalised {lat['measured']:.3f} ms ({lat['kfpp']:.0f} kFPP), FLOPs-normalised "
+              f"{flo['measured']:.3f} ms ({flo['kfpp']:.0f} kFPP): latency normalisation is "
+              f"{row['speedup_pct']:+.1f}% faster", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
