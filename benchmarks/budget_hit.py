@@ -21,31 +21,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-import warnings
-from pathlib import Path
 
 import torch
+from measured import this_machine
 from torch.utils.data import DataLoader, Subset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import mobileprune as mp  # noqa: E402
-from mobileprune.cost import LatencyCost  # noqa: E402
-from mobileprune.data import load_data  # noqa: E402
-from mobileprune.devices import HostRunner, runtimes  # noqa: E402
-from mobileprune.devices.identity import compare  # noqa: E402
-from mobileprune.devices.profile import DeviceProfile  # noqa: E402
-from mobileprune.devices.profiler import cache_dir, measure_model  # noqa: E402
-from mobileprune.devices.reference import speed_reference  # noqa: E402
-from mobileprune.prune.blocks import Blocks  # noqa: E402
-from mobileprune.prune.budget import Budget  # noqa: E402
-from mobileprune.prune.context import Context  # noqa: E402
-from mobileprune.prune.loop import TrainConfig, freeze_batchnorm  # noqa: E402
-from mobileprune.prune.masks import ConsumerMasks  # noqa: E402
-from mobileprune.prune.methods.gates import Gates  # noqa: E402
-from mobileprune.spec import build, default_input_shape, parse_shape  # noqa: E402
+import mobileprune as mp
+from mobileprune.cost import LatencyCost
+from mobileprune.data import load_data
+from mobileprune.prune.blocks import Blocks
+from mobileprune.prune.budget import Budget
+from mobileprune.prune.context import Context
+from mobileprune.prune.loop import TrainConfig, freeze_batchnorm
+from mobileprune.prune.masks import ConsumerMasks
+from mobileprune.prune.methods.gates import Gates
+from mobileprune.spec import build, default_input_shape, parse_shape
 
 MODELS = ["torchvision:mobilenet_v2", "torchvision:resnet18"]
 METHODS = ["gates", "fisher", "l1", "uniform"]
@@ -65,15 +56,8 @@ def main(argv=None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.processes = 2, 1
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
-    profile = DeviceProfile.load(args.profile)
-    runner = HostRunner()
-    match = compare(profile.meta.device_identity, runner.identity())
-    if not match.matches:  # a measured latency against another device's budget means nothing
-        raise SystemExit(f"budget_hit: {match.warning()} Run it with a profile of this machine.")
-    runtime = runtimes.get(profile.meta.runtime)
-    reference = speed_reference(profile.meta, cache_dir(runtime))
+    here = this_machine(args.profile, args.processes, "budget_hit")
+    profile = here.profile
     rows = []
     for spec in args.models:
         shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(spec)
@@ -85,8 +69,7 @@ def main(argv=None) -> list[dict]:
             result = mp.prune(model, torch.randn(shape), train, budget=f"{100 * args.share:g}%", profile=profile,
                               method=method, steps=args.steps, batch_size=args.batch_size, spec=spec, show=False)
             pred = result.report["predicted"]
-            m = measure_model(result.model, (torch.randn(shape),), runner, runtime, profile.meta.threads,
-                              processes=args.processes, reference=reference)
+            m = here.measure(result.model, shape)
             row = {"model": spec.split(":")[-1], "method": method, "original": pred["before"], "budget": pred["budget"],
                    "predicted": pred["after"], "measured": m["ms"], "spread": m.get("ratio_spread", float("nan")),
                    "seconds": result.report["seconds"]}

@@ -18,25 +18,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import warnings
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from measured import this_machine
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import mobileprune as mp  # noqa: E402
-from mobileprune.data import load_data, top1  # noqa: E402
-from mobileprune.devices import HostRunner, runtimes  # noqa: E402
-from mobileprune.devices.identity import compare  # noqa: E402
-from mobileprune.devices.profile import DeviceProfile  # noqa: E402
-from mobileprune.devices.profiler import cache_dir, measure_model  # noqa: E402
-from mobileprune.devices.reference import speed_reference  # noqa: E402
-from mobileprune.fashion import architecture  # noqa: E402
-from mobileprune.prune.loop import TrainConfig, train  # noqa: E402
-from mobileprune.spec import build, default_input_shape  # noqa: E402
+import mobileprune as mp
+from mobileprune.data import load_data, top1
+from mobileprune.fashion import architecture
+from mobileprune.prune.loop import TrainConfig, train
+from mobileprune.spec import build, default_input_shape
 
 METHODS = ["gates", "fisher", "l1", "uniform"]
 
@@ -57,15 +48,8 @@ def main(argv=None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.quick:
         args.prune_steps, args.finetune_steps, args.seeds, args.processes, args.test_images = 3, 3, 1, 1, 500
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
-    profile = DeviceProfile.load(args.profile)
-    runner = HostRunner()
-    match = compare(profile.meta.device_identity, runner.identity())
-    if not match.matches:
-        raise SystemExit(f"fashion_prune: {match.warning()} Run it with a profile of this machine.")
-    runtime = runtimes.get(profile.meta.runtime)
-    reference = speed_reference(profile.meta, cache_dir(runtime))
+    here = this_machine(args.profile, args.processes, "fashion_prune")
+    profile = here.profile
     shape = default_input_shape(args.spec)
     data = load_data("fashion-mnist", shape)
     original = build(args.spec).eval()
@@ -88,8 +72,7 @@ def main(argv=None) -> list[dict]:
             predicted.append(result.report["predicted"]["after"])
             budget = result.report["predicted"]["budget"]
             if seed == 0:  # the architecture (and so the latency) barely depends on the seed: measure one
-                m = measure_model(result.model.eval(), (torch.randn(shape),), runner, runtime, profile.meta.threads,
-                                  processes=args.processes, reference=reference)
+                m = here.measure(result.model.eval(), shape)
                 measured.append(m["ms"])
             print(f"  {method:8s} seed {seed}: top-1 {100 * scores[-1]:.2f}%  predicted {predicted[-1]:.3f} ms", flush=True)
         rows.append({"method": method, "top1_mean": statistics.mean(scores),

@@ -13,23 +13,14 @@ Training data: Fashion-MNIST resized to 3x224 (only the ranking matters here, no
 from __future__ import annotations
 
 import argparse
-import sys
-import warnings
-from pathlib import Path
 
 import torch
+from measured import this_machine
 from torch.utils.data import Subset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import mobileprune as mp  # noqa: E402
-from mobileprune.data import load_data  # noqa: E402
-from mobileprune.devices import HostRunner, runtimes  # noqa: E402
-from mobileprune.devices.identity import compare  # noqa: E402
-from mobileprune.devices.profile import DeviceProfile  # noqa: E402
-from mobileprune.devices.profiler import cache_dir, measure_model  # noqa: E402
-from mobileprune.devices.reference import speed_reference  # noqa: E402
-from mobileprune.spec import build, default_input_shape, parse_shape  # noqa: E402
+import mobileprune as mp
+from mobileprune.data import load_data
+from mobileprune.spec import build, default_input_shape, parse_shape
 
 MODELS = ["torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large", "torchvision:efficientnet_b0"]
 
@@ -47,15 +38,8 @@ def main(argv=None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.processes = 2, 1
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
-    profile = DeviceProfile.load(args.profile)
-    runner = HostRunner()
-    match = compare(profile.meta.device_identity, runner.identity())
-    if not match.matches:
-        raise SystemExit(f"latency_vs_flops: {match.warning()} Run it with a profile of this machine.")
-    runtime = runtimes.get(profile.meta.runtime)
-    reference = speed_reference(profile.meta, cache_dir(runtime))
+    here = this_machine(args.profile, args.processes, "latency_vs_flops")
+    profile = here.profile
     rows = []
     for spec in args.models:
         shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(spec)
@@ -66,8 +50,7 @@ def main(argv=None) -> list[dict]:
             result = mp.prune(build(spec).eval(), torch.randn(shape), train, budget=f"{100 * args.share:g}%",
                               cost="flops", profile=profile, method="fisher", steps=args.steps,
                               batch_size=args.batch_size, spec=spec, options={"normalise": normalise}, show=False)
-            m = measure_model(result.model, (torch.randn(shape),), runner, runtime, profile.meta.threads,
-                              processes=args.processes, reference=reference)
+            m = here.measure(result.model, shape)
             row[normalise] = {"measured": m["ms"], "kfpp": result.report["predicted"]["after"],
                               "budget_kfpp": result.report["predicted"]["budget"],
                               "original_kfpp": result.report["predicted"]["before"]}

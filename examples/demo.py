@@ -10,7 +10,8 @@
    the profile's speed), against the budget; top-1 after pruning.
 5. Export .pte and .tflite, each checked for parity with eager PyTorch and for delegation.
 
-Run with `make demo`; `examples/demo.py SPEC` runs it on another model spec (data resized to it).
+Run with `make demo`; `examples/demo.py SPEC [--steps=N]` runs it on another model spec (data
+resized to it) with N pruning steps (default 300).
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ from mobileprune.data import load_data, top1
 from mobileprune.devices.profile import DeviceProfile
 from mobileprune.spec import build, default_input_shape
 
-SPECS = sys.argv[1:2] or ["fashion:mobilenet_w1"]
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--steps=")]
+SPECS = ARGS[:1] or ["fashion:mobilenet_w1"]
+STEPS = int(next((a.split("=")[1] for a in sys.argv[1:] if a.startswith("--steps=")), 300))
 BUDGET = "50%"
 SHIPPED = Path(__file__).resolve().parent.parent / "device_profiles"
 CACHED = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobileprune" / "profiles"
@@ -86,7 +89,7 @@ def main() -> None:
                       f"{VAL_IMAGES} held-out images; pruning to {BUDGET} of its latency on "
                       f"{profile.meta.device_identity.describe()} (fisher, latency cost)")
         result = mp.prune(model, torch.randn(shape), data, budget=BUDGET, profile=profile, method="fisher",
-                          steps=300, batch_size=64, lr=1e-3, spec=spec, out=out)
+                          steps=STEPS, batch_size=64, lr=1e-3, spec=spec, out=out)
         pred = result.report["predicted"]
         after = top1(result.model, data.val, VAL_IMAGES)
         kept = [g for g in result.report["groups"] if g["kept"] < g["channels"]]
