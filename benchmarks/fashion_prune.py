@@ -17,6 +17,7 @@ latency_truth measures it), against the budget.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 
 import torch
@@ -25,7 +26,6 @@ from measured import this_machine
 
 import mobileprune as mp
 from mobileprune.data import load_data, top1
-from mobileprune.fashion import architecture
 from mobileprune.prune.loop import TrainConfig, train
 from mobileprune.spec import build, default_input_shape
 
@@ -55,12 +55,16 @@ def main(argv=None) -> list[dict]:
     original = build(args.spec).eval()
     base = top1(original, data.test, args.test_images)
     print(f"{args.spec}: top-1 {100 * base:.2f}% on {min(args.test_images, len(data.test))} test images before pruning")
+    fixed = fixed_cost_share(here, original, shape)
+    print(f"fixed per-op cost: {fixed['fixed_ms']:.3f} of {fixed['ms']:.3f} ms at {shape[-1]}x{shape[-2]} "
+          f"({100 * fixed['share']:.0f}%); at Fashion-MNIST's native 28x28 it would be {100 * fixed['share_28']:.0f}% "
+          f"(from the net measured at full and half size: compute scales with the pixels, the per-op cost does not)")
     rows = []
     for method in args.methods:
         scores, predicted, measured, budget = [], [], [], None
         for seed in range(args.seeds):
             torch.manual_seed(seed)
-            start = original if method != "uniform" else architecture(args.spec.split(":")[1])  # from scratch
+            start = original if method != "uniform" else from_scratch(original)
             result = mp.prune(start, torch.randn(shape), data, budget=f"{100 * args.share:g}%", profile=profile,
                               method=method, steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3, seed=seed,
                               spec=args.spec, show=False)
@@ -86,6 +90,28 @@ def main(argv=None) -> list[dict]:
         print(f"{r['method']:10s} {100 * r['top1_mean']:8.2f} +- {100 * r['top1_spread']:4.2f} {r['predicted']:13.3f} "
               f"{r['measured']:12.3f} {r['budget']:10.3f}")
     return rows
+
+
+def from_scratch(model: torch.nn.Module) -> torch.nn.Module:
+    """The same architecture with freshly initialised weights (uniform width is trained from scratch)."""
+    fresh = copy.deepcopy(model)
+    for module in fresh.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        if hasattr(module, "reset_running_stats"):
+            module.reset_running_stats()
+    return fresh
+
+
+def fixed_cost_share(here, model, shape) -> dict:
+    """Split the model's latency into a per-op fixed part F and a compute part C proportional to
+    the pixels: t(full) = F + C, t(half size) = F + C / 4."""
+    full = here.measure(model, shape)["ms"]
+    half = here.measure(model, (*shape[:-2], shape[-2] // 2, shape[-1] // 2))["ms"]
+    compute = (full - half) * 4 / 3
+    fixed = full - compute
+    at_28 = compute * (28 * 28) / (shape[-2] * shape[-1])
+    return {"ms": full, "ms_half": half, "fixed_ms": fixed, "share": fixed / full, "share_28": fixed / (fixed + at_28)}
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Two architectures at three width multipliers (0.5, 1, 1.5), spec ``fashion:NAME`
 - ``mobilenet_wW``: a MobileNetV2-like net (inverted residuals, squeeze-excite in the expanded
   blocks, ReLU6, hard-sigmoid gates);
 - ``resnet_wW``: a ResNet-like net (basic blocks, one per stage).
-Inputs are 1x64x64: Fashion-MNIST's 28x28 images resized, so that compute, not each op's fixed
+Inputs are 1x128x128: Fashion-MNIST's 28x28 images resized, so that compute, not each op's fixed
 call cost, dominates latency (docs/pruning.md gives the measured share).
 
 ``trained(name)`` returns the model with trained weights: shipped in the package
@@ -27,7 +27,7 @@ from torch import nn
 
 from .errors import MobilepruneError
 
-INPUT_SHAPE = (1, 1, 64, 64)
+INPUT_SHAPE = (1, 1, 128, 128)
 WIDTHS = {"w0.5": 0.5, "w1": 1.0, "w1.5": 1.5}
 SHIPPED = Path(__file__).parent / "fashion_weights"
 
@@ -183,7 +183,7 @@ def train(name: str, epochs: int = 3, batch_size: int = 128, lr: float = 2e-3, s
     data = load_data("fashion-mnist", INPUT_SHAPE)
     per_epoch = len(data.train) // batch_size
     steps = epochs * per_epoch
-    log(f"training fashion:{name} for {epochs} epochs ({steps} steps of {batch_size}) on Fashion-MNIST at 64x64")
+    log(f"training fashion:{name} for {epochs} epochs ({steps} steps of {batch_size}) on Fashion-MNIST at {INPUT_SHAPE[-1]}x{INPUT_SHAPE[-2]}")
     started = time.perf_counter()
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, weight_decay=1e-4, schedule="cosine")
     run_loop(model, data.train, nn.functional.cross_entropy, config, show=log is print)

@@ -7,7 +7,8 @@ As the paper has it, on blocks and with any cost model:
   which start at 3.0 (keep probability 0.95);
 - a logit predictor per group — 3x3 depthwise conv -> 1x1 conv (one output per block) -> global
   average pool (a linear layer for a group consumed by linears) — reads a feature map of the
-  group (the input of its first consumer); its batch-mean output updates the group's logits by
+  group (the input of its first consumer, average-pooled to at most 14x14 so that predicting
+  costs little next to the layer it gates); its batch-mean output updates the group's logits by
   an exponential moving average, and the loss reaches the predictor through that update;
 - loss = task loss + entropy of the keep-probabilities (pushes them away from 0.5) + the budget
   loss ReLU(cost(expected widths) / budget - 1), its weight annealed from 0 towards its final
@@ -21,12 +22,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..context import Context, Outcome
 from ..loop import train
 from ..masks import ConsumerMasks
 
+POOLED = 14  # predictors read feature maps average-pooled to at most 14x14 (a 224 model's last stage)
 DEFAULTS = {"temperature": 0.5, "init_logit": 3.0, "ema": 0.3, "entropy_weight": 0.01,
             "budget_weight": 5.0, "anneal_share": 0.25, "gate_lr": 0.02}
 
@@ -50,6 +53,8 @@ class Predictor(nn.Module):
         # Inputs scaled by 1/channels: Adam moves every weight by about the learning rate, so an
         # unscaled 1x1 layer over C channels would move the logits C times faster than its bias.
         if self.conv:
+            if x.shape[-1] > POOLED or x.shape[-2] > POOLED:  # the same map, averaged to a cheap size
+                x = F.adaptive_avg_pool2d(x, (min(POOLED, x.shape[-2]), min(POOLED, x.shape[-1])))
             h = self.body[0](x) / x.shape[1]
             return self.body[1](h).mean((2, 3)).mean(0)
         return self.body(x.reshape(-1, x.shape[-1]) / x.shape[-1]).mean(0)
