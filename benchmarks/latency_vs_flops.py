@@ -57,9 +57,9 @@ def main(argv=None) -> list[dict]:
         lat, flo = row["latency"], row["flops"]
         row["speedup_pct"] = 100 * (flo["measured"] / lat["measured"] - 1)
         rows.append(row)
-        print(f"{row['model']:20s} FLOPs budget {lat['budget_kfpp']:.0f} kFPP of {lat['original_kfpp']:.0f}: "
-              f"latency-normalised {lat['measured']:.3f} ms ({lat['kfpp']:.0f} kFPP), FLOPs-normalised "
-              f"{flo['measured']:.3f} ms ({flo['kfpp']:.0f} kFPP): latency normalisation is "
+        print(f"{row['model']:20s} FLOPs budget {lat['budget_kfpp']:.2f} kFPP of {lat['original_kfpp']:.2f}: "
+              f"latency-normalised {lat['measured']:.3f} ms ({lat['kfpp']:.2f} kFPP), FLOPs-normalised "
+              f"{flo['measured']:.3f} ms ({flo['kfpp']:.2f} kFPP): latency normalisation is "
               f"{row['speedup_pct']:+.1f}% faster", flush=True)
     return rows
 
