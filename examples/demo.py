@@ -11,8 +11,8 @@
    the profile's speed), against the budget; top-1 after pruning.
 5. Export .pte and .tflite, each checked for parity with eager PyTorch and for delegation.
 
-Run with `make demo`; `examples/demo.py SPEC [--steps=N]` runs it on another model spec (data
-resized to it) with N pruning steps (default 300).
+Run with `make demo`; `examples/demo.py SPEC [--steps=N] [--budget=B]` runs it on another model
+spec (data resized to it) with N pruning steps (default 300) and budget B (default 50%).
 """
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ from mobileprune.devices.profile import DeviceProfile
 from mobileprune.prune.loop import TrainConfig, train
 from mobileprune.spec import build, default_input_shape
 
-ARGS = [a for a in sys.argv[1:] if not a.startswith("--steps=")]
-SPECS = ARGS[:1] or ["fashion:mobilenet_w1"]
-STEPS = int(next((a.split("=")[1] for a in sys.argv[1:] if a.startswith("--steps=")), 300))
-BUDGET = "50%"
+OPTIONS = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+SPECS = [a for a in sys.argv[1:] if not a.startswith("--")][:1] or ["fashion:mobilenet_w1"]
+STEPS = int(OPTIONS.get("steps", 300))
+BUDGET = OPTIONS.get("budget", "50%")
 SHIPPED = Path(__file__).resolve().parent.parent / "device_profiles"
 CACHED = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobileprune" / "profiles"
 VAL_IMAGES = 2000

@@ -3,9 +3,9 @@ the budget, the data and the loop's settings. Every method returns an importance
 (or, for uniform scaling, the selection itself); the final selection is shared (select.py)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

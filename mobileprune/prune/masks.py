@@ -13,8 +13,8 @@ manager and removed on exit: nothing stays on the model.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

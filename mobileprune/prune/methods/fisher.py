@@ -38,6 +38,7 @@ class Fisher:
         self.fisher = torch.zeros(self.blocks.total, dtype=torch.float64)  # since the last removal
         self.total = torch.zeros(self.blocks.total, dtype=torch.float64)  # over the whole run
         self.steps_seen = 0
+        self.tails = {self.blocks.offsets[gb.group.id] + gb.n - 1 for gb in self.blocks.groups if gb.tail}
         self._masks: list[torch.Tensor] = []
         self.needed = self._still_needed()
         self.interval = interval or max(1, min(25, ctx.train.steps // max(1, self.needed)))
@@ -88,7 +89,7 @@ class Fisher:
     def _still_needed(self) -> int:
         """How many more blocks the budget needs with the current ranking."""
         _, k = trim(self.blocks, self.normalised(), self.ctx.cost, self.ctx.budget.value)
-        return max(0, k - len(self.order))
+        return max(0, k - sum(b not in self.tails for b in self.order))  # trim counts full blocks only
 
     def after_step(self, step: int) -> None:
         if self.done or (step + 1) % self.interval:
