@@ -5,7 +5,7 @@ Two architectures at three width multipliers (0.5, 1, 1.5), spec ``fashion:NAME`
   blocks, ReLU6, hard-sigmoid gates);
 - ``resnet_wW``: a ResNet-like net (basic blocks, one per stage).
 Inputs are 1x128x128: Fashion-MNIST's 28x28 images resized, so that compute, not each op's fixed
-call cost, dominates latency (docs/pruning.md gives the measured share).
+call cost, dominates latency (docs/pruning.md: 35% of the latency unpriced at 64x64, 20% at 128).
 
 ``trained(name)`` returns the model with trained weights: shipped in the package
 (``mobileprune/fashion_weights/``) or cached in ``~/.cache/mobileprune/models``; otherwise
