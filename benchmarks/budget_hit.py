@@ -24,7 +24,7 @@ import statistics
 import time
 
 import torch
-from measured import this_machine
+from measured import model_arguments, parse_model_arguments, this_machine
 from torch.utils.data import DataLoader, Subset
 
 import mobileprune as mp
@@ -34,8 +34,7 @@ from mobileprune.prune.blocks import Blocks
 from mobileprune.prune.budget import Budget
 from mobileprune.prune.context import Context
 from mobileprune.prune.loop import TrainConfig, freeze_batchnorm
-from mobileprune.prune.masks import ConsumerMasks
-from mobileprune.prune.methods.gates import Gates
+from mobileprune.prune.methods.gates import attach
 from mobileprune.spec import build, default_input_shape, parse_shape
 
 MODELS = ["torchvision:mobilenet_v2", "torchvision:resnet18"]
@@ -44,18 +43,9 @@ METHODS = ["gates", "fisher", "l1", "uniform"]
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", required=True)
-    parser.add_argument("--models", nargs="*", default=MODELS)
-    parser.add_argument("--input-shape", help="for every model (default: its usual size)")
+    model_arguments(parser, MODELS, steps=20)
     parser.add_argument("--methods", nargs="*", default=METHODS)
-    parser.add_argument("--share", type=float, default=0.5)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--processes", type=int, default=3)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.steps, args.processes = 2, 1
+    args = parse_model_arguments(parser, argv)
     here = this_machine(args.profile, args.processes, "budget_hit")
     profile = here.profile
     rows = []
@@ -112,9 +102,7 @@ def step_costs(spec, shape, profile, batch_size, rounds=5, steps=3) -> tuple[flo
     full = float(cost())
     config = TrainConfig(steps=100, batch_size=batch_size, freeze_bn=True)
     ctx = Context(model, blocks, cost, Budget(0.5 * full, "ms", full, "50%"), config)
-    masks = ConsumerMasks(model, blocks, mask_fn=None)
-    gates = Gates(ctx, masks, {})
-    masks.mask_fn, masks.on_input = gates.mask, gates.read
+    gates, masks = attach(ctx, {})
     plain_opt = torch.optim.Adam(model.parameters(), lr=1e-5)
     gated_opt = torch.optim.Adam(list(model.parameters()) + list(gates.predictors.parameters()), lr=1e-5)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from measured import this_machine
+from measured import model_arguments, parse_model_arguments, this_machine
 from torch.utils.data import Subset
 
 import mobileprune as mp
@@ -27,17 +27,8 @@ MODELS = ["torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large", "torchvi
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", required=True)
-    parser.add_argument("--models", nargs="*", default=MODELS)
-    parser.add_argument("--input-shape", help="for every model (default: its usual size)")
-    parser.add_argument("--share", type=float, default=0.5)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--processes", type=int, default=3)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.steps, args.processes = 2, 1
+    model_arguments(parser, MODELS, steps=30)
+    args = parse_model_arguments(parser, argv)
     here = this_machine(args.profile, args.processes, "latency_vs_flops")
     profile = here.profile
     rows = []

@@ -31,6 +31,25 @@ class ThisMachine:
                              processes=self.processes, reference=self.reference)
 
 
+def model_arguments(parser, models: list, steps: int) -> None:
+    """The options the model-pruning benchmarks share (budget_hit, latency_vs_flops)."""
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--models", nargs="*", default=models)
+    parser.add_argument("--input-shape", help="for every model (default: its usual size)")
+    parser.add_argument("--share", type=float, default=0.5)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="2 steps, one measuring process")
+
+
+def parse_model_arguments(parser, argv):
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.processes = 2, 1
+    return args
+
+
 def this_machine(profile_path: str, processes: int, script: str) -> ThisMachine:
     """The profile, refused unless it is of this machine: a latency measured here against another
     device's budget or prediction means nothing."""

@@ -24,7 +24,7 @@ import torch
 from ..context import Context, Outcome
 from ..loop import train
 from ..masks import ConsumerMasks
-from ..select import trim
+from ..select import removal_order, trim
 
 REMOVED = -1e12  # importance of removed blocks: below any score, in removal order
 
@@ -97,18 +97,11 @@ class Fisher:
         intervals_left = max(1, (self.ctx.train.steps - step - 1) // self.interval + 1)
         count = max(1, math.ceil(self._still_needed() / intervals_left))
         for _ in range(count):
-            score = self.normalised()
-            sel = self.selection()
-            for gb in self.blocks.groups:  # a group keeps one full block; tails go with the first removal
-                o = self.blocks.offsets[gb.group.id]
-                live = sel[gb.group.id][:gb.full_blocks]
-                if live.sum() <= 1:
-                    score[o:o + gb.n] = np.inf
-                if gb.tail:
-                    score[o + gb.n - 1] = np.inf
-            score[self.removed] = np.inf
-            b = int(np.argmin(score))
-            if not np.isfinite(score[b]):
+            # The selection's own order says which blocks may go (a group keeps its best full
+            # block, tails go with the first removal); the first one not yet removed goes now.
+            candidates = (self.blocks.offsets[gid] + b for gid, b in removal_order(self.blocks, self.normalised()))
+            b = next((b for b in candidates if not self.removed[b]), None)
+            if b is None:
                 break
             self._remove(b)
         self.fisher.zero_()

@@ -164,10 +164,16 @@ def _call_order(model: nn.Module, masks: ConsumerMasks) -> list:
     return seen
 
 
-def run(ctx: Context) -> Outcome:
+def attach(ctx: Context, options: dict) -> tuple[Gates, ConsumerMasks]:
+    """Gates for ctx's blocks and the masks that apply them (enter the masks to gate the model)."""
     masks = ConsumerMasks(ctx.model, ctx.blocks, mask_fn=None)
-    method = Gates(ctx, masks, ctx.options)
+    method = Gates(ctx, masks, options)
     masks.mask_fn, masks.on_input = method.mask, method.read
+    return method, masks
+
+
+def run(ctx: Context) -> Outcome:
+    method, masks = attach(ctx, ctx.options)
     with masks:
         trained = train(ctx.model, ctx.dataset, ctx.loss_fn, ctx.train, method, ctx.checkpoint, ctx.run_key,
                         ctx.show, ctx.describe)
