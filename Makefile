@@ -8,7 +8,9 @@ PYTEST_WORKERS ?= 2
 
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test test-fast test-slow venv data clean
+RUNNER := build/runner-host/mobileprune_runner
+
+.PHONY: demo test test-fast test-slow venv data runner tools clean
 
 venv: $(STAMP)
 
@@ -23,6 +25,26 @@ data:
 		     "or pass --data-dir DIR with the four idx files to mobileprune prune"; exit 1; \
 	fi
 
+# What the ADB tests need besides Python: a C++ toolchain and CMake for the host build of the
+# on-device runner, and Debian's adb client (it talks to the tests' ADB daemon). Installed here
+# when we can (root with apt-get), otherwise say how.
+TOOLS := cmake g++ make adb
+tools:
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ make adb; \
+	else \
+		echo "missing:$$missing; run 'sudo apt-get install cmake g++ make adb' (Debian/Ubuntu)"; exit 1; \
+	fi
+
+# The on-device runner built for this machine against the pinned executorch wheel (android_runner/).
+runner: $(RUNNER)
+$(RUNNER): android_runner/runner.cpp android_runner/CMakeLists.txt $(STAMP) | tools
+	cmake -S android_runner -B build/runner-host -DCMAKE_BUILD_TYPE=Release \
+		-DCMAKE_PREFIX_PATH="$$($(PY) -c 'import executorch; print(list(executorch.__path__)[0])')"
+	cmake --build build/runner-host
+
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,samples,tensorflow]'
@@ -33,11 +55,11 @@ demo: $(STAMP) data
 	$(PY) examples/demo.py
 
 # Everything CI runs: the default suite, then the slow marker (big models, long profiles).
-test: $(STAMP) data
+test: $(STAMP) data $(RUNNER)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m slow tests
 
-test-fast: $(STAMP) data
+test-fast: $(STAMP) data $(RUNNER)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 
 clean:

@@ -29,7 +29,8 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("profile", help="measure a latency table on a device")
-    p.add_argument("--device", default="host", help="host (this machine)")
+    p.add_argument("--device", action="append", help="host (this machine, the default), adb:SERIAL (USB) or "
+                   "adb:HOST:PORT (TCP); repeat it to profile several devices at once, one profile each")
     p.add_argument("--runtime", default="executorch", choices=list(RUNTIMES))
     p.add_argument("--model", action="append", help="model spec to cover (repeatable; default: the "
                    "torchvision mobile and ResNet families)")
@@ -41,6 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--grid", default="0.5", help="fractions of each full width measured besides one "
                    "block and the full width, e.g. 0.25,0.5,0.75 for a denser grid")
+    _device_options(p)
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("predict", help="predict (and measure) a model's latency from a profile")
@@ -51,6 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--calibration", default="scale", choices=CALIBRATIONS,
                    help="how table sums become whole-model latency (docs/latency.md)")
     p.add_argument("--json", action="store_true")
+    _device_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export .pte/.tflite artifacts with parity, delegation and latency checks")
@@ -60,10 +63,11 @@ def main(argv=None) -> int:
     p.add_argument("--nhwc", action="store_true", help="the .tflite takes channels-last (NHWC) input")
     p.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the model's usual size)")
     p.add_argument("--profile", help="record the latency this profile predicts")
-    p.add_argument("--device", help="also measure latency on this device (host)")
+    p.add_argument("--device", help="also measure latency on this device (host, adb:SERIAL, adb:HOST:PORT)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="max |artifact - eager| / max |eager| (default 1e-4)")
+    _device_options(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("prune", help="prune a model to a latency, FLOPs or memory budget and save it")
@@ -94,16 +98,18 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="directory for the pruned model (predict, export and load take "
                    "it); a killed run started again with the same arguments resumes from its checkpoint")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    _device_options(p)
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("bench", help="measure an artifact's latency on a device")
     p.add_argument("artifact", help="a .pte or .tflite file")
-    p.add_argument("--device", default="host")
+    p.add_argument("--device", default="host", help="host, adb:SERIAL or adb:HOST:PORT")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--processes", type=int, default=5, help="fresh processes; reports the lowest of "
                    "their medians (VM neighbours only add time) and the spread")
     p.add_argument("--json", action="store_true")
+    _device_options(p)
     p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     try:
@@ -131,22 +137,26 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def _runner(device: str | None):
-    from .devices import HostRunner
-    from .spec import SpecError
+def _runner(device: str | None, args=None):
+    from .devices import open_runner
 
-    if device in (None, "host"):
-        return HostRunner()
-    raise SpecError(f"unknown device {device!r}: only 'host' is available so far (ADB comes later)")
+    return open_runner(device, runner_binary=getattr(args, "runner", None),
+                       remote_dir=getattr(args, "remote_dir", None))
+
+
+def _device_options(p) -> None:
+    """Where the on-device runner is, for --device adb:... (a phone or another ADB device)."""
+    p.add_argument("--runner", help="the on-device runner built for the phone's ABI (android_runner/; default "
+                   "$MOBILEPRUNE_ANDROID_RUNNER)")
+    p.add_argument("--remote-dir", help="directory on the phone for the runner and programs (default "
+                   "/data/local/tmp/mobileprune)")
 
 
 def cmd_profile(args) -> int:
     from .devices import runtimes
-    from .devices.profile import default_profile_path
-    from .profiling import DEFAULT_MODELS, profile_device
+    from .profiling import DEFAULT_MODELS, profile_devices
     from .spec import SpecError
 
-    runner = _runner(args.device)
     try:
         fractions = tuple(float(f) for f in args.grid.split(","))
     except ValueError:
@@ -154,11 +164,12 @@ def cmd_profile(args) -> int:
     if args.block != "auto" and not (args.block.isdigit() and int(args.block) > 0):
         raise SpecError(f"bad --block {args.block!r}: a positive channel count or 'auto'")
     block = None if args.block == "auto" else int(args.block)
-    out = args.out or default_profile_path(runner.identity(), args.runtime, args.threads)
-    print(f"profiling {runner.identity().describe()} into {out}")
-    profile = profile_device(args.model or DEFAULT_MODELS, out, runner, runtimes.get(args.runtime), args.threads,
-                             block, args.repeats, fractions)
-    print(f"{profile.path}: {len(profile.table)} rows, calibrated for {len(profile.meta.overheads_ms)} models")
+    profiles = profile_devices(args.device or ["host"], args.model or DEFAULT_MODELS, runtimes.get(args.runtime),
+                               args.threads, block, args.repeats, fractions, out=args.out,
+                               runner_binary=args.runner, remote_dir=args.remote_dir)
+    for device, profile in profiles.items():
+        print(f"{device}: {profile.path}: {len(profile.table)} rows, calibrated for "
+              f"{len(profile.meta.overheads_ms)} models")
     return 0
 
 
@@ -174,7 +185,7 @@ def cmd_export(args) -> int:
         raise SpecError(f"bad --formats {args.formats!r}: a comma-separated subset of {','.join(FORMATS)}")
     ref = resolve(args.model, args.input_shape)
     prediction = predict(ref, DeviceProfile.load(args.profile)) if args.profile else None
-    runner = _runner(args.device) if args.device else None
+    runner = _runner(args.device, args) if args.device else None
     manifest = export(ref.model, ref.example_inputs, args.out, formats, nhwc=args.nhwc,
                       tolerance=args.tolerance, runner=runner, threads=args.threads,
                       measure=args.device is not None, plan=ref.plan if ref.plan.keep else None, spec=ref.spec,
@@ -214,7 +225,7 @@ def cmd_bench(args) -> int:
     runtimes.for_artifact(args.artifact)  # UnknownRuntime names the suffixes it knows
     if not Path(args.artifact).is_file():
         raise SpecError(f"{args.artifact}: no such file")
-    runner = _runner(args.device)
+    runner = _runner(args.device, args)
     result = measure_artifact(runner, args.artifact, args.threads, args.processes, args.repeats)
     if args.json:
         print(json.dumps({"artifact": args.artifact, **result}))
@@ -232,7 +243,7 @@ def cmd_predict(args) -> int:
     if args.measure and not args.device:
         args.device = "host"
     profile = DeviceProfile.load(args.profile)
-    runner = _runner(args.device) if args.device else None
+    runner = _runner(args.device, args) if args.device else None
     result = predict(resolve(args.model), profile, runner, measure=args.measure, calibration=args.calibration)
     if args.json:
         print(json.dumps({"model": args.model, **result}))
@@ -278,7 +289,7 @@ def cmd_prune(args) -> int:
     result = prune(model, torch.randn(shape), data, budget=budget, cost=cost, profile=args.profile,
                    method=args.method, block=args.block, steps=args.steps, out=args.out, spec=args.model,
                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, show=not args.json,
-                   device=_runner(args.device) if args.device else None)
+                   device=_runner(args.device, args) if args.device else None)
     report = result.report
     if before is not None:
         report["top1"] = {"before": before, "after": top1(result.model, data.val, args.eval_images),

@@ -5,6 +5,9 @@ notebooks.
 """
 from __future__ import annotations
 
+import threading
+import time
+
 from .cost.calibrate import calibrate_models
 from .devices import runtimes
 from .devices.identity import DeviceIdentity
@@ -24,6 +27,84 @@ def profile_device(specs: list, out, runner, runtime="executorch", threads: int 
     runtime = runtimes.get(runtime) if isinstance(runtime, str) else runtime
     models = profile_rows(specs, out, runner, runtime, threads, block, repeats, fractions, show_progress, log)
     return calibrate_models(DeviceProfile.load(out), models, runner, repeats, log)
+
+
+def profile_devices(devices: list[str], specs: list, runtime="executorch", threads: int = 1,
+                    block: int | None = None, repeats: int = 50, fractions=(0.5,), out=None,
+                    reconnect_s: float = 600.0, log=print, **adb_options) -> dict:
+    """Profile several devices at once, one profile each (named after the device unless ``out``
+    is given for a single device), with a progress bar per device. A device whose connection
+    drops keeps every row measured so far; it is waited for (up to ``reconnect_s``) and profiling
+    resumes where it stopped, without measuring a row twice (rows in the profile are skipped,
+    results a cut-off run left on the device are collected: devices/adb.py). Returns {device:
+    DeviceProfile}; raises after all devices finished if any failed, naming each failure."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from .devices import open_runner
+    from .devices.adb_link import DeviceDisconnected
+
+    if out is not None and len(devices) > 1:
+        raise MobilepruneError("one profile per device: leave out --out (each profile is named after its device) "
+                               "or profile one device at a time")
+    runtime = runtimes.get(runtime) if isinstance(runtime, str) else runtime
+    results, failures = {}, {}
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+    def one(device: str) -> None:
+        runner = open_runner(device, **adb_options)
+        say = (lambda text: log(f"[{device}] {text}")) if len(devices) > 1 else log
+        while True:
+            try:
+                path = out or default_profile_path(runner.identity(), runtime.name, threads)
+                say(f"profiling {runner.identity().describe()} into {path}")
+                results[device] = profile_device(specs, path, runner, runtime, threads, block, repeats, fractions,
+                                                 show_progress=progress, log=say)
+                return
+            except DeviceDisconnected as exc:
+                say(f"{exc}; the rows measured so far are kept. Waiting up to {reconnect_s:.0f} s for it to "
+                    f"come back")
+                _wait_for(runner, reconnect_s)
+                say("reconnected: resuming")
+
+    def guarded(device: str) -> None:
+        try:
+            one(device)
+        except Exception as exc:  # noqa: BLE001 - reported with the device's name once all are done
+            failures[device] = exc
+
+    with progress:
+        workers = [threading.Thread(target=guarded, args=(d,), name=f"profile-{d}") for d in devices]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    if failures:
+        if len(devices) == 1:
+            raise next(iter(failures.values()))
+        raise MobilepruneError("; ".join(f"{d}: {type(e).__name__}: {e}" for d, e in failures.items()))
+    return results
+
+
+def _wait_for(runner, seconds: float, every: float = 2.0) -> None:
+    """Reconnect to ``runner``'s device, trying every ``every`` s for ``seconds``. Its facts are
+    read again: another phone plugged in meanwhile is refused by the profile's device check."""
+    from .devices.adb_link import DeviceDisconnected
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            runner.reconnect()
+            return
+        except DeviceDisconnected:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(every)
 
 
 def find_profile(identity: DeviceIdentity, runtime: str, threads: int, search=(), covering=()) -> DeviceProfile | None:
@@ -47,4 +128,4 @@ def find_profile(identity: DeviceIdentity, runtime: str, threads: int, search=()
     return found[0] if found else None
 
 
-__all__ = ["DEFAULT_MODELS", "default_profile_path", "find_profile", "profile_device"]
+__all__ = ["DEFAULT_MODELS", "default_profile_path", "find_profile", "profile_device", "profile_devices"]

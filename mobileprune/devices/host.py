@@ -34,7 +34,7 @@ class HostRunner:
         ``interpreter`` "tensorflow" runs a .tflite with tf.lite.Interpreter instead of LiteRT."""
         artifact = str(Path(artifact).resolve())
         with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
-            files = [_save_inputs(tmp, arrays, f"set{k}_") for k, arrays in enumerate(input_sets)]
+            files = [save_inputs(tmp, arrays, f"set{k}_") for k, arrays in enumerate(input_sets)]
             request = {"artifacts": [artifact], "threads": threads, "input_sets": files, "outputs_dir": tmp,
                        "interpreter": interpreter}
             reply = self._ask(request)[0]
@@ -64,7 +64,7 @@ class HostRunner:
         if reference is not None and not Path(reference).is_file():
             raise RunnerError(f"no such reference program: {reference}")
         with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
-            input_files = _save_inputs(tmp, inputs, "in") if inputs is not None else None
+            input_files = save_inputs(tmp, inputs, "in") if inputs is not None else None
             request = {"artifacts": artifacts, "threads": threads, "warmup": warmup, "repeats": repeats,
                        "op_events": op_events, "inputs": input_files,
                        "outputs_dir": tmp if keep_outputs else None,
@@ -107,7 +107,7 @@ class HostRunner:
             ratios=reply.get("ratios", []))
 
 
-def _save_inputs(directory, arrays, prefix: str) -> list[str]:
+def save_inputs(directory, arrays, prefix: str) -> list[str]:
     """Write input arrays as float32 .npy files for the worker; returns their paths in order."""
     paths = []
     for i, arr in enumerate(arrays):

@@ -105,8 +105,6 @@ def run_pte(path: str, req: dict) -> dict:
 def _etdump_events(runtime, path: str, inputs, req: dict) -> list:
     """Per-op times from a second, profiled program (profiling adds overhead: never mixed
     into the unprofiled samples)."""
-    from executorch.devtools import Inspector
-
     program = runtime.load_program(path, enable_etdump=True, debug_buffer_size=0)
     method = program.load_method("forward")
     for _ in range(req["warmup"]):
@@ -116,16 +114,25 @@ def _etdump_events(runtime, path: str, inputs, req: dict) -> list:
     with tempfile.TemporaryDirectory() as tmp:
         dump = str(Path(tmp) / "run.etdump")
         program.write_etdump_result_to_file(dump, str(Path(tmp) / "debug.bin"))
-        import warnings
+        return etdump_events(dump, req["repeats"])
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            df = Inspector(etdump_path=dump).to_dataframe()
+
+def etdump_events(dump: str, repeats: int) -> list:
+    """The delegate's per-op events of an ETDump file, in execution order, each with its last
+    ``repeats`` samples (the calls before them are warm-up). Also reads the files the Android
+    runner writes (android_runner/runner.cpp)."""
+    import warnings
+
+    from executorch.devtools import Inspector
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = Inspector(etdump_path=dump).to_dataframe()
     skip = {"Method::init", "Program::load_method", "Method::execute", "DELEGATE_CALL"}
     out = []
     for name, block, raw in zip(df["event_name"], df["event_block_name"], df["raw"]):
         if block == "Execute" and name not in skip and len(raw):
-            out.append({"name": name, "samples_ms": list(raw[-req["repeats"]:])})
+            out.append({"name": name, "samples_ms": list(raw[-repeats:])})
     return out
 
 

@@ -8,6 +8,7 @@ refuses rows measured on another (profile.check_same_device).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -17,7 +18,14 @@ import tempfile
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from ..graph import analyze
 from ..graph.layers import layers
@@ -98,7 +106,7 @@ def call_overhead_program(runtime: Runtime, build_dir: Path) -> Path:
 
 
 def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtime: Runtime, build_dir,
-                 threads: int = 1, repeats: int = 50, batch: int = 24, show_progress: bool = True,
+                 threads: int = 1, repeats: int = 50, batch: int = 24, show_progress: bool | Progress = True,
                  reference: SpeedReference | None = None, call_overhead_ms: float = 0.0) -> int:
     """Measure every row whose key is not in the profile yet; returns how many were added.
 
@@ -106,7 +114,8 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtim
     the whole program's time less ``call_overhead_ms``. With a ``reference`` the program is timed
     in turns with it and the row is speed-normalized like whole models (devices/reference.py):
     per-op times are scaled by the program's normalized over its wall-clock time, measured just
-    before them in the same process."""
+    before them in the same process. ``show_progress`` may be a Progress shared by several
+    devices profiled at once: the rows get a bar of their own in it."""
     todo = [r for r in rows if r["key"] not in writer.keys]
     build_dir = Path(build_dir)
     paired = str(reference.path) if reference is not None else None
@@ -114,8 +123,9 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtim
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
     all_paths = build_all(todo, runtime, build_dir)
-    with Progress(*columns, disable=not show_progress) as progress:
-        task = progress.add_task(f"profiling {runtime.label}", total=len(todo))
+    shared = show_progress if isinstance(show_progress, Progress) else None
+    with contextlib.nullcontext(shared) if shared else Progress(*columns, disable=not show_progress) as progress:
+        task = progress.add_task(f"{runner.device} {runtime.label}", total=len(todo))
         for start in range(0, len(todo), batch):
             chunk = todo[start:start + batch]
             paths = all_paths[start:start + batch]
@@ -137,7 +147,7 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtim
 
 
 def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: int = 1, block: int | None = None,
-                 repeats: int = 50, fractions=(0.5,), show_progress: bool = True, log=print) -> dict:
+                 repeats: int = 50, fractions=(0.5,), show_progress: bool | Progress = True, log=print) -> dict:
     """Measure (or resume) the table rows of every model in ``specs`` into the profile at ``out``:
     first the device's tiles (the existing profile's; else, with ``block`` given, that block for
     every kind; else probed), the speed
@@ -171,7 +181,8 @@ def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: in
             measure_artifact(runner, call_overhead_program(runtime, cache_dir(runtime)), threads,
                              reference=reference)["ms"]
         log(f"call overhead of a micro-program: {meta.call_overhead_ms:.4f} ms")
-    from ..spec import build as build_model, default_input_shape
+    from ..spec import build as build_model
+    from ..spec import default_input_shape
 
     models = {}
     with ProfileWriter(out, meta) as writer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -20,7 +21,9 @@ def lower_pte(module: nn.Module, example_inputs: tuple):
     """The XNNPACK-lowered EdgeProgramManager (``.to_executorch().buffer`` is the .pte), after
     the exact rewrites of devices/rewrites.py (which live beside the lowering, so profiled
     micro-programs, calibration models and exported artifacts all get them)."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackPartitioner,
+    )
     from executorch.exir import to_edge_transform_and_lower
 
     from .rewrites import for_xnnpack
@@ -36,7 +39,8 @@ def write_atomic(data: bytes, path) -> Path:
     under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")  # two processes may build one program
+    # Two processes, or two threads profiling two devices, may build one program at once.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     tmp.write_bytes(data)
     tmp.replace(path)
     return path
