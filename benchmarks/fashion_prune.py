@@ -10,6 +10,9 @@ steps; l1 prunes in one shot, so it fine-tunes for both):
 - l1: one shot from the trained weights, then fine-tune for both step counts;
 - uniform: the same architecture at the one width share that meets the budget, trained from
   scratch (random init) for both step counts.
+Layer widths the profile lacks (gates price the expected widths of every cell of the tile grid)
+are measured on this machine as the run meets them and added to the profile (it must be this
+machine's: the script refuses another device's).
 Printed: top-1 on the 10,000 test images (mean and spread over --seeds), the plan's predicted
 latency and the .pte's measured latency (1 thread, normalised to the profile's speed, as
 latency_truth measures it), against the budget.
@@ -67,7 +70,7 @@ def main(argv=None) -> list[dict]:
             start = original if method != "uniform" else from_scratch(original)
             result = mp.prune(start, torch.randn(shape), data, budget=f"{100 * args.share:g}%", profile=profile,
                               method=method, steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3, seed=seed,
-                              spec=args.spec, show=False)
+                              spec=args.spec, show=False, device=here.runner)
             pruning_trained = method in ("gates", "fisher")
             steps = args.finetune_steps + (0 if pruning_trained else args.prune_steps)
             config = TrainConfig(steps=steps, batch_size=args.batch_size, lr=1e-3, seed=seed, schedule="cosine")
