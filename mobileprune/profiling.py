@@ -5,8 +5,11 @@ notebooks.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections import Counter
+from pathlib import Path
 
 from .cost.calibrate import calibrate_models
 from .devices import runtimes
@@ -53,15 +56,26 @@ def profile_devices(devices: list[str], specs: list, runtime="executorch", threa
         raise MobilepruneError("one profile per device: leave out --out (each profile is named after its device) "
                                "or profile one device at a time")
     runtime = runtimes.get(runtime) if isinstance(runtime, str) else runtime
-    results, failures = {}, {}
+    results, failures, runners, paths = {}, {}, {}, {}
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    for device in devices:
+        try:
+            runners[device] = open_runner(device, **adb_options)
+            paths[device] = Path(out or default_profile_path(runners[device].identity(), runtime.name, threads))
+        except MobilepruneError as exc:
+            failures[device] = exc
+    # Two devices of one kind (two phones of a model) still get a profile each: never one file
+    # written by two devices. They are told apart by how they are reached.
+    named = Counter(paths.values())
+    for device, path in paths.items():
+        if named[path] > 1:
+            paths[device] = path.with_name(f"{path.stem}-{re.sub(r'[^a-z0-9]+', '-', device.lower())}{path.suffix}")
 
     def one(device: str) -> None:
-        runner = open_runner(device, **adb_options)
+        runner, path = runners[device], paths[device]
         say = (lambda text: log(f"[{device}] {text}")) if len(devices) > 1 else log
         while True:
             try:
-                path = out or default_profile_path(runner.identity(), runtime.name, threads)
                 say(f"profiling {runner.identity().describe()} into {path}")
                 results[device] = profile_device(specs, path, runner, runtime, threads, block, repeats, fractions,
                                                  show_progress=progress, log=say)
@@ -79,7 +93,7 @@ def profile_devices(devices: list[str], specs: list, runtime="executorch", threa
             failures[device] = exc
 
     with progress:
-        workers = [threading.Thread(target=guarded, args=(d,), name=f"profile-{d}") for d in devices]
+        workers = [threading.Thread(target=guarded, args=(d,), name=f"profile-{d}") for d in runners]
         for w in workers:
             w.start()
         for w in workers:
@@ -111,8 +125,6 @@ def find_profile(identity: DeviceIdentity, runtime: str, threads: int, search=()
     """A profile of this device for (runtime, threads) among the profiles in ``search``
     (directories, in order): the first that has calibrated every model in ``covering``, else the
     first of this device at all, else None."""
-    from pathlib import Path
-
     found = []
     for directory in search:
         for meta_path in sorted(Path(directory).glob("*.json")):

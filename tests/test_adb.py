@@ -283,3 +283,51 @@ def test_profiling_resumes_after_a_drop_without_losing_or_repeating_a_row(tmp_pa
     dropped = next(i for i, c in enumerate(runs) if all(m in c for m in at_drop["measured"]))
     later = " ".join(runs[dropped + 1:])
     assert at_drop["measured"] and not any(m in later for m in at_drop["measured"])
+
+
+def test_export_checks_parity_and_latency_on_the_device(tmp_path, runner_binary):
+    """`export --device adb:...` runs the parity check and the latency measurement on the device;
+    `bench --device adb:...` measures an artifact there."""
+    env = dict(os.environ, HOME=str(tmp_path))
+    out = tmp_path / "artifacts"
+    device = ["--runner", str(runner_binary), "--remote-dir", str(tmp_path / "device")]
+    with AdbDaemon() as daemon:
+        done = _cli("export", TINY, "--formats", "pte", "--out", str(out), "--device", f"adb:{daemon.address}",
+                    *device, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        manifest = json.loads((out / "manifest.json").read_text())
+        (entry,) = manifest["artifacts"]
+        assert entry["status"] == "ok" and entry["checked_with"] == ["executorch"]
+        assert entry["parity"]["passed"] and entry["latency_ms"] > 0
+        assert manifest["device"] == f"adb:{daemon.address}"
+        bench = _cli("bench", str(out / entry["path"]), "--device", f"adb:{daemon.address}", "--processes", "2",
+                     "--json", *device, env=env)
+        assert bench.returncode == 0, bench.stderr[-3000:]
+        assert json.loads(bench.stdout.splitlines()[-1])["device"] == f"adb:{daemon.address}"
+        runs = [c for c in daemon.commands if "mobileprune_runner" in c and "--inputs" in c]
+        assert runs, "parity was not checked on the device"
+
+
+def test_two_devices_are_profiled_at_once_into_a_profile_each(tmp_path, runner_binary, tiny_profile):
+    env = dict(os.environ, HOME=str(tmp_path))
+    phones = [AdbDaemon(props={"ro.product.model": "Pixel 8"}), AdbDaemon(props={"ro.product.model": "Galaxy S24"})]
+    try:
+        for phone in phones:
+            phone.start()
+        done = subprocess.run(
+            [sys.executable, "-m", "mobileprune.cli", "profile", "--model", TINY, "--repeats", "3", "--block", "8",
+             "--runner", str(runner_binary), "--remote-dir", str(tmp_path / "device"),
+             *[a for p in phones for a in ("--device", f"adb:{p.address}")]],
+            check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    finally:
+        for phone in phones:
+            phone.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    from mobileprune.devices.profile import DeviceProfile
+
+    made = sorted(p.name for p in (tmp_path / "device_profiles").glob("*.csv"))
+    assert made == ["android-galaxy-s24-executorch-1t.csv", "android-pixel-8-executorch-1t.csv"]
+    for name, phone in zip(["android-pixel-8", "android-galaxy-s24"], phones):
+        profile = DeviceProfile.load(tmp_path / "device_profiles" / f"{name}-executorch-1t.csv")
+        assert profile.meta.device == f"adb:{phone.address}"
+        assert set(profile.table["key"]) == set(tiny_profile.table["key"])

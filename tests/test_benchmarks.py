@@ -38,3 +38,11 @@ def test_latency_vs_flops_quick(tiny_profile, capsys):
     for side in ("latency", "flops"):
         assert row[side]["kfpp"] <= row[side]["budget_kfpp"] and row[side]["measured"] > 0
     assert "latency normalisation is" in capsys.readouterr().out
+
+
+def test_adb_push_quick(capsys):
+    import adb_push
+
+    result = adb_push.main(["--quick"])
+    assert result["ours"] > 0 and result["stock"] > 0 and result["ratio"] > 0
+    assert "stock / ours" in capsys.readouterr().out

@@ -41,7 +41,7 @@ BUILD_HINT = ("build android_runner for it (android_runner/README.md: 'Building 
 ELF_ABIS = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
 PROPS = {"manufacturer": "ro.product.manufacturer", "model": "ro.product.model", "soc": "ro.soc.model",
          "board": "ro.board.platform", "hardware": "ro.hardware", "abi": "ro.product.cpu.abi",
-         "android": "ro.build.version.release", "sdk": "ro.build.version.sdk"}
+         "android": "ro.build.version.release", "sdk": "ro.build.version.sdk", "serial": "ro.serialno"}
 # Exit codes of the device's shell: timeout(1) killed it; the binary could not be run.
 TIMED_OUT, NOT_EXECUTABLE, NOT_FOUND = 124, 126, 127
 

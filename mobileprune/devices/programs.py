@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..graph.capture import EXPORT_LOCK
+
 
 def lower_pte(module: nn.Module, example_inputs: tuple):
     """The XNNPACK-lowered EdgeProgramManager (``.to_executorch().buffer`` is the .pte), after
@@ -28,7 +30,7 @@ def lower_pte(module: nn.Module, example_inputs: tuple):
 
     from .rewrites import for_xnnpack
 
-    with warnings.catch_warnings():
+    with EXPORT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ep = for_xnnpack(torch.export.export(module.eval(), tuple(example_inputs)))
         return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
@@ -47,7 +49,7 @@ def write_atomic(data: bytes, path) -> Path:
 
 
 def to_pte(module: nn.Module, example_inputs: tuple, path) -> Path:
-    with warnings.catch_warnings():
+    with EXPORT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         buffer = lower_pte(module, example_inputs).to_executorch().buffer
     return write_atomic(buffer, path)
@@ -79,7 +81,7 @@ def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False,
         warnings.simplefilter("ignore")
         out = Path(tmp) / "model.tflite"
         # litert-torch prints a progress log of its passes to stdout; callers print their own.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with EXPORT_LOCK, contextlib.redirect_stdout(io.StringIO()):
             litert_torch.convert(module, tuple(example_inputs)).export(str(out))
         return out.read_bytes()
 

@@ -22,6 +22,7 @@ from ..devices.programs import lower_pte, tflite_bytes, write_atomic
 from ..devices.runner import measure_artifact
 from ..devices.runtimes import RUNTIMES, for_format
 from ..errors import MobilepruneError
+from ..graph.capture import EXPORT_LOCK
 from . import parity as parity_mod
 from .delegation import delegation_of
 
@@ -173,8 +174,9 @@ def _prediction_entry(prediction: dict | None, runner) -> dict | None:
 
 
 def _build_pte(model, example_inputs, nhwc):
-    edge = lower_pte(model, example_inputs)
-    return edge.to_executorch().buffer, delegation_of(edge).to_dict()
+    with EXPORT_LOCK:
+        edge = lower_pte(model, example_inputs)
+        return edge.to_executorch().buffer, delegation_of(edge).to_dict()
 
 
 def _build_tflite(model, example_inputs, nhwc):

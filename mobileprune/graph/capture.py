@@ -1,12 +1,19 @@
 """Capture a model with torch.export, turning its failures into one readable paragraph."""
 from __future__ import annotations
 
+import threading
 import time
 
 import torch
 from torch import nn
 
 from ..errors import MobilepruneError
+
+# torch.export (and the lowerings built on it) is not thread-safe: two threads capturing at
+# once failed here with "Trying to pop empty mode stack" and "a fake tensor in the exported
+# program constant's list" (profiling two devices at once). Every capture and lowering in
+# mobileprune holds this lock; measuring, which is most of a profile's time, does not.
+EXPORT_LOCK = threading.RLock()
 
 
 class CaptureError(MobilepruneError, RuntimeError):
@@ -33,8 +40,9 @@ def capture(model: nn.Module, example_inputs: tuple, train: bool = False):
     handles += [m.register_forward_hook(leave) for m in model.modules()]
     start = time.perf_counter()
     try:
-        ep = torch.export.export(model, tuple(example_inputs), strict=False)
-    except Exception as exc:  # noqa: BLE001 - re-raised as one clear paragraph
+        with EXPORT_LOCK:
+            ep = torch.export.export(model, tuple(example_inputs), strict=False)
+    except Exception as exc:
         where = stack[-1] if stack else "<root>"  # modules still running when it failed
         mod = model.get_submodule(where) if where not in ("<root>",) and _has(model, where) else model
         first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
