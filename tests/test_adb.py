@@ -145,6 +145,8 @@ def test_a_connection_dropped_mid_push_is_a_clear_error_and_the_next_push_comple
         assert link.push_missing({str(big): remote}) == [remote]
         assert Path(remote).read_bytes() == big.read_bytes()
         assert link.push_missing({str(big): remote}) == []  # same bytes there: skipped
+        listed = {bytes(e.filename).decode(): e.size for e in link.device.list(str(tmp_path / "device"))}
+        assert listed["big.bin"] == len(big.read_bytes())  # the sync service's LIST
 
 
 def test_a_connection_dropped_mid_run_is_a_clear_error(tmp_path, runner_binary, programs):
@@ -176,6 +178,19 @@ def test_a_missing_runner_or_one_of_another_abi_says_what_to_build(tmp_path, run
         runner = _runner(phone, tmp_path, runner_binary)
         with pytest.raises(RunnerError, match="built for x86_64, .* runs arm64-v8a"):
             runner.run(str(programs["net"]))
+
+
+def test_the_tile_probe_runs_on_the_device(tmp_path, runner_binary):
+    from mobileprune.devices import runtimes
+    from mobileprune.devices.blockprobe import CANDIDATES, SWEEP, probe_tiles
+    from mobileprune.devices.profiler import cache_dir
+
+    runtime = runtimes.get("executorch")
+    with AdbDaemon() as daemon:
+        tiles, sweeps = probe_tiles(_runner(daemon, tmp_path, runner_binary), runtime, cache_dir(runtime),
+                                    processes=1, repeats=3)
+    assert set(tiles) == {"conv", "dwconv"} and all(t in CANDIDATES for t in tiles.values())
+    assert all(sorted(s) == list(SWEEP) and min(s.values()) > 0 for s in sweeps.values())
 
 
 def test_debians_adb_client_talks_to_the_same_daemon(tmp_path):

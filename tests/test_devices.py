@@ -219,8 +219,12 @@ def test_block_choice_from_a_measured_staircase():
     assert choose_block({w: 0.1 * -(-w // 16) for w in measured}) == 16
 
 
-def test_tile_probe_runs_on_the_host(tmp_path):
-    tiles, sweeps = probe_tiles(HostRunner(), runtimes.get("executorch"), tmp_path, processes=1, repeats=3)
+def test_tile_probe_runs_on_the_host(program_cache):
+    # The session's program cache: the probe over ADB (test_adb.py) runs the same programs.
+    from mobileprune.devices.profiler import cache_dir
+
+    runtime = runtimes.get("executorch")
+    tiles, sweeps = probe_tiles(HostRunner(), runtime, cache_dir(runtime), processes=1, repeats=3)
     assert set(tiles) == set(sweeps) == set(PROBES) == {"conv", "dwconv"}
     for kind in PROBES:
         assert tiles[kind] in CANDIDATES and sorted(sweeps[kind]) == list(SWEEP)
