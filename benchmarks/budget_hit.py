@@ -118,7 +118,7 @@ def step_costs(spec, shape, profile, batch_size, rounds=5, steps=3) -> tuple[flo
         model.train()
         freeze_batchnorm(model)
         with masks:
-            loss = torch.nn.functional.cross_entropy(model(x), y) + gates.extra_loss(step)
+            loss = torch.nn.functional.cross_entropy(model(x), y) + gates.extra_loss(step, x, None)
             gated_opt.zero_grad()
             loss.backward()
             gated_opt.step()

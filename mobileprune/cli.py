@@ -101,6 +101,30 @@ def main(argv=None) -> int:
     _device_options(p)
     p.set_defaults(func=cmd_prune)
 
+    p = sub.add_parser("finetune", help="fine-tune a pruned model with a chain of teachers (knowledge distillation)")
+    p.add_argument("pruned", help="a saved pruned model dir (from mobileprune prune)")
+    p.add_argument("--teacher", action="append", default=[], help="a teacher model spec (torchvision:NAME, "
+                   "pretrained:NAME, file.py:factory, fashion:NAME or a saved dir); repeat it for a chain, smallest "
+                   "first; none: plain fine-tuning")
+    p.add_argument("--data", required=True, help="fashion-mnist, mnist or path/to/file.py:factory")
+    p.add_argument("--data-dir", help="a directory with the four Fashion-MNIST idx files")
+    p.add_argument("--epochs-per-teacher", type=int, default=1)
+    p.add_argument("--kd-weight", type=float, default=5.0, help="loss = cross-entropy + W x distillation (5 as ACPLI)")
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--batch-size", type=int, default=64, help="the global batch (split across torchrun's processes)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--decay", type=float, default=0.9, help="the learning rate's decay per epoch (Adam, exponential)")
+    p.add_argument("--patience", type=int, default=2, help="epochs without a better held-out top-1 before a "
+                   "stage stops early")
+    p.add_argument("--steps-per-epoch", type=int, help="shorter epochs (default: the whole training split)")
+    p.add_argument("--eval-images", type=int, help="score this many held-out images each epoch (default: all)")
+    p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics as they are")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="directory for the fine-tuned model (predict, export and load "
+                   "take it); a killed run started again with the same arguments resumes")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=cmd_finetune)
+
     p = sub.add_parser("bench", help="measure an artifact's latency on a device")
     p.add_argument("artifact", help="a .pte or .tflite file")
     p.add_argument("--device", default="host", help="host, adb:SERIAL or adb:HOST:PORT")
@@ -263,6 +287,61 @@ def cmd_predict(args) -> int:
         how = (f"at the profile's speed (x{m['ratio']:.4f} the reference's {m['reference_ms']:.3f} ms); "
                f"wall clock now {m['raw_ms']:.3f} ms" if m.get("normalized") else "wall clock, lowest process median")
         print(f"measured {m['ms']:.3f} ms ({how}); prediction error {result['error_pct']:+.1f}%")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    import os
+    from pathlib import Path
+
+    import torch
+
+    from .data import load_data, top1
+    from .finetune import finetune
+    from .spec import build
+    from .storage import StorageError, is_saved, load, load_saved, save
+
+    if not is_saved(args.pruned):
+        raise StorageError(f"{args.pruned} is not a saved pruned model (make one with `mobileprune prune`)")
+    if is_saved(args.out):
+        raise StorageError(f"{args.out} already holds a saved model: choose another --out")
+    distributed = "LOCAL_RANK" in os.environ  # under torchrun
+    if distributed and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = torch.distributed.get_rank() if distributed else 0
+    saved = load_saved(args.pruned)
+    shape = saved.meta["input_shapes"][0]
+    data = load_data(args.data, shape, args.data_dir)
+    teachers = [load(spec)[0] if is_saved(spec) else build(spec).eval() for spec in args.teacher]
+    before = top1(saved.model, data.val, args.eval_images)
+    result = finetune(saved.model, data, teachers, args.teacher, args.epochs_per_teacher, args.kd_weight,
+                      args.temperature, args.batch_size, args.lr, args.decay, args.patience, args.steps_per_epoch,
+                      args.eval_images, args.seed, args.freeze_bn, out=args.out, show=not args.json)
+    report = {**result.report, "pruned": str(args.pruned), "spec": saved.meta["spec"],
+              "top1": {"before": before, "after": top1(result.model, data.val, args.eval_images),
+                       "split": f"{data.name} held-out", "images": min(args.eval_images or len(data.val),
+                                                                       len(data.val))}}
+    if rank == 0:
+        save(args.out, saved.meta["spec"], saved.plan, result.model, [tuple(s) for s in saved.meta["input_shapes"]])
+        (Path(args.out) / "finetune.json").write_text(json.dumps(report, indent=2))
+        for f in Path(args.out).glob("*.pt"):  # the run is done: its checkpoints go
+            f.unlink()
+    if distributed:
+        torch.distributed.destroy_process_group()
+    if rank != 0:
+        return 0
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    table = Table(title=f"fine-tuning {args.pruned} -> {args.out}")
+    for col in ("stage", "teacher", "epoch", "loss", "held-out top-1 %"):
+        table.add_column(col)
+    for row in result.history:
+        table.add_row(str(row["stage"] + 1), row["teacher"], str(row["epoch"]), f"{row['loss']:.4f}",
+                      f"{100 * row['val_top1']:.2f}")
+    Console().print(table)
+    print(f"held-out top-1 {100 * before:.2f}% before fine-tuning -> {100 * report['top1']['after']:.2f}% after "
+          f"({report['top1']['images']} images of {data.name})")
     return 0
 
 

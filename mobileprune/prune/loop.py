@@ -6,8 +6,12 @@ model's and the method's parameters, CPU or CUDA, BatchNorm statistics frozen on
 rich progress line, and a checkpoint of everything that decides the result (weights, optimizer,
 the method's state, RNG states, the step) every N steps, written atomically.
 
-Kept DDP-ready: the batch order is a function of (seed, step) and ``StepSampler`` takes a rank
-and a world size, so the fine-tuning issue can shard it under torchrun.
+Under torchrun (torch.distributed initialised) the same loop runs data-parallel: the model is
+wrapped in DistributedDataParallel, ``config.batch_size`` is the global batch, each rank takes its
+share of every batch (``StepSampler``: the union of the ranks' batches at a step is exactly the
+one-process batch), and only rank 0 shows progress and writes checkpoints. So N processes with
+a global batch B follow the one-process run with batch B (equal up to the order of float sums,
+and BatchNorm statistics, which DDP keeps per rank unless ``freeze_bn``).
 """
 from __future__ import annotations
 
@@ -37,6 +41,10 @@ class CheckpointError(MobilepruneError, ValueError):
     """A checkpoint that belongs to another run."""
 
 
+class LoopError(MobilepruneError, ValueError):
+    """Settings the loop cannot run with."""
+
+
 @dataclass
 class TrainConfig:
     steps: int
@@ -49,13 +57,14 @@ class TrainConfig:
     device: str = "auto"  # auto: CUDA when present
     schedule: str = "constant"  # the model's learning rate over the steps: constant | cosine | exponential
     decay: float = 0.97  # exponential: lr * decay ** (step / steps_per_epoch)
+    epoch_steps: int | None = None  # steps per epoch of the schedule (default: the data's whole epoch)
 
 
 def learning_rate(config: TrainConfig, step: int, per_epoch: int) -> float:
     if config.schedule == "cosine":
         return 0.5 * config.lr * (1 + math.cos(math.pi * step / max(1, config.steps)))
     if config.schedule == "exponential":
-        return config.lr * config.decay ** (step / max(1, per_epoch))
+        return config.lr * config.decay ** (step / max(1, config.epoch_steps or per_epoch))
     return config.lr
 
 
@@ -63,7 +72,7 @@ class Method(Protocol):
     """What a method plugs into the loop (see prune/methods)."""
 
     def parameters(self) -> list: ...  # its own trainable parameters (gates' predictors), with their lr
-    def extra_loss(self, step: int) -> torch.Tensor | None: ...  # after the forward pass
+    def extra_loss(self, step: int, inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor | None: ...
     def after_backward(self, step: int) -> None: ...
     def after_step(self, step: int) -> None: ...
     def finished(self) -> bool: ...
@@ -97,8 +106,18 @@ class StepSampler(Sampler):
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():  # under torchrun, each process its own GPU
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
     return torch.device(name)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) under torchrun once the process group is up, else (0, 1)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -110,15 +129,23 @@ def freeze_batchnorm(model: nn.Module) -> None:
 
 def train(model: nn.Module, dataset, loss_fn: Callable, config: TrainConfig, method: Method | None = None,
           checkpoint: Path | None = None, run_key: dict | None = None, show: bool = True,
-          describe: Callable[[dict], str] | None = None) -> dict:
+          describe: Callable[[dict], str] | None = None, stop_at: int | None = None) -> dict:
     """Train ``model`` (in place) for ``config.steps`` steps or until ``method.finished()``.
 
+    ``stop_at``: pause at this step (a checkpoint is written there; the next call with the same
+    config and checkpoint continues): how fine-tuning scores the held-out split every epoch.
     ``checkpoint``: a file to write every ``checkpoint_every`` steps and to resume from;
     ``run_key``: what must match for a checkpoint to be this run's (refused otherwise).
     Returns {"steps": steps run in all, "resumed_from": step or None, "seconds", "loss"}.
     """
     device = pick_device(config.device)
     model.to(device)
+    rank, world = rank_and_world()
+    if world > 1 and config.batch_size % world:
+        raise LoopError(f"the global batch ({config.batch_size}) must divide by the {world} processes")
+    if world > 1 and method is not None and any(g["params"] for g in method.parameters()):
+        raise LoopError("pruning methods with parameters of their own (gates) run in one process; "
+                        "fine-tuning runs under torchrun")
     key = {"config": asdict(config), **(run_key or {})}
     params = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr,
                "weight_decay": config.weight_decay}]
@@ -139,23 +166,31 @@ def train(model: nn.Module, dataset, loss_fn: Callable, config: TrainConfig, met
         torch.set_rng_state(state["rng"])
         start = resumed = int(state["step"])
 
-    loader = DataLoader(dataset, batch_size=config.batch_size,
-                        sampler=StepSampler(len(dataset), config.batch_size, config.seed, start))
+    local_batch = config.batch_size // world
+    loader = DataLoader(dataset, batch_size=local_batch,
+                        sampler=StepSampler(len(dataset), local_batch, config.seed, start, rank, world))
+    forward = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     batches = iter(loader)
     t0, last_loss, step = time.perf_counter(), float("nan"), start
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[status]}"), disable=not show, transient=False)
+                        TextColumn("{task.fields[status]}"), disable=not show or rank != 0, transient=False)
     with progress:
         task = progress.add_task("training", total=config.steps, completed=start, status="")
-        while step < config.steps and not (method is not None and method.finished()):
+        end = min(config.steps, stop_at) if stop_at is not None else config.steps
+        while step < end and not (method is not None and method.finished()):
             model.train()
             if config.freeze_bn:
                 freeze_batchnorm(model)
             optimizer.param_groups[0]["lr"] = learning_rate(config, step, loader.sampler.per_epoch)
             x, y = next(batches)
             x, y = x.to(device), y.to(device)
-            loss = loss_fn(model(x), y)
-            extra = method.extra_loss(step) if method is not None else None
+            out = forward(x)
+            loss = loss_fn(out, y)
+            extra = method.extra_loss(step, x, out) if method is not None else None
             total = loss if extra is None else loss + extra
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -168,11 +203,14 @@ def train(model: nn.Module, dataset, loss_fn: Callable, config: TrainConfig, met
             last_loss = float(loss.detach())
             status = {"loss": last_loss, **(method.status() if method is not None else {})}
             progress.update(task, completed=step, status=describe(status) if describe else f"loss {last_loss:.3f}")
-            if checkpoint is not None and (step % config.checkpoint_every == 0 or step == config.steps):
-                save_checkpoint(checkpoint, {"key": key, "step": step, "model": model.state_dict(),
-                                             "optimizer": optimizer.state_dict(),
-                                             "method": method.state_dict() if method is not None else {},
-                                             "rng": torch.get_rng_state()})
+            if checkpoint is not None and (step % config.checkpoint_every == 0 or step in (config.steps, end)):
+                if rank == 0:
+                    save_checkpoint(checkpoint, {"key": key, "step": step, "model": model.state_dict(),
+                                                 "optimizer": optimizer.state_dict(),
+                                                 "method": method.state_dict() if method is not None else {},
+                                                 "rng": torch.get_rng_state()})
+                if world > 1:  # the other ranks may read it next (the following epoch's call)
+                    torch.distributed.barrier()
     model.eval()
     return {"steps": step, "resumed_from": resumed, "seconds": time.perf_counter() - t0, "loss": last_loss}
 

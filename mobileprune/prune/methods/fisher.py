@@ -120,7 +120,7 @@ class Fisher:
     def parameters(self) -> list:
         return []
 
-    def extra_loss(self, step: int):
+    def extra_loss(self, step: int, inputs=None, outputs=None):
         return None
 
     def finished(self) -> bool:

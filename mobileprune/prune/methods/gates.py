@@ -108,7 +108,7 @@ class Gates:
         tau = max(1.0, self.o["anneal_share"] * self.ctx.train.steps)
         return self.o["budget_weight"] * (1 - math.exp(-(step + 1) / tau))
 
-    def extra_loss(self, step: int) -> torch.Tensor:
+    def extra_loss(self, step: int, inputs=None, outputs=None) -> torch.Tensor:
         p = torch.sigmoid(self.step_logits)
         expected = self.ctx.cost(self.blocks.soft_fractions(p))
         self._expected = float(expected.detach())

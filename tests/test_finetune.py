@@ -1,0 +1,114 @@
+"""Fine-tuning with a chain of teachers: distributed (torchrun, gloo) equals one process, a
+killed run resumes to the same weights, misfit teachers are refused, and the CLI path."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mobileprune.finetune import FinetuneError, check_teachers, kd_loss
+
+JOB = Path(__file__).parent / "finetune_job.py"
+BRANCHES = str(Path(__file__).parent / "models" / "branches.py") + ":make"
+
+
+def _job(out: Path, *extra: str, processes: int = 1) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if processes == 1:
+        cmd = [sys.executable, str(JOB), str(out), *extra]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               str(JOB), str(out), *extra]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)
+
+
+def _weights(out: Path) -> dict:
+    return torch.load(out / "final.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one")
+    done = _job(out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_kd_loss_is_zero_for_the_teachers_own_logits():
+    logits = torch.randn(4, 10)
+    assert float(kd_loss(logits, logits, 4.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kd_loss(torch.randn(4, 10), logits, 4.0)) > 0
+
+
+def test_two_processes_under_torchrun_match_one_process(one_process, tmp_path):
+    """gloo, 2 ranks x 8 images vs 1 process x 16 images, same seed: every weight within 1e-5
+    (the sums of the gradient all-reduce run in another order; BatchNorm statistics are frozen,
+    which DDP would otherwise keep per rank)."""
+    done = _job(tmp_path, processes=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = _weights(one_process), _weights(tmp_path)
+    assert one.keys() == two.keys()
+    worst = max(float((one[k].float() - two[k].float()).abs().max()) for k in one)
+    assert worst <= 1e-5, f"largest difference {worst:.2e}"
+    assert any(float((one[k].float() - _initial()[k].float()).abs().max()) > 1e-3 for k in one), "nothing trained"
+    report = json.loads((tmp_path / "finetune.json").read_text())
+    assert report["processes"] == 2 and [r["teacher"] for r in report["history"]] == ["small"] * 2 + ["large"] * 2
+
+
+def _initial() -> dict:
+    sys.path.insert(0, str(JOB.parent))
+    import finetune_job
+
+    return finetune_job.net(8, 3).state_dict()
+
+
+def test_a_run_killed_mid_chain_resumes_to_the_same_weights(one_process, tmp_path):
+    killed = _job(tmp_path, "--stop-after-epoch", "3")  # in the second teacher's stage
+    assert killed.returncode == 3, killed.stderr[-3000:]
+    assert not (tmp_path / "final.pt").exists()
+    resumed = _job(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "stage 1/2" not in resumed.stdout  # the first stage is not run again
+    one, again = _weights(one_process), _weights(tmp_path)
+    assert all(torch.equal(one[k], again[k]) for k in one)
+    history = json.loads((tmp_path / "finetune.json").read_text())["history"]
+    assert [(r["stage"], r["epoch"]) for r in history] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+
+
+def test_teachers_that_do_not_fit_the_student_are_refused():
+    student = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+    x = torch.randn(1, 1, 4, 4)
+    check_teachers(student, [nn.Sequential(nn.Flatten(), nn.Linear(16, 10))], ["fits"], x)
+    with pytest.raises(FinetuneError, match="outputs of shape \\(1, 5\\), the student \\(1, 10\\)"):
+        check_teachers(student, [nn.Sequential(nn.Flatten(), nn.Linear(16, 5))], ["five classes"], x)
+    with pytest.raises(FinetuneError, match="does not take the student's input"):
+        check_teachers(student, [nn.Sequential(nn.Flatten(), nn.Linear(9, 10))], ["3x3 input"], x)
+
+
+def test_cli_prunes_then_finetunes_with_a_teacher(tmp_path):
+    """The two-command flow: prune, then fine-tune the saved dir with its original as teacher;
+    the result is a saved model that load (and so predict and export) takes."""
+    import mobileprune as mp
+    from mobileprune.cli import main
+
+    pruned, tuned = tmp_path / "pruned", tmp_path / "tuned"
+    assert main(["prune", BRANCHES, "--input-shape", "1,1,28,28", "--method", "uniform", "--budget", "60%",
+                 "--block", "8", "--out", str(pruned), "--json"]) == 0
+    assert main(["finetune", str(pruned), "--teacher", BRANCHES, "--data", "fashion-mnist",
+                 "--epochs-per-teacher", "2", "--steps-per-epoch", "5", "--batch-size", "16",
+                 "--eval-images", "200", "--out", str(tuned), "--json"]) == 0
+    report = json.loads((tuned / "finetune.json").read_text())
+    assert report["stages"] == [BRANCHES] and len(report["history"]) == 2
+    assert 0 <= report["top1"]["before"] <= 1 and 0 <= report["top1"]["after"] <= 1
+    model, meta = mp.load(tuned)
+    assert meta["plan"] == json.loads((pruned / "model.json").read_text())["plan"]
+    assert model(torch.randn(1, 1, 28, 28)).shape == (1, 10)
+    assert not list(tuned.glob("*.pt"))  # checkpoints removed once done
+    assert main(["finetune", str(pruned), "--teacher", "torchvision:resnet18", "--data", "fashion-mnist",
+                 "--out", str(tmp_path / "bad")]) == 2  # 3-channel 1000-class teacher: refused
