@@ -296,8 +296,9 @@ def cmd_finetune(args) -> int:
 
     import torch
 
+    from . import fashion
     from .data import load_data, top1
-    from .finetune import finetune
+    from .finetune import FinetuneError, finetune
     from .spec import build
     from .storage import StorageError, is_saved, load, load_saved, save
 
@@ -312,6 +313,10 @@ def cmd_finetune(args) -> int:
     saved = load_saved(args.pruned)
     shape = saved.meta["input_shapes"][0]
     data = load_data(args.data, shape, args.data_dir)
+    for spec in args.teacher:  # an untrained teacher teaches noise: refuse the ones we can tell
+        if spec.startswith("fashion:") and fashion.weights_path(spec.split(":", 1)[1]) is None:
+            raise FinetuneError(f"teacher {spec} has no trained weights here: train it first with "
+                                f"`python -m mobileprune.fashion train {spec.split(':', 1)[1]}`")
     teachers = [load(spec)[0] if is_saved(spec) else build(spec).eval() for spec in args.teacher]
     before = top1(saved.model, data.val, args.eval_images)
     result = finetune(saved.model, data, teachers, args.teacher, args.epochs_per_teacher, args.kd_weight,

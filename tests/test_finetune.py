@@ -112,3 +112,6 @@ def test_cli_prunes_then_finetunes_with_a_teacher(tmp_path):
     assert not list(tuned.glob("*.pt"))  # checkpoints removed once done
     assert main(["finetune", str(pruned), "--teacher", "torchvision:resnet18", "--data", "fashion-mnist",
                  "--out", str(tmp_path / "bad")]) == 2  # 3-channel 1000-class teacher: refused
+    assert main(["finetune", str(pruned), "--teacher", "fashion:mobilenet_w1.5", "--data", "fashion-mnist",
+                 "--out", str(tmp_path / "bad")]) == 2  # no trained weights here: would teach noise
+    assert not (tmp_path / "bad").exists()
