@@ -46,3 +46,13 @@ def test_adb_push_quick(capsys):
     result = adb_push.main(["--quick"])
     assert result["ours"] > 0 and result["stock"] > 0 and result["ratio"] > 0
     assert "stock / ours" in capsys.readouterr().out
+
+
+def test_hierarchical_kd_quick(tiny_profile, capsys):
+    import hierarchical_kd
+
+    results = hierarchical_kd.main(["--profile", str(tiny_profile.path), "--spec", TINY, "--larger", TINY,
+                                    "--shares", "0.85", "--quick"])
+    (row,) = results.values()
+    assert set(row) == {"pruned", *hierarchical_kd.SIDES} and all(0 <= mean <= 1 for mean, _ in row.values())
+    assert "original -> larger" in capsys.readouterr().out
