@@ -136,7 +136,11 @@ class AdbLink:
             except ImportError:
                 raise RunnerError("USB needs adb-shell's usb extra: pip install 'adb-shell[usb]==0.4.4' "
                                   "(or connect the phone over Wi-Fi: adb:HOST:PORT)") from None
-            transport = UsbTransport.find_adb(serial=self.address.serial)
+            try:
+                transport = UsbTransport.find_adb(serial=self.address.serial)
+            except adb_errors.UsbDeviceNotFoundError as exc:
+                raise DeviceDisconnected(f"no USB device {self.address.serial}: {exc} (is it plugged in, with USB "
+                                         f"debugging on, and no adb server holding it? `adb kill-server`)") from None
         else:
             transport = SendAllTcpTransport(self.address.host, self.address.port)
         device = AdbDevice(transport, default_transport_timeout_s=self.transport_timeout_s)
