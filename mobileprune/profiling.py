@@ -90,14 +90,18 @@ def profile_devices(devices: list[str], specs: list, runtime="executorch", threa
         try:
             one(device)
         except Exception as exc:  # noqa: BLE001 - reported with the device's name once all are done
-            failures[device] = exc
+            failures[device] = exc  # KeyboardInterrupt is not an Exception: it goes through
 
     with progress:
-        workers = [threading.Thread(target=guarded, args=(d,), name=f"profile-{d}") for d in runners]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        if len(runners) == 1:  # in this thread: Ctrl-C stops it at once
+            guarded(next(iter(runners)))
+        else:  # daemon threads: Ctrl-C in the main thread ends the process, rows written so far kept
+            workers = [threading.Thread(target=guarded, args=(d,), name=f"profile-{d}", daemon=True) for d in runners]
+            for w in workers:
+                w.start()
+            for w in workers:
+                while w.is_alive():
+                    w.join(0.5)  # a bare join() would not return to take a KeyboardInterrupt
     if failures:
         if len(devices) == 1:
             raise next(iter(failures.values()))
