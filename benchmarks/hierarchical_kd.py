@@ -47,8 +47,8 @@ def main(argv=None) -> dict:
     if args.quick:
         args.prune_steps, args.steps_per_epoch, args.seeds, args.test_images, args.eval_images = 3, 3, 1, 100, 50
     for spec in (args.spec, args.larger):
-        if spec.startswith("fashion:") and fashion.weights_path(spec.split(":", 1)[1]) is None:
-            raise SystemExit(f"{spec} has no trained weights: python -m mobileprune.fashion train {spec[8:]}")
+        if fashion.untrained(spec):
+            raise SystemExit(f"{spec} has no trained weights: {fashion.untrained(spec)}")
     here = this_machine(args.profile, 1, "hierarchical_kd")
     shape = default_input_shape(args.spec)
     data = load_data("fashion-mnist", shape)

@@ -314,9 +314,9 @@ def cmd_finetune(args) -> int:
     shape = saved.meta["input_shapes"][0]
     data = load_data(args.data, shape, args.data_dir)
     for spec in args.teacher:  # an untrained teacher teaches noise: refuse the ones we can tell
-        if spec.startswith("fashion:") and fashion.weights_path(spec.split(":", 1)[1]) is None:
+        if fashion.untrained(spec):
             raise FinetuneError(f"teacher {spec} has no trained weights here: train it first with "
-                                f"`python -m mobileprune.fashion train {spec.split(':', 1)[1]}`")
+                                f"`{fashion.untrained(spec)}`")
     teachers = [load(spec)[0] if is_saved(spec) else build(spec).eval() for spec in args.teacher]
     before = top1(saved.model, data.val, args.eval_images)
     result = finetune(saved.model, data, teachers, args.teacher, args.epochs_per_teacher, args.kd_weight,

@@ -160,6 +160,14 @@ def build(name: str) -> nn.Module:
     return model.eval()
 
 
+def untrained(spec: str) -> str | None:
+    """For a ``fashion:NAME`` spec without trained weights here, the command that trains it
+    (a teacher or benchmark model with random weights would measure noise); else None."""
+    if spec.startswith("fashion:") and weights_path(spec.split(":", 1)[1]) is None:
+        return f"python -m mobileprune.fashion train {spec.split(':', 1)[1]}"
+    return None
+
+
 def accuracy(name: str) -> dict | None:
     path = weights_path(name)
     meta = path.with_suffix(".json") if path else None
