@@ -53,16 +53,37 @@ def _groups(result) -> dict:
     return {g["name"].split(".")[0]: g for g in result.report["groups"]}
 
 
-@pytest.mark.parametrize("method", ["gates", "fisher"])
-def test_learned_importance_drops_the_useless_branch(method, fashion):
+@pytest.mark.parametrize("method,options", [
+    ("gates", {}), ("fisher", {}),
+    # the ablations of benchmarks/ablations.py still learn which branch is useless here
+    ("gates", {"predictors": False}), ("gates", {"entropy_weight": 0.0}),
+    ("fisher", {"normalise": "none"}), ("fisher", {"grouping": False})])
+def test_learned_importance_drops_the_useless_branch(method, options, fashion):
     torch.manual_seed(0)
     result = mp.prune(TwoBranch(), TOY_INPUT, Subset(fashion.train, range(4000)), budget=_toy_budget(),
-                      cost="flops", method=method, steps=100, lr=1e-3, show=False)
+                      cost="flops", method=method, steps=100, lr=1e-3, show=False, options=options)
     groups = _groups(result)
     useful, useless = np.array(groups["useful"]["importance"]), np.array(groups["useless"]["importance"])
     assert useless.max() < useful.min(), (useful, useless)  # every useless block ranks below every useful one
     assert groups["useful"]["kept"] == 32 and groups["useless"]["kept"] == 8
     assert result.report["predicted"]["after"] <= result.report["predicted"]["budget"]
+
+
+def test_fisher_without_grouping_counts_each_block_at_one_place_only():
+    """grouping=False (the ablation): a block's gradient is taken at its first consumer alone,
+    so every block counts exactly once, though many are consumed at two places (residual adds,
+    squeeze-excite multiplies)."""
+    from mobileprune.fashion import architecture
+    from mobileprune.prune.masks import ConsumerMasks
+
+    model = architecture("mobilenet_w1")
+    masks = ConsumerMasks(model, Blocks(mp.analyze(model, torch.zeros(1, 1, 64, 64)), 8), None)
+    first = torch.stack(list(masks.first_consumers().values())).sum(0)
+    places = torch.zeros_like(first, dtype=torch.long)
+    for c in masks.consumers:
+        places[c.index[c.index < len(places)].unique()] += 1
+    assert (first == (places > 0)).all()
+    assert (places >= 2).sum() > 50  # coupled blocks: where the ablation changes the importance
 
 
 def test_l1_and_uniform_meet_the_budget_without_data():

@@ -83,7 +83,8 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     ``out``: a directory to save the pruned model in (``mobileprune.load`` takes it); ``spec``
     says how to rebuild the original there (default: the model's class, see storage.save).
     ``options``: method settings (e.g. {"interval": 10} for fisher, gates' DEFAULTS; "normalise":
-    the cost fisher divides by, when it is not the budget's). ``device``: a Runner of the
+    the cost fisher divides by when it is not the budget's, or "none"; "grouping": False for
+    fisher's importance without the coupled places summed). ``device``: a Runner of the
     profile's device: layer widths the profile lacks are measured on it and added to the profile.
     """
     from ..storage import save, spec_of
@@ -124,9 +125,9 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     run_key = {"method": method, "budget": the_budget.to_dict(), "cost": cost, "block": block,
                "fingerprint": analysis.fingerprint(), "options": options or {}, "data": len(dataset or [])}
     options = dict(options or {})
-    normalise = options.pop("normalise", None)  # fisher: price savings with another cost model
+    normalise = options.get("normalise")  # fisher: price savings with another cost model, or "none"
     saving_cost = make_cost(normalise, analysis, profile, model_key, device) \
-        if normalise and normalise != cost else None
+        if normalise and normalise not in (cost, "none") else None
     ctx = Context(work, blocks, cost_model, the_budget, config, dataset, loss_fn or default_loss,
                   out / CHECKPOINT if out is not None and method in TRAINED else None, run_key, show, options,
                   saving_cost)

@@ -83,6 +83,37 @@ class ConsumerMasks:
             h.remove()
         self._handles.clear()
 
+    def call_order(self) -> list[Consumer]:
+        """The consumers in the order a forward pass of the analysis' example reaches them."""
+        seen = []
+        hooks = [c.module.register_forward_pre_hook(lambda m, a, c=c: seen.append(c) if c not in seen else None)
+                 for c in self.consumers]
+        try:
+            x = self.blocks.analysis.example_inputs
+            device = next(self.model.parameters()).device
+            was = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                self.model(*[t.to(device) for t in x])
+            self.model.train(was)
+        finally:
+            for h in hooks:
+                h.remove()
+        return seen
+
+    def first_consumers(self) -> dict[str, torch.Tensor]:
+        """Per consumer name, the flat blocks it is the first (in call order) to consume: what a
+        method that looks at each layer alone, blind to channel coupling, would see."""
+        taken = torch.zeros(self.blocks.total + 1, dtype=torch.bool)
+        taken[-1] = True  # the constant-1 slot of channels outside any block
+        first = {}
+        for c in self.call_order():
+            mine = torch.zeros_like(taken)
+            mine[c.index] = True
+            first[c.name] = (mine & ~taken)[:-1]
+            taken |= mine
+        return first
+
     def _hook(self, c: Consumer):
         def pre_hook(module, args):
             x = args[0]

@@ -13,6 +13,11 @@ The cost a removal saves is priced by the budget's cost model, or by another one
 it is the cost's slope in the group's kept fraction times one block's
 share: exact for FLOPs and memory, and for latency the slope of the interpolated table (the
 straight-through slope; a tiled staircase has none).
+
+Two ablations of the paper's choices (benchmarks/ablations.py): option ``normalise="none"``
+ranks by importance alone (no division by the cost saved), and ``grouping=False`` takes each
+block's gradient at its first consumer only, as a layer-by-layer method blind to the coupling
+would (removal still prunes the whole coupled group: the network must stay valid).
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ REMOVED = -1e12  # importance of removed blocks: below any score, in removal ord
 class Fisher:
     def __init__(self, ctx: Context, interval: int | None = None) -> None:
         self.ctx = ctx
+        self.by_cost = ctx.options.get("normalise") != "none"
+        self.alone: dict[str, torch.Tensor] | None = None  # grouping=False: blocks each consumer counts
         self.blocks = ctx.blocks
         self.removed = np.zeros(self.blocks.total, dtype=bool)
         self.order: list[int] = []  # flat block indices in the order they were removed
@@ -48,11 +55,12 @@ class Fisher:
     def mask(self, consumer, x):
         keep = torch.as_tensor(~self.removed, dtype=torch.float32, device=x.device)
         m = keep.expand(x.shape[0], -1).clone().requires_grad_(True)
-        self._masks.append(m)
+        self._masks.append((m, consumer.name))
         return m
 
     def after_backward(self, step: int) -> None:
-        grads = [m.grad for m in self._masks if m.grad is not None]
+        grads = [m.grad if self.alone is None else m.grad * self.alone[name].to(m.grad)
+                 for m, name in self._masks if m.grad is not None]
         self._masks.clear()
         if grads:
             n = grads[0].shape[0]
@@ -67,7 +75,10 @@ class Fisher:
         return self.blocks.split(~self.removed)
 
     def savings(self) -> np.ndarray:
-        """Per block: the cost removing it saves at the current widths (linearised)."""
+        """Per block: the cost removing it saves at the current widths (linearised); all 1 when
+        importance is not normalised."""
+        if not self.by_cost:
+            return np.ones(self.blocks.total)
         fr = {g: f.clone().requires_grad_(True) for g, f in self.blocks.fractions(self.selection()).items()}
         total = (self.ctx.saving_cost or self.ctx.cost)(fr)
         grads = torch.autograd.grad(total, list(fr.values()), allow_unused=True)
@@ -145,7 +156,10 @@ class Fisher:
 
 def run(ctx: Context) -> Outcome:
     method = Fisher(ctx, ctx.options.get("interval"))
-    with ConsumerMasks(ctx.model, ctx.blocks, method.mask) as masks:
+    masks = ConsumerMasks(ctx.model, ctx.blocks, method.mask)
+    if not ctx.options.get("grouping", True):
+        method.alone = masks.first_consumers()
+    with masks:
         trained = train(ctx.model, ctx.dataset, ctx.loss_fn, ctx.train, method, ctx.checkpoint, ctx.run_key,
                         ctx.show, ctx.describe)
     # The final ranking of the blocks still kept uses everything seen (the per-interval

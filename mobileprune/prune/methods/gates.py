@@ -16,6 +16,9 @@ As the paper has it, on blocks and with any cost model:
 - BatchNorm statistics are frozen while the gates train (the loop's freeze_bn).
 The keep-probabilities at the end are the blocks' importance; the predictors live in this
 object, never in the model, so nothing remains at run time.
+
+Ablations (benchmarks/ablations.py): ``predictors=False`` learns the logits directly (plain
+learnable logits, trained at ``gate_lr``), ``entropy_weight=0`` drops the entropy loss.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from ..masks import ConsumerMasks
 
 POOLED = 14  # predictors read feature maps average-pooled to at most 14x14 (a 224 model's last stage)
 DEFAULTS = {"temperature": 0.5, "init_logit": 3.0, "ema": 0.3, "entropy_weight": 0.01,
-            "budget_weight": 5.0, "anneal_share": 0.25, "gate_lr": 0.02}
+            "budget_weight": 5.0, "anneal_share": 0.25, "gate_lr": 0.02, "predictors": True}
 
 
 class Predictor(nn.Module):
@@ -69,10 +72,12 @@ class Gates:
         self.generator = torch.Generator().manual_seed(ctx.train.seed)
         self.noise = self._draw()
         # Each group's predictor reads the input of the group's first consumer to run.
-        order = _call_order(ctx.model, masks)
+        order = masks.call_order()
         self.readers: dict[str, list[int]] = {}  # consumer name -> group ids it predicts
         self.predictors = nn.ModuleDict()
-        for gb in self.blocks.groups:
+        # Without predictors the logits themselves are learned (the ablation's plain logits).
+        self.free = nn.Parameter(self.logits.clone()) if not self.o["predictors"] else None
+        for gb in self.blocks.groups if self.free is None else ():
             o = self.blocks.offsets[gb.group.id]
             first = next((c for c in order if ((c.index >= o) & (c.index < o + gb.n)).any()), None)
             if first is None:
@@ -81,7 +86,7 @@ class Gates:
             self.predictors[str(gb.group.id)] = Predictor(channels, gb.n, first.channel_dim == 1,
                                                           float(self.o["init_logit"])).to(device)
             self.readers.setdefault(first.name, []).append(gb.group.id)
-        self.step_logits = self.logits.clone()
+        self.step_logits = self.logits.clone() if self.free is None else self.free
 
     def _draw(self) -> torch.Tensor:
         u = torch.rand(self.blocks.total, generator=self.generator).clamp(1e-6, 1 - 1e-6)
@@ -102,7 +107,8 @@ class Gates:
 
     # ---- loop protocol ---------------------------------------------------------------------
     def parameters(self) -> list:
-        return [{"params": list(self.predictors.parameters()), "lr": self.o["gate_lr"], "weight_decay": 0.0}]
+        learned = list(self.predictors.parameters()) if self.free is None else [self.free]
+        return [{"params": learned, "lr": self.o["gate_lr"], "weight_decay": 0.0}]
 
     def budget_weight(self, step: int) -> float:
         tau = max(1.0, self.o["anneal_share"] * self.ctx.train.steps)
@@ -121,7 +127,7 @@ class Gates:
 
     def after_step(self, step: int) -> None:
         self.logits = self.step_logits.detach().clone()  # the moving average moves on
-        self.step_logits = self.logits.clone()
+        self.step_logits = self.logits.clone() if self.free is None else self.free
         self.noise = self._draw()
 
     def finished(self) -> bool:
@@ -139,29 +145,13 @@ class Gates:
 
     def load_state_dict(self, state: dict) -> None:
         self.logits = state["logits"].clone()
-        self.step_logits = self.logits.clone()
+        if self.free is not None:
+            with torch.no_grad():
+                self.free.copy_(self.logits)
+        self.step_logits = self.logits.clone() if self.free is None else self.free
         self.predictors.load_state_dict(state["predictors"])
         self.generator.set_state(state["generator"].cpu())
         self.noise = state["noise"].clone()
-
-
-def _call_order(model: nn.Module, masks: ConsumerMasks) -> list:
-    """The consumers in the order a forward pass reaches them."""
-    seen = []
-    hooks = [c.module.register_forward_pre_hook(lambda m, a, c=c: seen.append(c) if c not in seen else None)
-             for c in masks.consumers]
-    try:
-        x = masks.blocks.analysis.example_inputs
-        device = next(model.parameters()).device
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            model(*[t.to(device) for t in x])
-        model.train(was)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
 
 
 def attach(ctx: Context, options: dict) -> tuple[Gates, ConsumerMasks]:
