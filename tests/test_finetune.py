@@ -81,6 +81,35 @@ def test_a_run_killed_mid_chain_resumes_to_the_same_weights(one_process, tmp_pat
     assert [(r["stage"], r["epoch"]) for r in history] == [(0, 1), (0, 2), (1, 1), (1, 2)]
 
 
+def test_a_teacher_is_left_as_given_and_can_be_pruned_next():
+    """The original is the chain's first teacher and, in a benchmark, the next seed's pruning
+    source: fine-tuning must neither change its weights nor freeze it (a frozen original once
+    made the next pruning train nothing)."""
+    from torch.utils.data import TensorDataset
+
+    import mobileprune as mp
+    from mobileprune.data import DataSplits
+    from mobileprune.finetune import finetune
+    from mobileprune.prune.loop import LoopError, TrainConfig, train
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    data = DataSplits("toy", TensorDataset(x, y), TensorDataset(x[:16], y[:16]))
+    teacher = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 36, 10))
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 10))
+    finetune(student, data, [teacher], epochs_per_teacher=1, steps_per_epoch=3, batch_size=8, show=False)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert all(p.requires_grad for p in teacher.parameters())
+    pruned = mp.prune(teacher, x[:1], data, budget="60%", cost="flops", method="fisher", block=8, steps=4,
+                      batch_size=8, show=False)
+    assert pruned.report["predicted"]["after"] <= pruned.report["predicted"]["budget"]
+    for p in teacher.parameters():  # a frozen model is refused by the loop, not trained silently
+        p.requires_grad_(False)
+    with pytest.raises(LoopError, match="no trainable parameters"):
+        train(teacher, data.train, nn.functional.cross_entropy, TrainConfig(steps=1, batch_size=8), show=False)
+
+
 def test_teachers_that_do_not_fit_the_student_are_refused():
     student = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
     x = torch.randn(1, 1, 4, 4)
@@ -112,6 +141,6 @@ def test_cli_prunes_then_finetunes_with_a_teacher(tmp_path):
     assert not list(tuned.glob("*.pt"))  # checkpoints removed once done
     assert main(["finetune", str(pruned), "--teacher", "torchvision:resnet18", "--data", "fashion-mnist",
                  "--out", str(tmp_path / "bad")]) == 2  # 3-channel 1000-class teacher: refused
-    assert main(["finetune", str(pruned), "--teacher", "fashion:mobilenet_w1.5", "--data", "fashion-mnist",
+    assert main(["finetune", str(pruned), "--teacher", "fashion:resnet_w1.5", "--data", "fashion-mnist",
                  "--out", str(tmp_path / "bad")]) == 2  # no trained weights here: would teach noise
     assert not (tmp_path / "bad").exists()

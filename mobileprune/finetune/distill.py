@@ -22,9 +22,10 @@ class Distillation:
     """A loop method: ``weight`` x kd_loss against ``teacher`` (eval mode, frozen, no_grad)."""
 
     def __init__(self, teacher: nn.Module, weight: float = 5.0, temperature: float = 4.0) -> None:
+        # Frozen by running it under no_grad and keeping it out of the optimiser; its parameters'
+        # requires_grad is left as the caller has it (the teacher is often the original model,
+        # which the caller may prune or train next).
         self.teacher = teacher.eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
         self.weight, self.temperature = weight, temperature
         self._last = float("nan")
 

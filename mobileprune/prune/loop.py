@@ -146,6 +146,9 @@ def train(model: nn.Module, dataset, loss_fn: Callable, config: TrainConfig, met
     if world > 1 and method is not None and any(g["params"] for g in method.parameters()):
         raise LoopError("pruning methods with parameters of their own (gates) run in one process; "
                         "fine-tuning runs under torchrun")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise LoopError("the model has no trainable parameters (requires_grad is False on all of them): "
+                        "nothing would train; unfreeze it first (for p in model.parameters(): p.requires_grad_())")
     key = {"config": asdict(config), **(run_key or {})}
     params = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr,
                "weight_decay": config.weight_decay}]
