@@ -168,6 +168,16 @@ def untrained(spec: str) -> str | None:
     return None
 
 
+def larger_sibling(spec: str) -> str | None:
+    """The next width up of a ``fashion:ARCH_wW`` spec (the second teacher of a distillation
+    chain: same architecture and classes, more channels), or None for the widest or a non-Fashion spec."""
+    if not spec.startswith("fashion:"):
+        return None
+    arch, _, width = spec.split(":", 1)[1].partition("_")
+    wider = [w for w, m in sorted(WIDTHS.items(), key=lambda kv: kv[1]) if width in WIDTHS and m > WIDTHS[width]]
+    return f"fashion:{arch}_{wider[0]}" if arch in ARCHS and wider else None
+
+
 def accuracy(name: str) -> dict | None:
     path = weights_path(name)
     meta = path.with_suffix(".json") if path else None
