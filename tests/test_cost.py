@@ -87,6 +87,21 @@ def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path)
     assert reread.table["key"].str.startswith("dwconv").sum() == drop.sum()
 
 
+def test_widths_below_the_grid_are_measured_with_their_tile(tiny, tmp_path):
+    """Pruning at a block smaller than the profile's (one channel per group here, under a conv
+    tile of 8) needs rows below the grid's first point, at the exact widths and at the widths
+    rounded up to the tile: on demand, both are measured and the price exists."""
+    profile, _, analysis = tiny
+    tiled = DeviceProfile(ProfileMeta(**{**asdict(profile.meta), "tiles": {"conv": 8, "dwconv": 8}}), profile.table)
+    tiled.save(tmp_path / "tiled.csv")
+    tiled = DeviceProfile.load(tmp_path / "tiled.csv")
+    one_channel = {g.id: torch.tensor(1 / g.size, dtype=torch.float64) for g in analysis.groups if g.prunable(1)}
+    with pytest.raises(MissingConfigs):
+        LatencyCost(analysis, tiled)(one_channel)
+    cost = LatencyCost(analysis, tiled, measure=on_demand(tiled, HostRunner(), repeats=5))
+    assert 0 < float(cost(one_channel)) < float(cost())
+
+
 def test_predict_cli_json(tiny, tmp_path):
     profile, _, _ = tiny
     out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", TINY, "--profile", str(profile.path),

@@ -202,7 +202,7 @@ class LatencyCost(LayerCost):
         for i, (ci, co, tci, tco) in enumerate(zip(cin.detach().tolist(), cout.detach().tolist(), tcin.tolist(), tcout.tolist())):
             b, bt = self._bracket(i, ci, co), self._bracket(i, tci, tco)
             if b is None or bt is None:
-                missing.append((self.layers[i], ci, co))
+                missing.append((self.layers[i], (ci, co), (tci, tco)))
             else:
                 own.append(b)
                 tiled.append(bt)
@@ -231,12 +231,15 @@ class LatencyCost(LayerCost):
         return self.profile.meta.tiles.get(probed) if probed else None
 
     def _rows_for(self, missing) -> list[dict]:
-        """What to measure so every missing layer is bracketed: its grid, and the exact widths."""
+        """What to measure so every missing layer is bracketed: its grid, and the exact widths,
+        as they are and rounded up to the layer's tile (a width below the grid's first point,
+        e.g. at a block smaller than the profile's, needs both)."""
         rows = {}
-        for layer, cin, cout in missing:
+        for layer, *widths in missing:
             for r in grid_rows([layer], self.profile.meta.block):
                 rows.setdefault(r["key"], r)
-            if float(cin).is_integer() and float(cout).is_integer():
-                r = row_from(layer.op, layer.attrs, int(cin), int(cout) if kind(layer.op).two_widths else int(cin))
-                rows.setdefault(r["key"], r)
+            for cin, cout in widths:
+                if float(cin).is_integer() and float(cout).is_integer():
+                    r = row_from(layer.op, layer.attrs, int(cin), int(cout) if kind(layer.op).two_widths else int(cin))
+                    rows.setdefault(r["key"], r)
         return list(rows.values())
