@@ -47,7 +47,7 @@ $(RUNNER): android_runner/runner.cpp android_runner/CMakeLists.txt $(STAMP) | to
 
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,samples,tensorflow]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,samples,tensorflow,bench]'
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 

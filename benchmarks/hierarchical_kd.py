@@ -4,12 +4,12 @@ larger sibling (ACPLI's hierarchical distillation), same total epochs, side by s
     .venv/bin/python benchmarks/hierarchical_kd.py --profile device_profiles/host-amd-epyc-executorch-1t.csv
 
 The middle Fashion-MNIST net (--spec, fashion:mobilenet_w1) is pruned by fisher to each --shares
-of its predicted latency on the profile's device (one pruned net per seed and share); each is
+of its predicted latency on the profile's device (one pruned net per seed and share; in the
+profile's block, or half of it as often as the budget needs); each is
 then fine-tuned three ways from the same pruned weights, 2 x --epochs epochs in all:
 (a) no teacher, (b) the original as the only teacher, (c) the original for --epochs, then the
 larger sibling (--larger, fashion:mobilenet_w1.5) for --epochs. Printed per share: top-1 on the
 test split (mean +- half the range over --seeds), the pruned net's before fine-tuning.
-The larger sibling must be trained first: python -m mobileprune.fashion train mobilenet_w1.5.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import copy
 import statistics
 
 import torch
-from measured import this_machine
+from measured import reachable_block, this_machine
 
 import mobileprune as mp
 from mobileprune import fashion
@@ -42,6 +42,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--eval-images", type=int, default=2000, help="held-out images scored each epoch")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training (latency is not measured)")
     parser.add_argument("--quick", action="store_true", help="a few steps, one seed, 100 test images")
     args = parser.parse_args(argv)
     if args.quick:
@@ -50,19 +51,23 @@ def main(argv=None) -> dict:
         if fashion.untrained(spec):
             raise SystemExit(f"{spec} has no trained weights: {fashion.untrained(spec)}")
     here = this_machine(args.profile, 1, "hierarchical_kd")
+    torch.set_num_threads(args.threads)
     shape = default_input_shape(args.spec)
     data = load_data("fashion-mnist", shape)
     original, larger = build(args.spec).eval(), build(args.larger).eval()
     print(f"{args.spec}: top-1 {100 * top1(original, data.test, args.test_images):.2f}%; {args.larger}: "
           f"{100 * top1(larger, data.test, args.test_images):.2f}% (test split)")
-    results = {}
+    results, blocks = {}, {}
     for share in args.shares:
         scores = {side: [] for side in ("pruned", *SIDES)}
+        budget = f"{100 * share:g}%"
+        blocks[share] = reachable_block(original, args.spec, shape, here.profile, budget, here.runner)
+        print(f"budget {budget} of the predicted latency: block {blocks[share]}", flush=True)
         for seed in range(args.seeds):
             torch.manual_seed(seed)
-            pruned = mp.prune(original, torch.randn(shape), data, budget=f"{100 * share:g}%", profile=here.profile,
-                              method="fisher", steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3,
-                              seed=seed, spec=args.spec, show=False, device=here.runner).model
+            pruned = mp.prune(original, torch.randn(shape), data, budget=budget, profile=here.profile,
+                              method="fisher", block=blocks[share], steps=args.prune_steps, batch_size=args.batch_size,
+                              lr=1e-3, seed=seed, spec=args.spec, show=False, device=here.runner).model
             scores["pruned"].append(top1(pruned, data.test, args.test_images))
             chains = {"no teacher": [], "original": [original], "original -> larger": [original, larger]}
             for side in SIDES:
@@ -77,10 +82,10 @@ def main(argv=None) -> dict:
         results[share] = {side: (statistics.mean(v), (max(v) - min(v)) / 2) for side, v in scores.items()}
     print(f"\n{args.spec} pruned by fisher, fine-tuned {2 * args.epochs} epochs of {args.steps_per_epoch} steps "
           f"(batch {args.batch_size}) each way; {args.seeds} seed(s); top-1 % on {args.test_images} test images")
-    print(f"{'budget':>7s} {'pruned':>14s} " + " ".join(f"{side:>20s}" for side in SIDES))
+    print(f"{'budget':>7s} {'block':>5s} {'pruned':>14s} " + " ".join(f"{side:>20s}" for side in SIDES))
     for share, row in results.items():
         cells = [f"{100 * row[s][0]:6.2f} +- {100 * row[s][1]:4.2f}" for s in ("pruned", *SIDES)]
-        print(f"{100 * share:6g}% {cells[0]:>14s} " + " ".join(f"{c:>20s}" for c in cells[1:]))
+        print(f"{100 * share:6g}% {blocks[share]:5d} {cells[0]:>14s} " + " ".join(f"{c:>20s}" for c in cells[1:]))
     return results
 
 

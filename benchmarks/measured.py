@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 import torch
 
+import mobileprune as mp
 from mobileprune.devices import HostRunner, runtimes
 from mobileprune.devices.identity import compare
 from mobileprune.devices.profile import DeviceProfile
 from mobileprune.devices.profiler import cache_dir, measure_model
 from mobileprune.devices.reference import speed_reference
+from mobileprune.prune import BudgetError
 
 
 @dataclass
@@ -60,3 +62,20 @@ def this_machine(profile_path: str, processes: int, script: str) -> ThisMachine:
     if not match.matches:
         raise SystemExit(f"{script}: {match.warning()} Run it with a profile of this machine.")
     return ThisMachine(profile, processes)
+
+
+def reachable_block(original, spec, shape, profile, budget, device=None) -> int:
+    """The profile's block, halved until one block per group can meet ``budget`` (ms, or a
+    share like "30%"): at 32 channels a small net cannot reach 30% of its latency. The scripts
+    print the block they use. ``device``: the profile's runner, to measure the narrower widths
+    a smaller block needs."""
+    block = profile.meta.block
+    while True:
+        try:
+            mp.prune(original, torch.randn(shape), budget=budget, profile=profile, method="uniform", block=block,
+                     spec=spec, show=False, device=device)
+            return block
+        except BudgetError as e:
+            if block == 1 or "below the smallest" not in str(e):
+                raise
+            block //= 2

@@ -5,14 +5,16 @@
 2. The model: the Fashion-MNIST MobileNetV2-like net with its shipped trained weights
    (mobileprune/fashion.py), top-1 on the held-out validation split.
 3. Prune it to 50% of its predicted latency with Group Fisher under the latency cost, in the
-   profile's channel blocks, training while it prunes; slim it, fine-tune it briefly and save it
+   profile's channel blocks, training while it prunes; slim it, fine-tune it briefly with the
+   hierarchical distillation chain (the original, then its larger trained sibling) and save it
    (spec + plan + weights).
 4. Reload it, predict and measure its latency here (ExecuTorch-XNNPACK, 1 thread, normalised to
    the profile's speed), against the budget; top-1 after pruning.
 5. Export .pte and .tflite, each checked for parity with eager PyTorch and for delegation.
 
 Run with `make demo`; `examples/demo.py SPEC [--steps=N] [--budget=B]` runs it on another model
-spec (data resized to it) with N pruning steps (default 300) and budget B (default 50%).
+spec (data resized to it) with N pruning steps (default 300), budget B (default 50%) and
+--finetune-steps=F steps per teacher (default 100).
 """
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ import torch
 from rich.console import Console
 
 import mobileprune as mp
+from mobileprune import fashion
 from mobileprune.data import load_data, top1
 from mobileprune.devices.profile import DeviceProfile
-from mobileprune.prune.loop import TrainConfig, train
+from mobileprune.finetune import finetune
 from mobileprune.spec import build, default_input_shape
 
 OPTIONS = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
@@ -38,7 +41,7 @@ BUDGET = OPTIONS.get("budget", "50%")
 SHIPPED = Path(__file__).resolve().parent.parent / "device_profiles"
 CACHED = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobileprune" / "profiles"
 VAL_IMAGES = 2000
-FINETUNE_STEPS = 150
+FINETUNE_STEPS = int(OPTIONS.get("finetune-steps", 100))  # per teacher
 
 
 def count(model: torch.nn.Module) -> int:
@@ -95,21 +98,35 @@ def main() -> None:
                           steps=STEPS, batch_size=64, lr=1e-3, spec=spec, out=out)
         pred = result.report["predicted"]
         after = top1(result.model, data.val, VAL_IMAGES)
-        # A short fine-tune of the slimmed model in the same training loop (hierarchical
-        # distillation comes with the fine-tuning stage).
-        config = TrainConfig(steps=FINETUNE_STEPS, batch_size=64, lr=1e-3, schedule="cosine")
-        train(result.model, data.train, torch.nn.functional.cross_entropy, config, show=False)
-        tuned = top1(result.model, data.val, VAL_IMAGES)
-        mp.save(out, spec, result.plan, result.model, [tuple(shape)])  # the fine-tuned weights
+        names, teachers = teacher_chain(console, spec, model)
+        tuned = finetune(result.model, data, teachers, names, epochs_per_teacher=1, steps_per_epoch=FINETUNE_STEPS,
+                         eval_images=VAL_IMAGES, show=False).model
+        after_tuning = top1(tuned, data.val, VAL_IMAGES)
+        mp.save(out, spec, result.plan, tuned, [tuple(shape)])  # the fine-tuned weights
         kept = [g for g in result.report["groups"] if g["kept"] < g["channels"]]
         console.print(f"  pruned {len(kept)} of {len(result.report['groups'])} prunable groups in blocks of "
                       f"{result.report['block']}: {count(model):,} -> {count(result.model):,} parameters in "
                       f"{result.report['seconds']:.0f} s; top-1 {100 * before:.1f}% -> {100 * after:.1f}% after "
-                      f"pruning -> {100 * tuned:.1f}% after {FINETUNE_STEPS} fine-tuning steps")
+                      f"pruning -> {100 * after_tuning:.1f}% after fine-tuning ({FINETUNE_STEPS} steps with each "
+                      f"teacher: {' -> '.join(names)})")
         console.print(f"  budget {pred['budget']:.3f} ms ({BUDGET} of the predicted {pred['before']:.3f} ms); "
                       f"the plan's prediction {pred['after']:.3f} ms ({-pred['below_budget_pct']:+.1f}% of the budget)")
         latency_and_export(console, profile, out, pred["budget"])
     console.print(f"demo done in {time.perf_counter() - started:.0f} s")
+
+
+def teacher_chain(console, spec: str, original: torch.nn.Module) -> tuple[list, list]:
+    """ACPLI's chain of growing teachers: the unpruned original, then its larger sibling when one
+    is trained here (a Fashion net's next width up); otherwise the original alone, said plainly."""
+    names, teachers = [f"{spec} (original)"], [original]
+    sibling = fashion.larger_sibling(spec)
+    if sibling and not fashion.untrained(sibling):
+        names.append(sibling)
+        teachers.append(build(sibling).eval())
+    else:
+        console.print(f"  no trained larger sibling of {spec}: fine-tuning with the original as the only teacher" +
+                      (f" (train one: {fashion.untrained(sibling)})" if sibling else ""))
+    return names, teachers
 
 
 def latency_and_export(console, profile, saved: Path, budget_ms: float) -> None:

@@ -56,3 +56,23 @@ def test_hierarchical_kd_quick(tiny_profile, capsys):
     (row,) = results.values()
     assert set(row) == {"pruned", *hierarchical_kd.SIDES} and all(0 <= mean <= 1 for mean, _ in row.values())
     assert "original -> larger" in capsys.readouterr().out
+
+
+def test_peers_quick(tiny_profile, capsys):
+    """Every contender (ours, Torch-Pruning's two, uniform) with and without KD, then the ablations."""
+    import ablations
+    import peers
+
+    rows = peers.main(["--profile", str(tiny_profile.path), "--specs", TINY, "--larger", TINY, "--shares", "0.85",
+                       "--quick"])
+    side_by_side, ablated = rows[:2 * len(peers.CONTENDERS)], rows[2 * len(peers.CONTENDERS):]
+    assert [(r["method"], r["kd"]) for r in side_by_side] == [(m, kd) for m in peers.CONTENDERS for kd in peers.KD_MODES]
+    assert [r["method"] for r in ablated] == [c.label for c in ablations.ABLATIONS]
+    for r in rows:
+        assert 0 <= r["top1_mean"] <= 1 and r["measured_ms"] > 0 and r["macs"] > 0 and r["params"] > 0
+        if r["method"].startswith("tp-"):  # bisected on the measured latency, or said it cannot reach it
+            assert r["measured_ms"] <= r["budget_ms"] or not r["reached"]
+    out = capsys.readouterr().out
+    # (Torch-Pruning keeps the tiny net's 16-channel layers whole at round_to 8, even at ratio 0.95)
+    assert all(r["reached"] or "cannot reach the budget" in out for r in rows)
+    assert "tp-taylor" in out and "ablations:" in out and "fisher and gates taken from the tables above" in out

@@ -1,0 +1,340 @@
+"""Side by side with Torch-Pruning and uniform width: top-1 at equal *measured* latency, one run.
+
+    .venv/bin/python benchmarks/peers.py --profile device_profiles/host-amd-epyc-executorch-1t.csv
+
+For each Fashion-MNIST net (--specs, trained weights) and each budget (--shares of the
+original's measured .pte latency on this machine), the contenders are:
+- ours: gates and fisher under the latency cost, channels in the profile's block (halved while
+  one block per group cannot reach the budget), training while they prune (--prune-steps), the
+  budget given as the share of the original's latency, met by the plan's prediction;
+- Torch-Pruning 1.6.1 (a benchmark-only extra: pip install -e '.[bench]'): its MagnitudePruner
+  with group L2 magnitude and with group Taylor importance, ``round_to`` = our block, the
+  pruning ratio bisected until the exported .pte's *measured* latency meets the budget; one
+  shot from the trained weights;
+- uniform: the one width share that meets the budget, trained from scratch.
+Every contender then trains for the same number of steps in all (--prune-steps +
+--finetune-steps; one-shot and from-scratch contenders train for both), twice: without a
+teacher, and with our hierarchical distillation (the original, then its larger trained
+sibling, half the steps each) — the same fine-tuning for every contender.
+
+Printed: one table per net and budget: method, KD or not, the .pte's measured latency (1
+thread, normalised to the profile's speed, as latency_truth measures it; mean over the seeds'
+architectures), MACs and parameters (Torch-Pruning's counter, for everyone alike), top-1 on the
+test split (mean +- half the range over --seeds).
+
+No latency is measured while something else runs: pruning and measuring (each distinct
+architecture once) happen in this process, and only then the fine-tunings, in --workers
+processes of one thread each.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import multiprocessing
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from measured import reachable_block, this_machine
+
+import mobileprune as mp
+from mobileprune import fashion
+from mobileprune.data import load_data, top1
+from mobileprune.spec import build, default_input_shape
+
+OURS = ("gates", "fisher")
+TORCH_PRUNING = ("tp-magnitude", "tp-taylor")
+CONTENDERS = (*OURS, *TORCH_PRUNING, "uniform")
+TAYLOR_BATCHES = 4  # batches whose loss gradient Torch-Pruning's Taylor importance reads
+KD_MODES = ("no KD", "KD")
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A way to prune: ``method`` (ours, Torch-Pruning's or uniform) with our method's options
+    and block (None: the profile's)."""
+    label: str
+    method: str
+    options: tuple = ()  # (key, value) pairs
+    block: int | None = None
+
+
+@dataclass
+class Pruned:
+    """One contender's pruned net for one net, budget and seed (before any fine-tuning)."""
+    spec: str
+    share: float
+    method: str  # the contender's label
+    seed: int
+    model: torch.nn.Module
+    steps: int  # training steps still to give it (the same total for everyone)
+    note: str = ""
+    reached: bool = True  # False: Torch-Pruning's ratio could not bring it within the budget
+    measured_ms: float | None = None
+    top1: dict = field(default_factory=dict)  # "no KD" / "KD" -> top-1
+
+
+def signature(model: torch.nn.Module) -> tuple:
+    """An architecture's identity for measuring: its parameters' shapes (weights do not change latency)."""
+    return tuple(tuple(p.shape) for p in model.state_dict().values())
+
+
+def macs_params(model: torch.nn.Module, shape) -> tuple[int, int]:
+    import torch_pruning as tp
+    return tp.utils.count_ops_and_params(copy.deepcopy(model).eval(), torch.randn(shape))
+
+
+# ---- Torch-Pruning ------------------------------------------------------------------------------
+def tp_prune(original: torch.nn.Module, importance: str, ratio: float, round_to: int, shape, data, seed: int,
+             batch_size: int) -> torch.nn.Module:
+    """Torch-Pruning's own pruner on a copy of ``original``: MagnitudePruner (in 1.6.1 an alias of
+    BasePruner) with group L2 magnitude or group Taylor importance, the classifier left whole."""
+    import torch_pruning as tp
+
+    model = copy.deepcopy(original).eval()
+    example = torch.randn(shape)
+    imp = tp.importance.GroupMagnitudeImportance(p=2) if importance == "tp-magnitude" else \
+        tp.importance.GroupTaylorImportance()
+    classifier = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1:]
+    pruner = tp.pruner.MagnitudePruner(model, example, importance=imp, pruning_ratio=ratio, round_to=round_to,
+                                       ignored_layers=classifier)
+    if importance == "tp-taylor":  # Taylor reads weight x gradient of the task loss
+        g = torch.Generator().manual_seed(seed)
+        model.zero_grad()
+        for _ in range(TAYLOR_BATCHES):
+            idx = torch.randint(len(data.train), (batch_size,), generator=g).tolist()
+            x, y = zip(*(data.train[i] for i in idx))
+            F.cross_entropy(model(torch.stack(x)), torch.as_tensor(y)).backward()
+    pruner.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+def bisect_ratio(prune_at, measure, budget_ms: float, steps: int, log) -> tuple[float, torch.nn.Module, float]:
+    """The smallest pruning ratio whose pruned net's measured latency meets ``budget_ms``
+    (latency falls with the ratio in steps of ``round_to`` channels: bisect ``steps`` times)."""
+    lo, hi = 0.0, 0.95
+    best = prune_at(hi)
+    best_ms = measure(best)
+    if best_ms > budget_ms:
+        log(f"    even ratio {hi} measures {best_ms:.3f} ms > budget {budget_ms:.3f} ms: kept at {hi}")
+        return hi, best, best_ms
+    best_ratio = hi
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        model = prune_at(mid)
+        ms = measure(model)
+        log(f"    ratio {mid:.4f}: {ms:.3f} ms")
+        if ms <= budget_ms:
+            hi, best, best_ms, best_ratio = mid, model, ms, mid
+        else:
+            lo = mid
+    return best_ratio, best, best_ms
+
+
+# ---- the run -----------------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    """The options peers.py and ablations.py share."""
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--specs", nargs="*", default=["fashion:mobilenet_w1", "fashion:resnet_w1"])
+    parser.add_argument("--larger", nargs="*", default=[],
+                        help="per spec, the KD chain's second teacher (default: a Fashion net's larger sibling)")
+    parser.add_argument("--shares", type=float, nargs="*", default=[0.5, 0.3])
+    parser.add_argument("--prune-steps", type=int, default=100)
+    parser.add_argument("--finetune-steps", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--bisect-steps", type=int, default=6)
+    parser.add_argument("--processes", type=int, default=2, help="fresh processes per latency measurement")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the fine-tunings (1 thread each)")
+    parser.add_argument("--test-images", type=int, default=10000)
+    parser.add_argument("--quick", action="store_true",
+                        help="CI: one net, one budget, one seed, 2+2 steps, 200 test images (checks it runs)")
+
+
+def settle(args):
+    """--quick's tiny settings, and a refusal of nets without trained weights."""
+    if args.quick:
+        args.specs, args.shares, args.seeds = args.specs[:1], args.shares[:1], 1
+        args.prune_steps = args.finetune_steps = 2
+        args.bisect_steps, args.processes, args.workers, args.test_images = 2, 1, 1, 200
+    larger = list(args.larger) + [fashion.larger_sibling(s) for s in args.specs[len(args.larger):]]
+    args.chains = {spec: (spec, wider) for spec, wider in zip(args.specs, larger)}  # KD: original, then larger
+    for spec, (_, wider) in args.chains.items():
+        if wider is None:
+            raise SystemExit(f"{spec} has no larger sibling for the KD chain: give one with --larger")
+        for needed in (spec, wider):
+            if fashion.untrained(needed):
+                raise SystemExit(f"{needed} has no trained weights (the KD chain is {spec} -> {wider}): "
+                                 f"{fashion.untrained(needed)}")
+    return args
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.add_argument("--methods", nargs="*", default=list(CONTENDERS), choices=CONTENDERS)
+    parser.add_argument("--no-ablations", action="store_true", help="the side-by-side tables only")
+    args = settle(parser.parse_args(argv))
+    started = time.perf_counter()
+    here = this_machine(args.profile, args.processes, "peers")
+    measure = Measured(here)
+    contenders = [Contender(m, m) for m in args.methods]
+    pruned, budgets = run(contenders, args.specs, args.shares, KD_MODES, args, here, measure)
+    rows = table(pruned, budgets, contenders, KD_MODES, args)
+    if not args.no_ablations:
+        from ablations import ablations
+        rows += ablations(args, here, measure, pruned)
+    print(f"\nall done in {(time.perf_counter() - started) / 60:.1f} min")
+    return rows
+
+
+def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measure) -> tuple[list, dict]:
+    """Prune with every contender and measure every distinct architecture (this process, alone),
+    then fine-tune each pruned net in every KD mode (--workers processes)."""
+    started = time.perf_counter()
+    pruned: list[Pruned] = []
+    budgets: dict[tuple, dict] = {}
+    for spec in specs:
+        shape = default_input_shape(spec)
+        data = load_data("fashion-mnist", shape)
+        original = build(spec).eval()
+        original_ms = measure(original, shape)
+        macs, params = macs_params(original, shape)
+        print(f"{spec}: measured {original_ms:.3f} ms, {macs / 1e6:.1f} M MACs, {params / 1e3:.0f} k parameters",
+              flush=True)
+        for share in shares:
+            block = reachable_block(original, spec, shape, here.profile, f"{100 * share:g}%", here.runner)
+            budgets[(spec, share)] = {"budget_ms": share * original_ms, "original_ms": original_ms, "block": block}
+            print(f"  budget {100 * share:g}%: {share * original_ms:.3f} ms; block {block}" +
+                  (f" (the profile's {here.profile.meta.block} cannot reach it)" if block != here.profile.meta.block
+                   else ""), flush=True)
+            for contender in contenders:
+                for seed in range(args.seeds):
+                    torch.manual_seed(seed)
+                    entry = prune_one(contender, seed, spec, share, original, shape, data, share * original_ms,
+                                      contender.block or block, here, measure, args)
+                    entry.measured_ms = measure(entry.model, shape)
+                    pruned.append(entry)
+                    print(f"    {contender.label:22s} seed {seed}: {entry.note}, measured {entry.measured_ms:.3f} ms",
+                          flush=True)
+    print(f"pruned and measured in {time.perf_counter() - started:.0f} s; fine-tuning "
+          f"{len(kd_modes) * len(pruned)} nets in {args.workers} process(es)", flush=True)
+    tasks = [(i, p.spec, p.model, p.steps, kd, p.seed, args) for i, p in enumerate(pruned) for kd in kd_modes]
+    # Fresh (spawned) processes: no thread pool inherited from this one. A worker that dies
+    # breaks the pool loudly (BrokenProcessPool) rather than leaving a task unanswered.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=spawn, initializer=_worker_init, initargs=(args,)) as pool:
+        for done in as_completed([pool.submit(fine_tune, *task) for task in tasks]):
+            i, kd, score = done.result()
+            p = pruned[i]
+            p.top1[kd] = score
+            print(f"  {p.spec} {100 * p.share:g}% {p.method:22s} seed {p.seed} {kd:5s}: top-1 {100 * score:.2f}%",
+                  flush=True)
+    return pruned, budgets
+
+
+class Measured:
+    """The .pte latency of a net on this machine, each distinct architecture measured once."""
+
+    def __init__(self, here) -> None:
+        self.here, self.cache = here, {}
+
+    def __call__(self, model: torch.nn.Module, shape) -> float:
+        key = (tuple(shape), signature(model))
+        if key not in self.cache:
+            self.cache[key] = self.here.measure(model, shape)["ms"]
+        return self.cache[key]
+
+
+def prune_one(contender: Contender, seed, spec, share, original, shape, data, budget_ms, block, here, measure,
+              args) -> Pruned:
+    """One contender's pruned net, with the training steps it has left."""
+    total = args.prune_steps + args.finetune_steps
+    method = contender.method
+    if method in TORCH_PRUNING:
+        ratio, model, _ = bisect_ratio(
+            lambda r: tp_prune(original, method, r, block, shape, data, seed, args.batch_size),
+            lambda m: measure(m, shape), budget_ms, args.bisect_steps, log=lambda line: print(line, flush=True))
+        return Pruned(spec, share, contender.label, seed, model, total, f"ratio {ratio:.3f}",
+                      reached=measure(model, shape) <= budget_ms)
+    # Ours take the share of the original's latency as a user gives it (of the profile's
+    # prediction); the table shows what their .pte then measures against the measured budget.
+    start = original if method != "uniform" else from_scratch(original)
+    result = mp.prune(start, torch.randn(shape), data, budget=f"{100 * share:g}%", profile=here.profile, method=method,
+                      block=block, steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3, seed=seed, spec=spec,
+                      show=False, device=here.runner, options=dict(contender.options))
+    steps = args.finetune_steps if method in OURS else total  # ours trained while pruning
+    return Pruned(spec, share, contender.label, seed, result.model, steps,
+                  f"predicted {result.report['predicted']['after']:.3f} ms")
+
+
+def from_scratch(model: torch.nn.Module) -> torch.nn.Module:
+    """The same architecture with freshly initialised weights (uniform width trains from scratch)."""
+    fresh = copy.deepcopy(model)
+    for module in fresh.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        if hasattr(module, "reset_running_stats"):
+            module.reset_running_stats()
+    return fresh
+
+
+# ---- fine-tuning workers ------------------------------------------------------------------------
+_DATA: dict = {}  # per worker: spec -> (data, teacher chain)
+
+
+def _worker_init(args) -> None:
+    """One thread; each net's data and teachers, built before any task arrives (building a
+    ``file.py:factory`` net also loads the module its pruned copies are unpickled from)."""
+    torch.set_num_threads(1)
+    for spec in args.specs:
+        _DATA[spec] = (load_data("fashion-mnist", default_input_shape(spec)), [build(t).eval() for t in args.chains[spec]])
+
+
+def fine_tune(index, spec, model, steps, kd, seed, args) -> tuple[int, str, float]:
+    """One pruned net trained for its remaining steps, without or with the teacher chain."""
+    from mobileprune.finetune import finetune
+
+    data, chain = _DATA[spec]
+    teachers = chain if kd == "KD" else []
+    per_teacher = max(1, steps // len(teachers)) if teachers else steps
+    result = finetune(model, data, teachers, epochs_per_teacher=1, batch_size=args.batch_size,
+                      steps_per_epoch=per_teacher, eval_images=500, seed=seed, show=False)
+    return index, kd, top1(result.model, data.test, args.test_images)
+
+
+# ---- the table ---------------------------------------------------------------------------------
+def table(pruned: list[Pruned], budgets: dict, contenders: list[Contender], kd_modes, args) -> list[dict]:
+    rows = []
+    for (spec, share), b in budgets.items():
+        shape = default_input_shape(spec)
+        print(f"\n{spec} at {100 * share:g}% of its measured latency: budget {b['budget_ms']:.3f} ms of "
+              f"{b['original_ms']:.3f} ms, block {b['block']}; {args.seeds} seed(s), "
+              f"{args.prune_steps}+{args.finetune_steps} steps of batch {args.batch_size} for every contender")
+        print(f"{'method':22s} {'KD':5s} {'measured ms':>11s} {'of budget':>9s} {'M MACs':>7s} {'k params':>8s} "
+              f"{'top-1 %':>15s}")
+        for contender in contenders:
+            entries = [p for p in pruned if (p.spec, p.share, p.method) == (spec, share, contender.label)]
+            if not entries:
+                continue
+            ms = statistics.mean(p.measured_ms for p in entries)
+            counts = [macs_params(p.model, shape) for p in entries]
+            macs, params = (statistics.mean(c[i] for c in counts) for i in (0, 1))
+            for kd in kd_modes:
+                scores = [p.top1[kd] for p in entries]
+                mean, spread = statistics.mean(scores), (max(scores) - min(scores)) / 2
+                rows.append({"spec": spec, "share": share, "method": contender.label, "kd": kd, "measured_ms": ms,
+                             "budget_ms": b["budget_ms"], "macs": macs, "params": params, "top1_mean": mean,
+                             "top1_spread": spread, "seeds": len(scores), "reached": all(p.reached for p in entries)})
+                print(f"{contender.label:22s} {kd:5s} {ms:11.3f} {100 * ms / b['budget_ms']:8.1f}% "
+                      f"{macs / 1e6:7.2f} {params / 1e3:8.1f} {100 * mean:8.2f} +- {100 * spread:4.2f}"
+                      + ("" if rows[-1]["reached"] else "  (its pruner cannot reach the budget)"))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
