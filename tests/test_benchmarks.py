@@ -58,12 +58,17 @@ def test_hierarchical_kd_quick(tiny_profile, capsys):
     assert "original -> larger" in capsys.readouterr().out
 
 
-def test_peers_quick(tiny_profile, capsys):
+def test_peers_quick(tiny_profile, tmp_path, capsys):
     """Every contender (ours, Torch-Pruning's two, uniform) with and without KD, then the ablations."""
     import ablations
     import peers
 
-    rows = peers.main(["--profile", str(tiny_profile.path), "--specs", TINY, "--larger", TINY, "--shares", "0.85",
+    # A private copy: the block-1 ablation measures narrow widths on demand and appends them to
+    # the profile, which the other tests share.
+    from mobileprune.devices.profile import DeviceProfile
+
+    DeviceProfile(tiny_profile.meta, tiny_profile.table.copy()).save(tmp_path / "tiny.csv")
+    rows = peers.main(["--profile", str(tmp_path / "tiny.csv"), "--specs", TINY, "--larger", TINY, "--shares", "0.85",
                        "--quick"])
     side_by_side, ablated = rows[:2 * len(peers.CONTENDERS)], rows[2 * len(peers.CONTENDERS):]
     assert [(r["method"], r["kd"]) for r in side_by_side] == [(m, kd) for m in peers.CONTENDERS for kd in peers.KD_MODES]
