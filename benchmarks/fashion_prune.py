@@ -20,12 +20,11 @@ latency_truth measures it), against the budget.
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 
 import torch
 import torch.nn.functional as F
-from measured import this_machine
+from measured import from_scratch, this_machine
 
 import mobileprune as mp
 from mobileprune.data import load_data, top1
@@ -93,17 +92,6 @@ def main(argv=None) -> list[dict]:
         print(f"{r['method']:10s} {100 * r['top1_mean']:8.2f} +- {100 * r['top1_spread']:4.2f} {r['predicted']:13.3f} "
               f"{r['measured']:12.3f} {r['budget']:10.3f}")
     return rows
-
-
-def from_scratch(model: torch.nn.Module) -> torch.nn.Module:
-    """The same architecture with freshly initialised weights (uniform width is trained from scratch)."""
-    fresh = copy.deepcopy(model)
-    for module in fresh.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-        if hasattr(module, "reset_running_stats"):
-            module.reset_running_stats()
-    return fresh
 
 
 def fixed_cost_share(here, model, shape) -> dict:

@@ -3,6 +3,7 @@ latency_truth measures it (1 thread, in turns with the profile's speed reference
 processes, normalised to the speed the device had when it was profiled)."""
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 
@@ -79,3 +80,14 @@ def reachable_block(original, spec, shape, profile, budget, device=None) -> int:
             if block == 1 or "below the smallest" not in str(e):
                 raise
             block //= 2
+
+
+def from_scratch(model: torch.nn.Module) -> torch.nn.Module:
+    """The same architecture with freshly initialised weights (uniform width trains from scratch)."""
+    fresh = copy.deepcopy(model)
+    for module in fresh.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        if hasattr(module, "reset_running_stats"):
+            module.reset_running_stats()
+    return fresh

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from measured import reachable_block, this_machine
+from measured import from_scratch, reachable_block, this_machine
 
 import mobileprune as mp
 from mobileprune import fashion
@@ -270,17 +270,6 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
     steps = args.finetune_steps if method in OURS else total  # ours trained while pruning
     return Pruned(spec, share, contender.label, seed, result.model, steps,
                   f"predicted {result.report['predicted']['after']:.3f} ms")
-
-
-def from_scratch(model: torch.nn.Module) -> torch.nn.Module:
-    """The same architecture with freshly initialised weights (uniform width trains from scratch)."""
-    fresh = copy.deepcopy(model)
-    for module in fresh.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-        if hasattr(module, "reset_running_stats"):
-            module.reset_running_stats()
-    return fresh
 
 
 # ---- fine-tuning workers ------------------------------------------------------------------------
