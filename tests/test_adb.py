@@ -158,6 +158,23 @@ def test_a_connection_dropped_mid_run_is_a_clear_error(tmp_path, runner_binary, 
         assert len(runner.run(str(programs["net"]), repeats=5).samples_ms) == 5
 
 
+def test_a_run_leaves_another_process_s_run_on_the_same_device_alone(tmp_path, runner_binary, programs):
+    """A second mobileprune process (or a second emulated device on the same storage) has a run
+    directory with results of the same program under the same remote dir: it is neither
+    collected as a left-behind result nor removed."""
+    other = tmp_path / "device" / "runs" / "otherprocess"
+    (other / "out").mkdir(parents=True)
+    with AdbDaemon() as daemon:
+        runner = _runner(daemon, tmp_path, runner_binary)
+        remote = runner._programs_on_device([str(programs["net"].resolve())])[str(programs["net"].resolve())]
+        stale = {"artifact": remote, "threads": 1, "warmup": 5, "repeats": 5, "op_events": False, "reference": "",
+                 "samples_ms": [123.0] * 5}
+        (other / "results.jsonl").write_text(json.dumps(stale) + "\n")
+        m = runner.run(str(programs["net"]), repeats=5)
+    assert m.samples_ms != [123.0] * 5, "another process's results were taken as this run's"
+    assert (other / "results.jsonl").is_file() and (other / "out").is_dir()
+
+
 def test_a_hung_runner_is_ended_by_the_devices_timeout(tmp_path, runner_binary, programs):
     with AdbDaemon() as daemon:
         runner = _runner(daemon, tmp_path, runner_binary, timeout_s=2)

@@ -109,6 +109,10 @@ class AdbRunner:
         given = runner_binary or os.environ.get(RUNNER_ENV)
         self.runner_binary = Path(given) if given else None
         self._facts: dict | None = None
+        # Run directories this runner started and has not removed yet. Only these are searched
+        # for results a drop left behind: another process (or another device sharing the same
+        # storage, as emulated devices on one host do) may be running in its own directory.
+        self._open_runs: set[str] = set()
 
     # --- the device ---------------------------------------------------------------------
     def facts(self) -> dict:
@@ -143,6 +147,7 @@ class AdbRunner:
     def clean(self) -> None:
         """Remove everything mobileprune put on the device."""
         self.link.check(f"rm -rf {shlex.quote(self.remote_dir)}")
+        self._open_runs.clear()
 
     # --- files ----------------------------------------------------------------------------
     def _runner_on_device(self) -> str:
@@ -187,7 +192,7 @@ class AdbRunner:
                 for reply in found:
                     yield self._measurement(reply, threads, False, repeats, tmp)
                 for run_dir in spent:
-                    self.link.check(f"rm -rf {shlex.quote(run_dir)}")
+                    self._remove_run(run_dir)
                 done = {reply["artifact"] for reply in found}
                 left = [a for a in artifacts if a not in done]
             if not left:
@@ -201,20 +206,18 @@ class AdbRunner:
                 for reply in replies:
                     yield self._measurement(reply, threads, keep_outputs, repeats, tmp)
             finally:
-                self.link.check(f"rm -rf {shlex.quote(run_dir)}")
+                self._remove_run(run_dir)
 
     def _left_behind(self, programs: dict, artifacts: list[str], settings: dict) -> tuple[list, list]:
-        """(replies, run directories) of runs a dropped connection left on the device that
-        measured some of ``artifacts`` with ``settings``."""
-        runs = shlex.quote(f"{self.remote_dir}/runs")
-        out = self.link.check(f'for f in {runs}/*/results.jsonl; do [ -f "$f" ] && echo "@@ $f" && cat "$f"; done; true')
+        """(replies, run directories) of runs this runner started, that a dropped connection
+        left on the device, and that measured some of ``artifacts`` with ``settings``."""
+        if not self._open_runs:
+            return [], []
+        runs = " ".join(shlex.quote(f"{d}/results.jsonl") for d in sorted(self._open_runs))
+        out = self.link.check(f'for f in {runs}; do [ -f "$f" ] && cat "$f"; done; true')
         wanted = {programs[a]: a for a in artifacts}
-        found, spent, run_dir = {}, set(), None
+        found = {}
         for line in out.splitlines():
-            if line.startswith("@@ "):
-                run_dir = str(Path(line[3:]).parent)
-                spent.add(run_dir)
-                continue
             try:
                 reply = json.loads(line)
             except json.JSONDecodeError:
@@ -223,7 +226,12 @@ class AdbRunner:
             if "error" not in reply and same and reply.get("artifact") in wanted:
                 reply["artifact"] = wanted[reply["artifact"]]
                 found.setdefault(reply["artifact"], reply)
-        return [found[a] for a in artifacts if a in found], sorted(spent)
+        # Every open run is spent now, with or without results: nothing else will read them.
+        return [found[a] for a in artifacts if a in found], sorted(self._open_runs)
+
+    def _remove_run(self, run_dir: str, *, check: bool = True) -> None:
+        (self.link.check if check else self.link.shell)(f"rm -rf {shlex.quote(run_dir)}")
+        self._open_runs.discard(run_dir)
 
     def outputs(self, artifact: str, input_sets: list, *, threads: int = 1,
                 interpreter: str = "litert") -> list[list[np.ndarray]]:
@@ -240,7 +248,7 @@ class AdbRunner:
                 names = replies[0]["output_sets"][:len(input_sets)]
                 return [[self._pull_array(name, tmp) for name in outs] for outs in names]
             finally:
-                self.link.check(f"rm -rf {shlex.quote(run_dir)}")
+                self._remove_run(run_dir)
 
     def _check_artifacts(self, paths: list[str]) -> None:
         for p in paths:
@@ -256,6 +264,7 @@ class AdbRunner:
         local_inputs = [f for files in input_sets for f in files]
         run_dir = f"{self.remote_dir}/runs/{uuid.uuid4().hex[:12]}"
         self.link.check(f"mkdir -p {shlex.quote(run_dir)}/out")
+        self._open_runs.add(run_dir)
         remote_inputs = {f: f"{run_dir}/{Path(f).name}" for f in local_inputs}
         for local, remote in remote_inputs.items():
             self.link.push(local, remote, 0o644)
@@ -276,7 +285,7 @@ class AdbRunner:
         command = f"cd {shlex.quote(run_dir)} && timeout {limit} {pin}{' '.join(map(shlex.quote, argv))}"
         code, out = self.link.shell(command, timeout_s=self.timeout_s + 30)
         if code == TIMED_OUT:
-            self.link.shell(f"rm -rf {shlex.quote(run_dir)}")
+            self._remove_run(run_dir, check=False)
             raise RunnerError(f"the runner on {self.device} was killed after {limit} s (the device's timeout): "
                               f"hung, or raise the runner's timeout_s")
         if code in (NOT_EXECUTABLE, NOT_FOUND):
