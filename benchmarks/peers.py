@@ -139,7 +139,7 @@ def bisect_ratio(prune_at, measure, budget_ms: float, steps: int, log) -> tuple[
 def add_arguments(parser) -> None:
     """The options peers.py and ablations.py share."""
     parser.add_argument("--profile", required=True)
-    parser.add_argument("--specs", nargs="*", default=["fashion:mobilenet_w1", "fashion:resnet_w1"])
+    parser.add_argument("--specs", nargs="*", default=["fashion:mobilenet_w1", "fashion:resnet_w0.5"])
     parser.add_argument("--larger", nargs="*", default=[],
                         help="per spec, the KD chain's second teacher (default: a Fashion net's larger sibling)")
     parser.add_argument("--shares", type=float, nargs="*", default=[0.5, 0.3])
