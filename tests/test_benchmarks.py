@@ -81,3 +81,18 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
     # (Torch-Pruning keeps the tiny net's 16-channel layers whole at round_to 8, even at ratio 0.95)
     assert all(r["reached"] or "cannot reach the budget" in out for r in rows)
     assert "tp-taylor" in out and "ablations:" in out and "fisher and gates taken from the tables above" in out
+
+
+def test_torch_pruning_ratio_bisection_survives_a_ratio_that_prunes_nothing():
+    """Torch-Pruning skips a group whose rounded share would be all its channels, so its top
+    ratio can prune nothing (resnet_w0.5 at round_to 8 and ratio 0.95): the bisection must not
+    take that as "the budget is out of reach"."""
+    import peers
+
+    def latency(ratio):  # falls with the ratio, except at the top, where nothing was pruned
+        return 1.0 if ratio >= 0.95 else 1.0 - ratio
+
+    ratio, model, ms = peers.bisect_ratio(lambda r: r, latency, 0.3, steps=8, log=lambda line: None)
+    assert ms <= 0.3 and model == ratio and 0.7 <= ratio < 0.71
+    ratio, _, ms = peers.bisect_ratio(lambda r: r, lambda r: 1.0, 0.3, steps=8, log=lambda line: None)
+    assert ms == 1.0 and ratio in peers.TOP_RATIOS  # out of reach: the fastest kept, and said
