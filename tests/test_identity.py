@@ -31,8 +31,14 @@ def test_host_identity_names_the_facts_that_change_kernels():
     # Same CPU model, other ISA flags (e.g. a VM that hides AVX-512): another device.
     masked = DeviceIdentity("host", {**me.facts, "isa": ["sse4_1"]})
     assert [d.split(":")[0] for d in me.differences(masked)] == (["isa"] if me.facts["isa"] != ["sse4_1"] else [])
-    # A fact nobody recorded (a schema-1 profile's flags) is not held against a device.
-    assert legacy_identity(me.facts["cpu"]).matches(me)
+    # A fact recorded on one side only is a difference: a profile that never said which CPU
+    # generation it measured (a schema-1 profile) is not confirmed as this machine's.
+    legacy = legacy_identity(me.facts["cpu"])
+    assert not legacy.matches(me)
+    assert {d.split(":")[0] for d in legacy.differences(me)} >= {"cpu_id", "isa", "cores"}
+    assert "cpu_id: unknown vs " in "; ".join(legacy.differences(me))
+    # Unknown on both sides (a fact neither device reports) is not held against either.
+    assert DeviceIdentity("host", {**me.facts, "cpu_id": None}).matches(DeviceIdentity("host", {**me.facts, "cpu_id": None}))
 
 
 def test_schema_1_profiles_read_with_their_cpu_and_block(tmp_path):
@@ -105,6 +111,22 @@ def test_profiling_into_another_devices_profile_is_refused_before_measuring(fore
     meta = ProfileMeta(**{**asdict(DeviceProfile.load(foreign).meta), "identity": host_identity().to_dict()})
     with pytest.raises(ProfileError, match="Imaginary CPU 9000"):
         ProfileWriter(foreign, meta)
+
+
+def test_a_profile_whose_cpu_generation_was_not_recorded_is_never_extended_here(tiny_profile, tmp_path):
+    """Two VMs both named "Intel(R) Xeon(R) Processor" can be generations apart: rows measured on
+    this one must not join a table that never said which one it was measured on."""
+    unrecorded = legacy_identity(host_identity().facts["cpu"])
+    meta = ProfileMeta(**{**asdict(tiny_profile.meta), "identity": unrecorded.to_dict()})
+    DeviceProfile(meta, tiny_profile.table.copy()).save(tmp_path / "legacy.csv")
+    before = (tmp_path / "legacy.csv").read_bytes()
+    out = _cli("profile", "--device", "host", "--model", TINY, "--out", str(tmp_path / "legacy.csv"), "--repeats", "3",
+               "--block", "8", timeout=120)
+    assert out.returncode == 2 and "cpu_id: unknown vs " in out.stderr, out.stderr
+    assert (tmp_path / "legacy.csv").read_bytes() == before
+    predicted = _cli("predict", TINY, "--profile", str(tmp_path / "legacy.csv"), "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["device_match"] is False
 
 
 def test_the_runner_reports_the_identity_profiles_record(tiny_profile):

@@ -8,8 +8,11 @@ i8mm ... kernels at run time) and with the cores. So every profile records a ``D
 every command that measures against a profile compares the device it runs on with it, and rows
 of one device are never appended to another's table.
 
-Facts set to None were not recorded (profiles made before identities existed): they are left out
-of the comparison and shown as unknown.
+Facts set to None were not recorded (profiles made before identities existed) and are shown as
+unknown. A fact recorded on one side only is a difference: a profile that does not say which CPU
+generation it was measured on cannot be confirmed as this machine's (two "Intel(R) Xeon(R)
+Processor" VMs may be years apart), so it is never extended with rows measured here and its
+predictions say they are another device's. A fact unknown on both sides is not compared.
 """
 from __future__ import annotations
 
@@ -64,14 +67,17 @@ class DeviceIdentity:
         return f"{self.name} ({', '.join(shown)})"
 
     def differences(self, other: "DeviceIdentity") -> list[str]:
-        """Identifying facts that differ, as 'key: ours vs theirs'; facts unknown on either side
-        are not compared."""
+        """Identifying facts that differ, as 'key: ours vs theirs' ('unknown' where one side did
+        not record it); facts unknown on both sides are not compared."""
         if self.kind != other.kind:
             return [f"kind: {self.kind} vs {other.kind}"]
         out = []
         for key in IDENTIFYING.get(self.kind, ()):
             a, b = self.facts.get(key), other.facts.get(key)
+            if a is None and b is None:
+                continue
             if a is None or b is None:
+                out.append(f"{key}: {_shown(a)} vs {_shown(b)}")
                 continue
             if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
                 a, b = sorted(map(str, a)), sorted(map(str, b))
@@ -93,6 +99,12 @@ class DeviceIdentity:
     @classmethod
     def from_dict(cls, d: dict) -> "DeviceIdentity":
         return cls(kind=str(d.get("kind", "host")), facts=dict(d.get("facts", {})))
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "unknown"
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 @dataclass
