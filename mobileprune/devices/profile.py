@@ -139,8 +139,8 @@ def read_table(csv: Path) -> pd.DataFrame:
     dup = table["key"].duplicated()
     if dup.any():
         raise ProfileError(f"{csv}: key {table['key'][dup].iloc[0]!r} appears twice")
-    table["act"] = table["act"].fillna("")
-    table["pattern"] = table["pattern"].fillna("")
+    for col in ("act", "pattern"):  # text columns; pandas reads an all-empty one as float NaN
+        table[col] = table[col].astype(object).fillna("")
     return table
 
 
