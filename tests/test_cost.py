@@ -102,6 +102,27 @@ def test_widths_below_the_grid_are_measured_with_their_tile(tiny, tmp_path):
     assert 0 < float(cost(one_channel)) < float(cost())
 
 
+def test_fractional_widths_below_the_grid_are_measured_around(tiny, tmp_path):
+    """A gate's expected width is fractional and, at a block of 1 or 2, below the grid's first
+    point (2.5 of 16 channels): on demand the whole widths either side are measured, and the
+    price exists and lies between theirs (a block-2 gates run on fashion:mobilenet_w1 at 30%
+    stopped on such widths)."""
+    profile, _, analysis = tiny
+    profile.save(tmp_path / "p.csv")
+    copy = DeviceProfile.load(tmp_path / "p.csv")
+    groups = [g for g in analysis.groups if g.prunable(1)]
+    at = lambda width: {g.id: torch.tensor(width / g.size, dtype=torch.float64) for g in groups}  # noqa: E731
+    cost = LatencyCost(analysis, copy, measure=on_demand(copy, HostRunner(), repeats=5), measure_step=4)
+    fractional = float(cost(at(2.5)))  # below one step of 4: measured at 2 and 4
+    assert float(cost(at(2))) <= fractional <= float(cost(at(4))) and fractional > 0
+    rows = len(copy.table)
+    float(cost(at(5.5))), float(cost(at(6.5)))  # both between the multiples 4 and 8: measured once
+    assert len(copy.table) > rows
+    rows = len(copy.table)
+    float(cost(at(7.25)))
+    assert len(copy.table) == rows  # bracketed by what is there: nothing measured
+
+
 def test_predict_cli_json(tiny, tmp_path):
     profile, _, _ = tiny
     out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", TINY, "--profile", str(profile.path),

@@ -125,6 +125,16 @@ def _round_up(c: torch.Tensor, tile: torch.Tensor, full: torch.Tensor) -> torch.
     return torch.where(tile > 0, up, c)
 
 
+def _widths_around(width: float, step: int, full: int) -> tuple[int, ...]:
+    """The channel counts a width lies between: itself when whole, else the multiples of
+    ``step`` either side (below one step, the whole width under it; at most ``full``)."""
+    if float(width).is_integer():
+        return (int(width),)
+    low = int(np.floor(width / step)) * step or max(1, int(np.floor(width)))
+    high = int(np.ceil(width / step)) * step
+    return tuple(sorted({min(full, low), min(full, high)}))
+
+
 def _bilinear(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Interpolate every layer in its bracket (rows of ``b`` as _Grid.bracket returns them); a
     degenerate side (x0 == x1) takes the value at x0 with no slope along it."""
@@ -148,12 +158,16 @@ class LatencyCost(LayerCost):
 
     def __init__(self, analysis, profile: DeviceProfile, model_key: str | None = None, layer_list=None,
                  measure: Callable[[list], None] | None = None, calibration: str = "scale",
-                 exclude: tuple = ()) -> None:
+                 exclude: tuple = (), measure_step: int = 1) -> None:
         if layer_list is None:  # priced as the profile's runtime executes them (its fusions)
             layer_list = layers(analysis, runtimes.get(profile.meta.runtime).fused_activations)
         super().__init__(analysis, layer_list)
         self.profile = profile
         self.measure = measure  # rows -> None: measures them and appends them to the profile
+        # A fractional width the table cannot bracket (a gate's expected width) is measured at
+        # the multiples of this step either side of it (the pruning block): at step 1 a width
+        # drifting down through a training run would ask for a new row at nearly every step.
+        self.measure_step = max(1, int(measure_step))
         self.calibration, self.scale, self.overhead_ms = calibrate(profile.meta, model_key, calibration, exclude,
                                                                    n_layers=len(self.layers))
         self.two_widths = [kind(layer.op).two_widths for layer in self.layers]
@@ -231,15 +245,19 @@ class LatencyCost(LayerCost):
         return self.profile.meta.tiles.get(probed) if probed else None
 
     def _rows_for(self, missing) -> list[dict]:
-        """What to measure so every missing layer is bracketed: its grid, and the exact widths,
-        as they are and rounded up to the layer's tile (a width below the grid's first point,
-        e.g. at a block smaller than the profile's, needs both)."""
+        """What to measure so every missing layer is bracketed: its grid, and the widths asked
+        for, as they are and rounded up to the layer's tile (a width below the grid's first
+        point, e.g. at a block smaller than the profile's, needs both). A fractional width (a
+        gate's expected width, 5.3 channels) is bracketed by the multiples of ``measure_step``
+        either side of it (capped at the full width)."""
         rows = {}
         for layer, *widths in missing:
             for r in grid_rows([layer], self.profile.meta.block):
                 rows.setdefault(r["key"], r)
+            two, step = kind(layer.op).two_widths, self.measure_step
             for cin, cout in widths:
-                if float(cin).is_integer() and float(cout).is_integer():
-                    r = row_from(layer.op, layer.attrs, int(cin), int(cout) if kind(layer.op).two_widths else int(cin))
-                    rows.setdefault(r["key"], r)
+                for ci in _widths_around(cin, step, layer.cin.full):
+                    for co in (_widths_around(cout, step, layer.cout.full) if two else (ci,)):
+                        r = row_from(layer.op, layer.attrs, ci, co)
+                        rows.setdefault(r["key"], r)
         return list(rows.values())

@@ -51,15 +51,17 @@ class PruneResult:
     path: Path | None = None
 
 
-def make_cost(kind: str, analysis: Analysis, profile: DeviceProfile | None, model_key: str | None, runner=None):
+def make_cost(kind: str, analysis: Analysis, profile: DeviceProfile | None, model_key: str | None, runner=None,
+              block: int = 1):
     """The cost model ``kind`` of ``analysis``; with a ``runner``, latency rows the profile lacks
-    are measured on its device (which must be the profile's) and appended to the profile."""
+    are measured on its device (which must be the profile's) and appended to the profile, at
+    multiples of the pruning ``block``."""
     if kind == "latency":
         if profile is None:
             raise PruneError("a latency budget needs a device profile (--profile device_profiles/NAME.csv); "
                              "or give the budget in FLOPs (--budget-kfpp / cost='flops') or memory")
         measure = on_demand(profile, runner, profile.meta.threads) if runner is not None else None
-        return LatencyCost(analysis, profile, model_key=model_key, measure=measure)
+        return LatencyCost(analysis, profile, model_key=model_key, measure=measure, measure_step=block)
     if kind == "flops":
         return FlopsCost(analysis)
     if kind == "memory":
@@ -107,8 +109,8 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     work = copy.deepcopy(model).eval()
     analysis = analyze(work, tuple(example_inputs))
     model_key = spec if isinstance(spec, str) else None
-    cost_model = make_cost(cost, analysis, profile, model_key, device)
     block = int(block or (profile.meta.block if profile is not None else DEFAULT_BLOCK))
+    cost_model = make_cost(cost, analysis, profile, model_key, device, block)
     blocks = Blocks(analysis, block)
     if not blocks.groups:
         raise PruneError(_nothing_to_prune(analysis, block))
@@ -126,7 +128,7 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
                "fingerprint": analysis.fingerprint(), "options": options or {}, "data": len(dataset or [])}
     options = dict(options or {})
     normalise = options.get("normalise")  # fisher: price savings with another cost model, or "none"
-    saving_cost = make_cost(normalise, analysis, profile, model_key, device) \
+    saving_cost = make_cost(normalise, analysis, profile, model_key, device, block) \
         if normalise and normalise not in (cost, "none") else None
     ctx = Context(work, blocks, cost_model, the_budget, config, dataset, loss_fn or default_loss,
                   out / CHECKPOINT if out is not None and method in TRAINED else None, run_key, show, options,
