@@ -161,8 +161,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--larger", nargs="*", default=[],
                         help="per spec, the KD chain's second teacher (default: a Fashion net's larger sibling)")
     parser.add_argument("--shares", type=float, nargs="*", default=[0.5, 0.3])
-    # Defaults sized so that every table fits 90 minutes on 2 cores (an Intel Xeon VM trains
-    # fashion:mobilenet_w1 at 0.64 s a step of 32 on one thread, and scores 1,000 images in 5 s).
+    # Short defaults for the 90 minutes on 2 cores (an Intel Xeon VM trains fashion:mobilenet_w1
+    # at 0.64 s a step of 32 on one thread and scores 1,000 images in 5 s). Not yet enough: the
+    # 50% half alone, without ablations, took 62 min there (docs/results.md).
     parser.add_argument("--prune-steps", type=int, default=40)
     parser.add_argument("--finetune-steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
