@@ -13,8 +13,9 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 SPEC = "fashion:mobilenet_w0.5"  # not in the shipped profiles: the demo must measure it
-# (at block 32 its smallest reachable latency is about 70% of the original: budget 80%)
-DEMO = [sys.executable, str(ROOT / "examples" / "demo.py"), SPEC, "--steps=20", "--budget=80%", "--finetune-steps=10"]
+# (at block 32 its smallest reachable latency is about 70% of the original on an AMD EPYC VM and
+# 81% on an Intel Xeon VM, family 6 model 207: budget 90%)
+DEMO = [sys.executable, str(ROOT / "examples" / "demo.py"), SPEC, "--steps=20", "--budget=90%", "--finetune-steps=10"]
 
 
 @pytest.mark.slow
@@ -38,7 +39,7 @@ def test_demo_profiles_the_machine_it_runs_on(tmp_path):
     # the hierarchical chain: the original, then its trained larger sibling (fashion:mobilenet_w1 ships)
     assert re.search(r"top-1 [\d.]+% -> [\d.]+% after pruning -> [\d.]+% after fine-tuning \(10 steps with each "
                      r"teacher: fashion:mobilenet_w0\.5 \(original\) -> fashion:mobilenet_w1\)", out), out[-3000:]
-    assert re.search(r"budget [\d.]+ ms \(80% of the predicted", out)
+    assert re.search(r"budget [\d.]+ ms \(90% of the predicted", out)
     plan_ms, budget_ms = (float(v) for v in re.search(r"budget ([\d.]+) ms .*?the plan's prediction ([\d.]+) ms",
                                                         out).groups()[::-1])
     assert plan_ms <= budget_ms + 0.0005  # printed to the microsecond
