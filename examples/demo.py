@@ -57,7 +57,7 @@ def profile_of_this_machine(console) -> DeviceProfile:
     this = runner.identity()
     profile = find_profile(this, "executorch", 1, [CACHED, SHIPPED], covering=SPECS)
     if profile is not None and all(spec in profile.meta.overheads_ms for spec in SPECS):
-        console.print(f"profile of this machine: {profile.path}")
+        console.print(f"profile of this machine: {profile.path}", soft_wrap=True)  # a path unbroken, to copy
         return profile
     if profile is None:
         shipped = sorted({DeviceProfile.load(p).meta.device_identity.describe() for p in SHIPPED.glob("*.json")})
@@ -66,7 +66,7 @@ def profile_of_this_machine(console) -> DeviceProfile:
                       f"{', '.join(SPECS)} (cached for the next run).")
     else:
         console.print(f"{profile.path} is a profile of this machine without {', '.join(SPECS)}: measuring its "
-                      f"layers into a cached copy.")
+                      f"layers into a cached copy.", soft_wrap=True)
     out = default_profile_path(this, "executorch", 1, CACHED)
     if profile is not None and Path(profile.path).resolve() != out.resolve():  # extend a copy, not the shipped file
         profile.save(out)
@@ -74,7 +74,7 @@ def profile_of_this_machine(console) -> DeviceProfile:
     profile = profile_device(SPECS, out, runner, "executorch", threads=1, repeats=30, show_progress=False,
                              log=lambda line: console.print(f"  {line}"))
     console.print(f"profiled this machine in {time.perf_counter() - start:.0f} s: {profile.path} "
-                  f"({len(profile.table)} rows, block {profile.meta.block})\n")
+                  f"({len(profile.table)} rows, block {profile.meta.block})\n", soft_wrap=True)
     return profile
 
 

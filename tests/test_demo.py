@@ -48,4 +48,6 @@ def test_demo_profiles_the_machine_it_runs_on(tmp_path):
                             capture_output=True, text=True, timeout=1800)
     assert second.returncode == 0, second.stderr[-3000:]
     again = " ".join(second.stdout.split())
-    assert "profiled this machine" not in again and f"profile of this machine: {cached[0]}" in again
+    assert "profiled this machine" not in again
+    # the path printed whole (a long one, e.g. an Intel Xeon's profile name, once wrapped mid-name)
+    assert f"profile of this machine: {cached[0]}" in again, again[:1000]
