@@ -22,7 +22,8 @@ def calibrate(meta, model_key: str | None, mode: str = "scale", exclude: tuple =
     ``sum * scale + overhead``.
 
     "scale" (default): the model's whole-model latency / the sum of its layers' prices at full
-    width, measured when the profile was made. The context a layer runs in (caches warm in a
+    width, as recorded when the model was calibrated (LatencyCost takes the sum again from the
+    table as it is, since rows added later move it). The context a layer runs in (caches warm in a
     micro-benchmark, not inside a model) scales every layer alike, so a pruned model keeps its
     original's ratio. "per-layer": ``a * sum + b * n_layers``, with (a, b) fit by least squares
     over the profile's calibrated models, a fixed cost per executed layer (6-10 us here) that a

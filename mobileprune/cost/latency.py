@@ -7,7 +7,8 @@ interpolation of its measured neighbours, which is exact for costs linear in cin
 cin*cout, and differentiable in the expected widths. GEMM output widths are first rounded up to
 the tile the profile measured for their kind (their time is a staircase in it, see
 devices/blockprobe.py). Each kind's grid is first made monotone
-(a wider layer is never priced cheaper: measurement noise must not give negative gradients).
+from above (a wider layer is never priced cheaper: measurement noise must not give negative
+gradients; a narrow point slower than a wider one is taken down to it, never the reverse).
 A width outside the measured grid is never priced at zero: it raises MissingConfigs, or, with a
 ``measure`` callback (``--device``), is measured and appended to the profile.
 """
@@ -49,9 +50,14 @@ class _Grid:
         t = np.full((len(self.cins), len(self.couts)), np.nan)
         for ci, co, ms in zip(rows["cin"], rows["cout"], rows["ms"]):
             t[self.cins.index(int(ci)), self.couts.index(int(co))] = ms
-        # Monotone envelope over the measured points (NaN = not measured stays NaN).
-        filled = np.where(np.isnan(t), -np.inf, t)
-        filled = np.maximum.accumulate(np.maximum.accumulate(filled, axis=0), axis=1)
+        # Monotone from above: a point costs at most what any point at least as wide in both
+        # widths measured (NaN = not measured stays NaN). Noise on a shared machine only ever
+        # slows a run down, so of two measurements that disagree the lower is the truer; the
+        # envelope from below let one slow narrow row raise every wider price up to the full
+        # width (fashion:resnet_w0.5's unpruned net rose from 0.999 to 1.255 ms of prediction
+        # once 134 narrow rows were measured on demand).
+        filled = np.where(np.isnan(t), np.inf, t)[::-1, ::-1]
+        filled = np.minimum.accumulate(np.minimum.accumulate(filled, axis=0), axis=1)[::-1, ::-1]
         self.t = np.where(np.isnan(t), np.nan, filled)
 
     @staticmethod
@@ -177,6 +183,15 @@ class LatencyCost(LayerCost):
         self.full_in = torch.tensor([float(layer.cin.full) for layer in self.layers], dtype=torch.float64)
         self.full_out = torch.tensor([float(layer.cout.full) for layer in self.layers], dtype=torch.float64)
         self._build()
+        measured = profile.meta.measured_ms.get(model_key)
+        if self.calibration == "scale" and measured and model_key not in exclude:
+            # The scale is the model's measured latency over the sum of its full-width prices.
+            # The profile stores that sum as of calibration; rows added since (another model's
+            # wider layers of the same kind) move it, so take it from the table as it is now:
+            # the unpruned model is then predicted at what it measured.
+            full, missing = self._prices(None)
+            if not missing and float(full.sum()) > 0:
+                self.scale = measured / float(full.sum())
 
     def _build(self) -> None:
         grids = {tuple(sig): _Grid(rows) for sig, rows in self.profile.table.groupby(list(SIGNATURE_FIELDS))}
