@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 from measured import this_machine
 from peers import Contender, Measured, Pruned, add_arguments, run, settle, table
 
@@ -54,8 +52,7 @@ def main(argv=None) -> list[dict]:
     add_arguments(parser)
     args = settle(parser.parse_args(argv))
     started = time.perf_counter()
-    here = this_machine(args.profile, args.processes, "ablations")
-    torch.set_num_threads(args.threads)  # after this_machine, which sets 1
+    here = this_machine(args.profile, args.processes, "ablations", args.threads)
     rows = ablations(args, here, Measured(here))
     print(f"\nall done in {(time.perf_counter() - started) / 60:.1f} min")
     return rows

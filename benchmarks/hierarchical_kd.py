@@ -50,8 +50,7 @@ def main(argv=None) -> dict:
     for spec in (args.spec, args.larger):
         if fashion.untrained(spec):
             raise SystemExit(f"{spec} has no trained weights: {fashion.untrained(spec)}")
-    here = this_machine(args.profile, 1, "hierarchical_kd")
-    torch.set_num_threads(args.threads)
+    here = this_machine(args.profile, 1, "hierarchical_kd", args.threads)
     shape = default_input_shape(args.spec)
     data = load_data("fashion-mnist", shape)
     original, larger = build(args.spec).eval(), build(args.larger).eval()

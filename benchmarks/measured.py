@@ -53,11 +53,12 @@ def parse_model_arguments(parser, argv):
     return args
 
 
-def this_machine(profile_path: str, processes: int, script: str) -> ThisMachine:
+def this_machine(profile_path: str, processes: int, script: str, threads: int = 1) -> ThisMachine:
     """The profile, refused unless it is of this machine: a latency measured here against another
-    device's budget or prediction means nothing."""
+    device's budget or prediction means nothing. ``threads``: torch threads of this process for
+    the pruning and training it runs itself (1 by default, as latency is measured)."""
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     profile = DeviceProfile.load(profile_path)
     match = compare(profile.meta.device_identity, HostRunner().identity())
     if not match.matches:

@@ -116,7 +116,7 @@ def tp_prune(original: torch.nn.Module, importance: str, ratio: float, round_to:
 RATIO_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # scanned before the bisection
 
 
-def bisect_ratio(prune_at, measure, budget_ms: float, steps: int, log) -> tuple[float, torch.nn.Module, float]:
+def search_ratio(prune_at, measure, budget_ms: float, steps: int, log) -> tuple[float, torch.nn.Module, float]:
     """The smallest pruning ratio (the least pruning) whose pruned net's measured latency meets
     ``budget_ms``.
 
@@ -205,8 +205,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--no-ablations", action="store_true", help="the side-by-side tables only")
     args = settle(parser.parse_args(argv))
     started = time.perf_counter()
-    here = this_machine(args.profile, args.processes, "peers")
-    torch.set_num_threads(args.threads)  # after this_machine, which sets 1
+    here = this_machine(args.profile, args.processes, "peers", args.threads)
     measure = Measured(here)
     contenders = [Contender(m, m) for m in args.methods]
     pruned, budgets = run(contenders, args.specs, args.shares, KD_MODES, args, here, measure)
@@ -282,7 +281,7 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
     total = args.prune_steps + args.finetune_steps
     method = contender.method
     if method in TORCH_PRUNING:
-        ratio, model, _ = bisect_ratio(
+        ratio, model, _ = search_ratio(
             lambda r: tp_prune(original, method, r, block, shape, data, seed, args.batch_size),
             lambda m: measure(m, shape), budget_ms, args.bisect_steps, log=lambda line: print(line, flush=True))
         return Pruned(spec, share, contender.label, seed, model, total, f"ratio {ratio:.3f}",

@@ -58,12 +58,7 @@ class DeviceIdentity:
         return re.sub(r"[^a-z0-9]+", "-", self.name.lower().replace("(r)", "").replace("(tm)", "")).strip("-")
 
     def describe(self) -> str:
-        shown = []
-        for key in IDENTIFYING.get(self.kind, tuple(self.facts)):
-            value = self.facts.get(key)
-            if isinstance(value, (list, tuple)):
-                value = " ".join(str(v) for v in value) if value else "none"
-            shown.append(f"{key}={value if value is not None else 'unknown'}")
+        shown = [f"{key}={_shown(self.facts.get(key))}" for key in IDENTIFYING.get(self.kind, tuple(self.facts))]
         return f"{self.name} ({', '.join(shown)})"
 
     def differences(self, other: "DeviceIdentity") -> list[str]:
@@ -102,9 +97,12 @@ class DeviceIdentity:
 
 
 def _shown(value) -> str:
+    """A fact as the messages print it: unknown when not recorded, a list space-joined (none when empty)."""
     if value is None:
         return "unknown"
-    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) or "none"
+    return str(value)
 
 
 @dataclass
