@@ -17,13 +17,14 @@ CALIBRATIONS = ("scale", "per-layer", "offset")
 
 
 def calibrate(meta, model_key: str | None, mode: str = "scale", exclude: tuple = (),
-              n_layers: int | None = None) -> tuple[str, float, float]:
+              n_layers: int | None = None, layers_ms: float | None = None) -> tuple[str, float, float]:
     """(mode, scale, overhead ms) turning a sum of table prices into a model's latency:
     ``sum * scale + overhead``.
 
     "scale" (default): the model's whole-model latency / the sum of its layers' prices at full
-    width, as recorded when the model was calibrated (LatencyCost takes the sum again from the
-    table as it is, since rows added later move it). The context a layer runs in (caches warm in a
+    width: ``layers_ms``, that sum in the table as it is now, when given (rows added since the
+    model was calibrated, e.g. another model's wider layers of the same kind, move it; the
+    unpruned model is then predicted at what it measured), else the sum recorded then. The context a layer runs in (caches warm in a
     micro-benchmark, not inside a model) scales every layer alike, so a pruned model keeps its
     original's ratio. "per-layer": ``a * sum + b * n_layers``, with (a, b) fit by least squares
     over the profile's calibrated models, a fixed cost per executed layer (6-10 us here) that a
@@ -51,6 +52,8 @@ def calibrate(meta, model_key: str | None, mode: str = "scale", exclude: tuple =
         mode = "scale"  # too few calibrated models (or a fit without meaning): the scale alone
     if mode == "scale" and measured:
         scales = {k: v / (v - overheads[k]) for k, v in measured.items()}
+        if model_key in scales and layers_ms:
+            scales[model_key] = measured[model_key] / layers_ms
         return mode, float(scales.get(model_key, np.median(list(scales.values())))), 0.0
     offset = overheads.get(model_key, float(np.median(list(overheads.values()))) if overheads else 0.0)
     return "offset", 1.0, float(offset)

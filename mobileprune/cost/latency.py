@@ -174,8 +174,6 @@ class LatencyCost(LayerCost):
         # the multiples of this step either side of it (the pruning block): at step 1 a width
         # drifting down through a training run would ask for a new row at nearly every step.
         self.measure_step = max(1, int(measure_step))
-        self.calibration, self.scale, self.overhead_ms = calibrate(profile.meta, model_key, calibration, exclude,
-                                                                   n_layers=len(self.layers))
         self.two_widths = [kind(layer.op).two_widths for layer in self.layers]
         self.tiles = torch.tensor([float(self.tile(layer) or 0) for layer in self.layers], dtype=torch.float64)
         # One width: the tile applies to it (cin is cout); two: only the output width is tiled.
@@ -183,15 +181,10 @@ class LatencyCost(LayerCost):
         self.full_in = torch.tensor([float(layer.cin.full) for layer in self.layers], dtype=torch.float64)
         self.full_out = torch.tensor([float(layer.cout.full) for layer in self.layers], dtype=torch.float64)
         self._build()
-        measured = profile.meta.measured_ms.get(model_key)
-        if self.calibration == "scale" and measured and model_key not in exclude:
-            # The scale is the model's measured latency over the sum of its full-width prices.
-            # The profile stores that sum as of calibration; rows added since (another model's
-            # wider layers of the same kind) move it, so take it from the table as it is now:
-            # the unpruned model is then predicted at what it measured.
-            full, missing = self._prices(None)
-            if not missing and float(full.sum()) > 0:
-                self.scale = measured / float(full.sum())
+        full, missing = self._prices(None)  # the full-width sum as the table is now (calibrate's scale)
+        self.calibration, self.scale, self.overhead_ms = calibrate(
+            profile.meta, model_key, calibration, exclude, n_layers=len(self.layers),
+            layers_ms=None if missing else float(full.sum()))
 
     def _build(self) -> None:
         grids = {tuple(sig): _Grid(rows) for sig, rows in self.profile.table.groupby(list(SIGNATURE_FIELDS))}
