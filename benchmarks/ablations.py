@@ -1,6 +1,6 @@
 """The seeds' ablations in small: what each choice of Group Fisher and ACPLI's gates buys.
 
-    .venv/bin/python benchmarks/ablations.py --profile device_profiles/host-amd-epyc-executorch-1t.csv
+    .venv/bin/python benchmarks/ablations.py --profile device_profiles/host-amd-epyc-f25m17-executorch-1t.csv
     (benchmarks/peers.py runs them too, after its side-by-side tables)
 
 One net (the first of --specs) at the first budget of --shares (a share of its measured

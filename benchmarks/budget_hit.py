@@ -1,6 +1,6 @@
 """Does every method hit a latency budget, predicted and measured? And what does pruning cost per step?
 
-    .venv/bin/python benchmarks/budget_hit.py --profile device_profiles/host-amd-epyc-executorch-1t.csv
+    .venv/bin/python benchmarks/budget_hit.py --profile device_profiles/host-amd-epyc-f25m17-executorch-1t.csv
 
 For each model (default: torchvision mobilenet_v2 and resnet18 at 224) and method (gates,
 fisher, l1, uniform): prune to --share (50%) of the model's predicted latency on the profile's

@@ -1,6 +1,6 @@
 """Accuracy at a measured latency budget: gates and fisher against l1 and uniform width, one run.
 
-    .venv/bin/python benchmarks/fashion_prune.py --profile device_profiles/host-amd-epyc-executorch-1t.csv
+    .venv/bin/python benchmarks/fashion_prune.py --profile device_profiles/host-amd-epyc-f25m17-executorch-1t.csv
 
 The Fashion-MNIST MobileNetV2-like net (fashion:mobilenet_w1, trained weights) is pruned to
 --share (50%) of its predicted latency on the profile's device by each method, then fine-tuned;

@@ -1,7 +1,7 @@
 """Fine-tuning after pruning: no teacher, one teacher (the original), and the chain original ->
 larger sibling (ACPLI's hierarchical distillation), same total epochs, side by side from one run.
 
-    .venv/bin/python benchmarks/hierarchical_kd.py --profile device_profiles/host-amd-epyc-executorch-1t.csv
+    .venv/bin/python benchmarks/hierarchical_kd.py --profile device_profiles/host-amd-epyc-f25m17-executorch-1t.csv
 
 The middle Fashion-MNIST net (--spec, fashion:mobilenet_w1) is pruned by fisher to each --shares
 of its predicted latency on the profile's device (one pruned net per seed and share; in the

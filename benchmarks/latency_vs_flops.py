@@ -1,6 +1,6 @@
 """At equal FLOPs, does normalising Group Fisher by latency give a faster model than by FLOPs?
 
-    .venv/bin/python benchmarks/latency_vs_flops.py --profile device_profiles/host-amd-epyc-executorch-1t.csv
+    .venv/bin/python benchmarks/latency_vs_flops.py --profile device_profiles/host-amd-epyc-f25m17-executorch-1t.csv
 
 For each model (default: torchvision mobilenet_v2, mobilenet_v3_large, efficientnet_b0 at 224),
 fisher prunes to the same FLOPs budget (--share, 50%) twice: once dividing each block's Fisher

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", action="append", help="model spec to cover (repeatable; default: the "
                    "torchvision mobile and ResNet families)")
     p.add_argument("--out", help="device_profiles/NAME.csv (resumes if it exists; default: named after the "
-                   "device, runtime and threads, e.g. device_profiles/host-amd-epyc-executorch-1t.csv)")
+                   "device, runtime and threads, e.g. device_profiles/host-amd-epyc-f25m17-executorch-1t.csv)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--block", default="auto", help="channel block the device prefers (default: measured "
                    "by a probe, or the block of the profile being resumed)")

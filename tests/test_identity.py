@@ -13,7 +13,7 @@ import pytest
 
 from mobileprune.devices import HostRunner
 from mobileprune.devices.identity import DeviceIdentity, compare, host_identity, legacy_identity
-from mobileprune.devices.profile import DeviceProfile, ProfileError, ProfileMeta, ProfileWriter
+from mobileprune.devices.profile import DeviceProfile, ProfileError, ProfileMeta, ProfileWriter, default_profile_path
 
 TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
 OTHER = DeviceIdentity("host", {"cpu": "Imaginary CPU 9000", "arch": "x86_64", "isa": ["avx2", "fma"], "cores": 64,
@@ -39,6 +39,20 @@ def test_host_identity_names_the_facts_that_change_kernels():
     assert "cpu_id: unknown vs " in "; ".join(legacy.differences(me))
     # Unknown on both sides (a fact neither device reports) is not held against either.
     assert DeviceIdentity("host", {**me.facts, "cpu_id": None}).matches(DeviceIdentity("host", {**me.facts, "cpu_id": None}))
+
+
+def test_two_generations_of_one_cpu_name_get_two_default_profile_paths():
+    # VMs call family 25 model 1 and model 17 both "AMD EPYC": one default path for both sent
+    # the second machine's `mobileprune profile` to the first one's file, where it was refused.
+    facts = {"cpu": "AMD EPYC", "arch": "x86_64", "isa": ["avx2"], "cores": 2}
+    milan = DeviceIdentity("host", {**facts, "cpu_id": "family 25 model 1 stepping 1"})
+    genoa = DeviceIdentity("host", {**facts, "cpu_id": "family 25 model 17 stepping 1"})
+    assert default_profile_path(milan, "executorch", 1).name == "host-amd-epyc-f25m1-executorch-1t.csv"
+    assert default_profile_path(milan, "executorch", 1) != default_profile_path(genoa, "executorch", 1)
+    # The stepping is not part of the name (nor of what a user tells machines apart by); an
+    # unrecorded generation leaves the name as it was.
+    assert DeviceIdentity("host", {**facts, "cpu_id": "family 25 model 1 stepping 2"}).slug == milan.slug
+    assert legacy_identity("AMD EPYC").slug == "host-amd-epyc"
 
 
 def test_schema_1_profiles_read_with_their_cpu_and_block(tmp_path):

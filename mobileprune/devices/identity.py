@@ -54,8 +54,15 @@ class DeviceIdentity:
 
     @property
     def slug(self) -> str:
-        """For file names: 'host-amd-epyc'."""
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower().replace("(r)", "").replace("(tm)", "")).strip("-")
+        """For file names: 'host-amd-epyc-f25m17'. A host's name is its CPU model, which VMs of
+        different generations share ("AMD EPYC" for family 25 model 1 and model 17), so the
+        generation is part of the name when it is known: two such machines get two files, and
+        profiling one never lands on the other's default path (where it would be refused)."""
+        name = self.name.lower().replace("(r)", "").replace("(tm)", "")
+        generation = re.fullmatch(r"family (\d+) model (\d+)(?: stepping \d+)?", str(self.facts.get("cpu_id") or ""))
+        if self.kind == "host" and generation:
+            name += f" f{generation[1]}m{generation[2]}"
+        return re.sub(r"[^a-z0-9]+", "-", name).strip("-")
 
     def describe(self) -> str:
         shown = [f"{key}={_shown(self.facts.get(key))}" for key in IDENTIFYING.get(self.kind, tuple(self.facts))]
