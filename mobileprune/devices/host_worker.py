@@ -94,8 +94,8 @@ def _runtime():
 
     Why: the runtime's bindings (portable_lib) import one decorator module from
     ``executorch.exir``, and importing it runs the whole compiler package's __init__ (torch
-    export, passes, backends): 10 s of a worker's 12 s start on a 2-core AMD EPYC VM, paid by
-    every measurement. The package is stood in for by an empty one while that module loads, then
+    export, passes, backends): a worker started by its path took 20-21 s with it and 6-8 s
+    without it on a 2-core AMD EPYC VM under load, paid by every measurement. The package is stood in for by an empty one while that module loads, then
     removed, so a later import (the Inspector for per-op events) gets the real package."""
     import importlib.util
     import types
