@@ -164,9 +164,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--larger", nargs="*", default=[],
                         help="per spec, the KD chain's second teacher (default: a Fashion net's larger sibling)")
     parser.add_argument("--shares", type=float, nargs="*", default=[0.5, 0.3])
-    # Short defaults for the 90 minutes on 2 cores (an Intel Xeon VM trains fashion:mobilenet_w1
-    # at 0.64 s a step of 32 on one thread and scores 1,000 images in 5 s). Not yet enough: the
-    # 50% half alone, without ablations, took 62 min there (docs/results.md).
+    # Short defaults meant for the 90 minutes on 2 cores, not yet enough (docs/results.md): on an
+    # Intel Xeon VM the 50% half of both nets, without ablations, took 62 min; on an AMD EPYC VM
+    # of family 25 model 1 (2.3x slower .pte latency) mobilenet_w1 alone at both budgets took
+    # 30 min to prune and measure (each .pte lowering ~23 s) before its fine-tunings.
     parser.add_argument("--prune-steps", type=int, default=40)
     parser.add_argument("--finetune-steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)

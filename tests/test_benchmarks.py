@@ -97,3 +97,32 @@ def test_torch_pruning_ratio_search_survives_ratios_that_prune_less():
     assert ms <= 0.5 and model == ratio and 0.5 <= ratio < 0.501  # bisected between 0.4 and 0.5
     ratio, _, ms = peers.search_ratio(lambda r: r, latency, 0.4, steps=8, log=lambda line: None)
     assert ms == min(latency(r) for r in peers.RATIO_GRID) and ratio == 0.5  # out of reach: the fastest kept
+
+
+def test_a_shared_teacher_changes_the_time_not_the_result():
+    """peers.py computes a teacher's output on a batch once for every contender of a seed: the
+    fine-tuned weights must be those of a run with the plain teacher, bit for bit."""
+    import copy
+
+    import peers
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from mobileprune.data import DataSplits
+    from mobileprune.finetune import finetune
+    from mobileprune.spec import build
+
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(64, 3, 32, 32, generator=g), torch.randint(10, (64,), generator=g)
+    data = DataSplits("random", TensorDataset(images, labels), TensorDataset(images[:16], labels[:16]))
+    torch.manual_seed(0)
+    student, teachers = build(TINY), [build(TINY).eval(), build(TINY).eval()]
+    shared = [peers.SharedTeacher(t) for t in teachers]
+    weights = []
+    for chain in (teachers, shared, shared):  # plain; shared, filling its memory; shared, reading it
+        result = finetune(copy.deepcopy(student), data, chain, epochs_per_teacher=1, batch_size=8, steps_per_epoch=3,
+                          seed=0, show=False)
+        weights.append(result.model.state_dict())
+    for other in weights[1:]:
+        assert all(torch.equal(weights[0][k], other[k]) for k in other)
+    assert all(len(s.seen) == 4 for s in shared)  # 3 batches and the shape check's example, each once
