@@ -190,6 +190,7 @@ def settle(args):
         args.specs, args.shares, args.seeds = args.specs[:1], args.shares[:1], 1
         args.prune_steps = args.finetune_steps = 2
         args.bisect_steps, args.processes, args.workers, args.test_images, args.threads = 2, 1, 1, 200, 1
+    args.ratio_grid = QUICK_RATIO_GRID if args.quick else RATIO_GRID
     larger = list(args.larger) + [fashion.larger_sibling(s) for s in args.specs[len(args.larger):]]
     args.chains = {spec: (spec, wider) for spec, wider in zip(args.specs, larger)}  # KD: original, then larger
     for spec, (_, wider) in args.chains.items():
@@ -297,7 +298,7 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
         ratio, model, _ = search_ratio(
             lambda r: tp_prune(original, method, r, block, shape, data, seed, args.batch_size),
             lambda m: measure(m, shape), budget_ms, args.bisect_steps, log=lambda line: print(line, flush=True),
-            grid=QUICK_RATIO_GRID if args.quick else RATIO_GRID)
+            grid=args.ratio_grid)
         return Pruned(spec, share, contender.label, seed, model, total, f"ratio {ratio:.3f}",
                       reached=measure(model, shape) <= budget_ms)
     # Ours take the share of the original's latency as a user gives it (of the profile's

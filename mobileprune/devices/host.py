@@ -15,12 +15,6 @@ from . import runtimes
 from .identity import DeviceIdentity, host_identity
 from .runner import Measurement, OpEvent, RunnerError
 
-# Run by its path, not as ``-m mobileprune.devices.host_worker``: as a module it would import the
-# mobileprune package first (torch, the graph, export and prune stages), 4-5 s of every
-# measurement's fresh process that the worker does not use. -P: its folder is not put on
-# sys.path, where devices/profile.py would shadow the standard library's profile module.
-WORKER = str(Path(__file__).with_name("host_worker.py"))
-
 
 class HostRunner:
     device = "host"
@@ -49,7 +43,7 @@ class HostRunner:
     def _ask(self, request: dict) -> list[dict]:
         env = dict(os.environ, OMP_NUM_THREADS=str(request["threads"]))
         try:
-            proc = subprocess.run([sys.executable, "-P", WORKER],
+            proc = subprocess.run([sys.executable, "-m", "mobileprune.devices.host_worker"],
                                   input=json.dumps(request), capture_output=True, text=True, env=env,
                                   timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
@@ -76,7 +70,7 @@ class HostRunner:
                        "outputs_dir": tmp if keep_outputs else None,
                        "reference": str(Path(reference).resolve()) if reference else None}
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-            proc = subprocess.Popen([sys.executable, "-P", WORKER],
+            proc = subprocess.Popen([sys.executable, "-m", "mobileprune.devices.host_worker"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, env=env)
             try:

@@ -89,36 +89,10 @@ def _pte_callable(runtime, path: str, given_inputs=None):
     return (lambda: method.execute(inputs)), inputs
 
 
-def _runtime():
-    """ExecuTorch's runtime (Runtime, _unsafe_reset_threadpool) without its compiler.
-
-    Why: the runtime's bindings (portable_lib) import one decorator module from
-    ``executorch.exir``, and importing it runs the whole compiler package's __init__ (torch
-    export, passes, backends): a worker started by its path took 20-21 s with it and 6-8 s
-    without it on a 2-core AMD EPYC VM under load, paid by every measurement. The package is stood in for by an empty one while that module loads, then
-    removed, so a later import (the Inspector for per-op events) gets the real package."""
-    import importlib.util
-    import types
-
-    import executorch
-
-    stand_in = None
-    if "executorch.exir" not in sys.modules:
-        stand_in = types.ModuleType("executorch.exir")
-        stand_in.__path__ = [str(Path(importlib.util.find_spec("executorch").submodule_search_locations[0]) / "exir")]
-        sys.modules["executorch.exir"] = executorch.exir = stand_in
-    try:
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-        from executorch.runtime import Runtime
-    finally:
-        if stand_in is not None and sys.modules.get("executorch.exir") is stand_in:
-            del sys.modules["executorch.exir"]
-            del executorch.exir
-    return Runtime, _unsafe_reset_threadpool
-
-
 def run_pte(path: str, req: dict) -> dict:
-    Runtime, _unsafe_reset_threadpool = _runtime()
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from executorch.runtime import Runtime
+
     _unsafe_reset_threadpool(req["threads"])  # before load_method: a loaded method keeps its pool
     runtime = Runtime.get()
     forward, inputs = _pte_callable(runtime, path, req.get("inputs"))
@@ -184,8 +158,9 @@ def run_tflite(path: str, req: dict) -> dict:
 
 def outputs_pte(path: str, req: dict) -> list:
     import torch
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from executorch.runtime import Runtime
 
-    Runtime, _unsafe_reset_threadpool = _runtime()
     _unsafe_reset_threadpool(req["threads"])
     method = Runtime.get().load_program(path).load_method("forward")
     return [[o.numpy().copy() for o in method.execute([torch.from_numpy(np.load(f)) for f in files])]
