@@ -30,7 +30,7 @@ from mobileprune.cost import (
 from mobileprune.data import DataError, load_data
 from mobileprune.prune import BudgetError, PruneError
 from mobileprune.prune.blocks import Blocks
-from mobileprune.prune.select import smallest
+from mobileprune.prune.select import select, smallest
 
 HERE = Path(__file__).parent
 TOY_INPUT = torch.zeros(1, 1, 28, 28)
@@ -127,6 +127,27 @@ def test_every_method_keeps_blocks_and_meets_the_budget_on_random_nets(spec, met
     predicted = float(model(fractions_from_plan(analysis, plan)))
     assert predicted <= budget * (1 + 1e-9)
     assert result.report["predicted"]["after"] == pytest.approx(predicted)
+
+
+@settings(max_examples=int(os.environ.get("PRUNE_EXAMPLES", "12")) * 4, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=net_specs(max_steps=8), block=st.sampled_from([2, 4, 8]), at=st.sampled_from([0.0, 0.01, 0.2]),
+       seed=st.integers(0, 3))
+def test_the_selection_meets_every_budget_the_budget_check_accepts(spec, block, at, seed):
+    """The budget check accepts anything down to every group at one block (smallest()); the
+    selection must then reach it, also in a group of one full block and a tail (24 channels at
+    block 16 in fashion:mobilenet_w1), whose tail was once never removable."""
+    steps, in_channels, size = spec
+    torch.manual_seed(0)
+    analysis = mp.analyze(RandomNet(steps, in_channels, size).eval(), torch.randn(1, in_channels, size, size))
+    blocks = Blocks(analysis, block)
+    if not blocks.groups:
+        return
+    cost = FlopsCost(analysis)
+    least, full = float(cost(blocks.fractions(smallest(blocks)))), float(cost())
+    budget = least + at * (full - least)
+    importance = np.random.default_rng(seed).random(blocks.total)
+    assert float(cost(blocks.fractions(select(blocks, importance, cost, budget)))) <= budget * (1 + 1e-9)
 
 
 def test_latency_budget_on_a_measured_profile(tiny_profile):

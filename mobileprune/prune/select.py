@@ -29,7 +29,8 @@ def smallest(blocks: Blocks, importance: np.ndarray | None = None) -> dict:
 
 def removal_order(blocks: Blocks, importance: np.ndarray) -> list[tuple[int, int]]:
     """(group id, block) in the order they go: ascending importance, never a group's last full
-    block, tails not listed (they go with the group's first block)."""
+    block. A tail is listed only in a group of one full block (24 channels at block 16), where
+    it is the one thing that can go; elsewhere it goes with the group's first removed block."""
     keep_last = {gid: int(np.argmax(s[:blocks.by_id[gid].full_blocks])) for gid, s in blocks.split(importance).items()}
     order = []
     for gb in blocks.groups:
@@ -37,6 +38,8 @@ def removal_order(blocks: Blocks, importance: np.ndarray) -> list[tuple[int, int
         for b in range(gb.full_blocks):
             if b != keep_last[gb.group.id]:
                 order.append((float(importance[o + b]), o + b, gb.group.id, b))
+        if gb.tail and gb.full_blocks == 1:
+            order.append((float(importance[o + gb.n - 1]), o + gb.n - 1, gb.group.id, gb.n - 1))
     order.sort()
     return [(gid, b) for _, _, gid, b in order]
 

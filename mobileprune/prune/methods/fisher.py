@@ -45,7 +45,10 @@ class Fisher:
         self.fisher = torch.zeros(self.blocks.total, dtype=torch.float64)  # since the last removal
         self.total = torch.zeros(self.blocks.total, dtype=torch.float64)  # over the whole run
         self.steps_seen = 0
-        self.tails = {self.blocks.offsets[gb.group.id] + gb.n - 1 for gb in self.blocks.groups if gb.tail}
+        # Tails that go along with their group's first removed block (removal_order does not
+        # list them; it lists the tail of a group of one full block, which goes on its own).
+        self.tails = {self.blocks.offsets[gb.group.id] + gb.n - 1 for gb in self.blocks.groups
+                      if gb.tail and gb.full_blocks > 1}
         self._masks: list[torch.Tensor] = []
         self.needed = self._still_needed()
         self.interval = interval or max(1, min(25, ctx.train.steps // max(1, self.needed)))
@@ -100,7 +103,7 @@ class Fisher:
     def _still_needed(self) -> int:
         """How many more blocks the budget needs with the current ranking."""
         _, k = trim(self.blocks, self.normalised(), self.ctx.cost, self.ctx.budget.value)
-        return max(0, k - sum(b not in self.tails for b in self.order))  # trim counts full blocks only
+        return max(0, k - sum(b not in self.tails for b in self.order))  # trim counts listed blocks only
 
     def after_step(self, step: int) -> None:
         if self.done or (step + 1) % self.interval:
@@ -123,7 +126,7 @@ class Fisher:
         self.order.append(b)
         for gb in self.blocks.groups:  # the tail of that group goes with it
             o = self.blocks.offsets[gb.group.id]
-            if gb.tail and o <= b < o + gb.n and not self.removed[o + gb.n - 1]:
+            if o + gb.n - 1 in self.tails and o <= b < o + gb.n and not self.removed[o + gb.n - 1]:
                 self.removed[o + gb.n - 1] = True
                 self.order.append(o + gb.n - 1)
 
