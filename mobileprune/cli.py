@@ -85,6 +85,9 @@ def main(argv=None) -> int:
     p.add_argument("--method", choices=list(METHODS), default="fisher")
     p.add_argument("--device", help="measure layer widths the profile lacks on this device (host; it must be "
                    "the profile's device)")
+    p.add_argument("--measured-rounds", type=int, default=0, help="with --device: lower and measure up to N plans "
+                   "on it, choosing again from the same importance until one measures at or just under the budget "
+                   "(the profile's prediction of one pruned variant can be 10-20%% off)")
     p.add_argument("--data", help="fashion-mnist, mnist or path/to/file.py:factory (gates and fisher train)")
     p.add_argument("--data-dir", help="a directory with the four Fashion-MNIST idx files")
     p.add_argument("--steps", type=int, default=100)
@@ -373,7 +376,7 @@ def cmd_prune(args) -> int:
     result = prune(model, torch.randn(shape), data, budget=budget, cost=cost, profile=args.profile,
                    method=args.method, block=args.block, steps=args.steps, out=args.out, spec=args.model,
                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, show=not args.json,
-                   device=_runner(args.device, args) if args.device else None)
+                   device=_runner(args.device, args) if args.device else None, measured_rounds=args.measured_rounds)
     report = result.report
     if before is not None:
         report["top1"] = {"before": before, "after": top1(result.model, data.val, args.eval_images),
@@ -392,6 +395,11 @@ def cmd_prune(args) -> int:
     pred, unit = report["predicted"], report["budget"]["unit"]
     print(f"predicted {pred['before']:.4g} -> {pred['after']:.4g} {unit} (budget {pred['budget']:.4g} {unit}, "
           f"{pred['below_budget_pct']:.1f}% below it)")
+    if "measured" in report:
+        m = report["measured"]
+        tried = ", ".join(f"{r['predicted']:.4g} -> {r['measured']:.4g}" for r in m["rounds"])
+        print(f"measured on the device: {m['ms']:.4g} ms, budget {'met' if m['met'] else 'NOT met'} "
+              f"(plans tried, predicted -> measured ms: {tried})")
     if "top1" in report:
         print(f"top-1 on {report['top1']['images']} {report['top1']['split']} images: "
               f"{100 * report['top1']['before']:.1f}% -> {100 * report['top1']['after']:.1f}%")

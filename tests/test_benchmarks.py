@@ -75,11 +75,13 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
     assert [r["method"] for r in ablated] == [c.label for c in ablations.ABLATIONS]
     for r in rows:
         assert 0 <= r["top1_mean"] <= 1 and r["measured_ms"] > 0 and r["macs"] > 0 and r["params"] > 0
-        if r["method"].startswith("tp-"):  # bisected on the measured latency, or said it cannot reach it
-            assert r["measured_ms"] <= r["budget_ms"] or not r["reached"]
+        # Torch-Pruning bisected on the measured latency; ours and uniform chosen again on it
+        # (measured rounds); or the table says the budget is out of reach
+        assert r["measured_ms"] <= r["budget_ms"] * (1 + 1e-9) or not r["reached"]
     out = capsys.readouterr().out
     # (Torch-Pruning keeps the tiny net's 16-channel layers whole at round_to 8, even at ratio 0.95)
     assert all(r["reached"] or "cannot reach the budget" in out for r in rows)
+    assert "plan(s) measured" in out  # ours and uniform: their plans measured here
     assert "tp-taylor" in out and "ablations:" in out and "fisher and gates taken from the tables above" in out
 
 

@@ -167,6 +167,50 @@ def test_latency_budget_on_a_measured_profile(tiny_profile):
     assert {lay["node"] for lay in result.report["layers"]}  # the per-layer breakdown is there
 
 
+def test_measured_rounds_keep_the_slowest_plan_the_device_measures_within_the_budget(tiny_profile):
+    """The plan is lowered and measured on this machine (the profile's device), chosen again
+    from the same ranking while it misses the budget; the saved plan is the round reported."""
+    from mobileprune.devices import HostRunner
+    from mobileprune.spec import build
+
+    model, example = build(TINY).eval(), torch.randn(1, 3, 224, 224)
+    with pytest.raises(PruneError, match="need a latency budget and a device"):
+        mp.prune(model, example, budget="70%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
+                 measured_rounds=2)
+    result = mp.prune(model, example, budget="70%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
+                      device=HostRunner(), measured_rounds=3, measure_processes=1)
+    measured = result.report["measured"]
+    rounds = measured["rounds"]
+    assert 1 <= len(rounds) <= 3 and all(r["measured"] > 0 for r in rounds)
+    assert rounds[0]["aim"] == pytest.approx(result.report["budget"]["value"])
+    meeting = [r["measured"] for r in rounds if r["measured"] <= measured["budget"]]
+    assert measured["met"] == bool(meeting)
+    assert measured["ms"] == (max(meeting) if meeting else min(r["measured"] for r in rounds))
+    chosen = next(r for r in rounds if r["measured"] == measured["ms"])
+    assert result.report["predicted"]["after"] == pytest.approx(chosen["predicted"])
+
+
+def test_measured_rounds_search_on_a_device_slower_than_its_table():
+    """The search alone, on a stand-in device that runs every plan 12% slower than predicted
+    (FLOPs as the table): it lands the plan under the budget and keeps the slowest that is."""
+    from mobileprune.prune.measured import meet_measured
+
+    analysis = mp.analyze(TwoBranch(), TOY_INPUT)
+    blocks, cost = Blocks(analysis, 1), FlopsCost(analysis)
+    importance = np.random.default_rng(0).random(blocks.total)
+    price = lambda sel: float(cost(blocks.fractions(sel)))  # noqa: E731
+    budget = 0.5 * float(cost())
+    selection, log = meet_measured(lambda aim: select(blocks, importance, cost, aim), price,
+                                   lambda sel: 1.12 * price(sel), budget, rounds=4)
+    assert log.rounds[0]["measured"] > budget  # the plan the prediction chose is too slow on the device
+    assert log.met and 1.12 * price(selection) == log.to_dict()["ms"] <= budget
+    assert log.to_dict()["ms"] == max(r["measured"] for r in log.rounds if r["measured"] <= budget)
+    # a budget below the smallest plan: the search ends at the fastest plan, and says it missed
+    _, floor = meet_measured(lambda aim: select(blocks, importance, cost, aim), price,
+                             lambda sel: 1.12 * price(sel), 1e-6, rounds=4)
+    assert not floor.met and len(floor.rounds) <= 2
+
+
 def test_latency_cost_rebrackets_when_a_width_leaves_its_cell(tiny_profile):
     """The fast path caches each layer's measured bracket by grid cell: moving a width to
     another cell must price as a fresh cost model does, values and slopes."""

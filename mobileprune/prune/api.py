@@ -2,11 +2,13 @@
 
 Order of work, so that bad input changes nothing: analyse, price, check the budget and the
 output directory, then train (checkpointing into OUT/checkpoint.pt, resumed when the same run
-is started again), select, slim (checked equal to the masked model), save, report.
+is started again), select (and, with measured rounds, measure on the device and select again:
+measured.py), slim (checked equal to the masked model), save, report.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -21,7 +23,8 @@ from ..cost import FlopsCost, LatencyCost, MemoryCost
 from ..devices import runtimes
 from ..devices.identity import compare, host_identity
 from ..devices.profile import DeviceProfile
-from ..devices.profiler import on_demand
+from ..devices.profiler import cache_dir, measure_model, on_demand
+from ..devices.reference import speed_reference
 from ..errors import MobilepruneError
 from ..graph import Analysis
 from ..plan import PrunePlan
@@ -30,6 +33,7 @@ from .blocks import Blocks
 from .budget import Budget, resolve
 from .context import Context
 from .loop import TrainConfig
+from .measured import meet_measured
 from .methods import METHODS, TRAINED
 from .select import select, smallest
 
@@ -76,7 +80,8 @@ def default_loss(output, target):
 def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%", cost: str = "latency",
           profile=None, method: str = "fisher", block: int | None = None, steps: int = 100,
           out=None, spec=None, batch_size: int = 32, lr: float = 1e-4, seed: int = 0, show: bool = True,
-          options: dict | None = None, checkpoint_every: int = 25, device=None) -> PruneResult:
+          options: dict | None = None, checkpoint_every: int = 25, device=None, measured_rounds: int = 0,
+          measure_processes: int = 3) -> PruneResult:
     """Prune ``model`` to ``budget`` and slim it.
 
     ``data``: a training Dataset of (input, target), or a DataSplits (its train split is used);
@@ -88,6 +93,9 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     the cost fisher divides by when it is not the budget's, or "none"; "grouping": False for
     fisher's importance without the coupled places summed). ``device``: a Runner of the
     profile's device: layer widths the profile lacks are measured on it and added to the profile.
+    ``measured_rounds`` (latency budgets, with ``device``): up to this many plans are lowered and
+    measured on the device (``measure_processes`` fresh processes each), the selection made
+    again from the same importance until one measures at or just under the budget (measured.py).
     """
     from ..storage import save, spec_of
 
@@ -118,6 +126,9 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
         original = float(cost_model())
         least = float(cost_model(blocks.fractions(smallest(blocks))))
     the_budget = resolve(budget, cost_model.unit, original, least)
+    if measured_rounds and (cost != "latency" or device is None):
+        raise PruneError("measured rounds measure the plan's latency on the profile's device: they need a "
+                         "latency budget and a device (--device host)")
     if out is not None and (out / "model.json").exists():
         raise PruneError(f"{out} already holds a saved model: choose another --out (nothing was changed)")
 
@@ -134,12 +145,25 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
                   out / CHECKPOINT if out is not None and method in TRAINED else None, run_key, show, options,
                   saving_cost)
     outcome = METHODS[method](ctx)
-    selection = outcome.selection if outcome.selection is not None else \
-        select(blocks, outcome.importance, cost_model, the_budget.value)
+    reselect = _reselect(method, outcome, ctx, the_budget)
+    selection = reselect(the_budget.value)
+    rounds = None
+    if measured_rounds:
+        runtime = runtimes.get(profile.meta.runtime)
+        reference = speed_reference(profile.meta, cache_dir(runtime))
+
+        def measure(sel: dict) -> float:
+            model = slim(work, analysis, blocks.plan(sel)).eval()
+            return measure_model(model, tuple(example_inputs), device, runtime, profile.meta.threads,
+                                 processes=measure_processes, reference=reference)["ms"]
+
+        selection, rounds = meet_measured(reselect, ctx.price, measure, the_budget.value, measured_rounds)
     plan = blocks.plan(selection, {"method": method, "budget": the_budget.to_dict(), "cost": cost})
     slimmed = slim(work, analysis, plan).eval()
     report = _report(analysis, blocks, selection, cost_model, the_budget, method, outcome, profile, block,
                      time.perf_counter() - started)
+    if rounds is not None:
+        report["measured"] = rounds.to_dict()
     result = PruneResult(slimmed, plan, report, analysis)
     if out is not None:
         save(out, spec, plan, slimmed, [tuple(x.shape) for x in example_inputs])
@@ -147,6 +171,16 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
         (out / CHECKPOINT).unlink(missing_ok=True)
         result.path = out
     return result
+
+
+def _reselect(method: str, outcome, ctx: Context, budget: Budget):
+    """aim -> the method's selection for that predicted budget, without training again: from
+    the learned importance, or (uniform scaling, which has none) by the method itself."""
+    if outcome.importance is not None:
+        return lambda aim: select(ctx.blocks, outcome.importance, ctx.cost, aim)
+    if method in TRAINED:
+        raise AssertionError(f"{method} returned no importance")
+    return lambda aim: METHODS[method](dataclasses.replace(ctx, budget=dataclasses.replace(budget, value=aim))).selection
 
 
 def _nothing_to_prune(analysis: Analysis, block: int) -> str:
