@@ -289,6 +289,10 @@ class Measured:
     def __init__(self, here) -> None:
         self.here, self.cache = here, {}
 
+    def remember(self, model: torch.nn.Module, shape, ms: float) -> None:
+        """A latency measured elsewhere the same way (mp.prune's measured rounds)."""
+        self.cache[(tuple(shape), signature(model))] = ms
+
     def __call__(self, model: torch.nn.Module, shape) -> float:
         key = (tuple(shape), signature(model))
         if key not in self.cache:
@@ -320,7 +324,7 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
     steps = total - result.report["method_info"].get("steps", args.prune_steps) if method in OURS else total
     rounds = result.report.get("measured", {}).get("rounds", [])
     if rounds:  # measured as Measured measures (same processes, same reference): not again
-        measure.cache[(tuple(shape), signature(result.model))] = result.report["measured"]["ms"]
+        measure.remember(result.model, shape, result.report["measured"]["ms"])
     return Pruned(spec, share, contender.label, seed, result.model, steps, reached=result.report.get(
                   "measured", {}).get("met", True), note=f"predicted {result.report['predicted']['after']:.3f} ms" +
                   (f" ({len(rounds)} plan(s) measured: "

@@ -16,8 +16,7 @@ from .cost import LatencyCost, fractions_from_plan
 from .devices import runtimes
 from .devices.identity import compare, host_identity
 from .devices.profile import DeviceProfile, ProfileError, profile_command
-from .devices.profiler import cache_dir, measure_model, on_demand
-from .devices.reference import speed_reference
+from .devices.profiler import measure_for_profile, on_demand
 from .graph import Analysis
 from .plan import PrunePlan
 from .slim import analyze
@@ -84,8 +83,6 @@ def predict(ref: ModelRef, profile: DeviceProfile, runner=None, measure: bool = 
             raise ValueError("measure=True needs a runner")
         # Timed in turns with the profile's speed reference: comparable with the prediction even
         # when the device's speed has drifted since profiling (devices/reference.py).
-        runtime = runtimes.get(profile.meta.runtime)
-        m = measure_model(ref.model, ref.example_inputs, runner, runtime, profile.meta.threads,
-                          reference=speed_reference(profile.meta, cache_dir(runtime)))
+        m = measure_for_profile(ref.model, ref.example_inputs, runner, profile.meta)
         result.update(measured_ms=m["ms"], measurement=m, error_pct=100 * (predicted - m["ms"]) / m["ms"])
     return result

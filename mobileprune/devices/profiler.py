@@ -207,6 +207,16 @@ def measure_model(model, inputs, runner: Runner, runtime: Runtime, threads: int 
         return measure_artifact(runner, path, threads, processes, repeats, reference=reference)
 
 
+def measure_for_profile(model, inputs, runner: Runner, meta: ProfileMeta, processes: int = 5,
+                        repeats: int = 50) -> dict:
+    """``model`` lowered to the profile's runtime and measured on ``runner`` at the profile's
+    threads, speed-normalised against the profile's reference: its ``ms`` is comparable with the
+    profile's predictions."""
+    runtime = runtimes.get(meta.runtime)
+    return measure_model(model, inputs, runner, runtime, meta.threads, repeats, processes,
+                         reference=speed_reference(meta, cache_dir(runtime)))
+
+
 def on_demand(profile: DeviceProfile, runner: Runner, threads: int = 1, repeats: int = 50):
     """A LatencyCost ``measure`` callback: measure missing rows on ``runner``'s device and append
     them to the profile. Refused at once when the runner's device is not the profile's."""

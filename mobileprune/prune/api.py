@@ -23,8 +23,7 @@ from ..cost import FlopsCost, LatencyCost, MemoryCost
 from ..devices import runtimes
 from ..devices.identity import compare, host_identity
 from ..devices.profile import DeviceProfile
-from ..devices.profiler import cache_dir, measure_model, on_demand
-from ..devices.reference import speed_reference
+from ..devices.profiler import measure_for_profile, on_demand
 from ..errors import MobilepruneError
 from ..graph import Analysis
 from ..plan import PrunePlan
@@ -146,18 +145,15 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
                   saving_cost)
     outcome = METHODS[method](ctx)
     reselect = _reselect(method, outcome, ctx, the_budget)
-    selection = reselect(the_budget.value)
     rounds = None
     if measured_rounds:
-        runtime = runtimes.get(profile.meta.runtime)
-        reference = speed_reference(profile.meta, cache_dir(runtime))
-
         def measure(sel: dict) -> float:
             model = slim(work, analysis, blocks.plan(sel)).eval()
-            return measure_model(model, tuple(example_inputs), device, runtime, profile.meta.threads,
-                                 processes=measure_processes, reference=reference)["ms"]
+            return measure_for_profile(model, tuple(example_inputs), device, profile.meta, measure_processes)["ms"]
 
         selection, rounds = meet_measured(reselect, ctx.price, measure, the_budget.value, measured_rounds)
+    else:
+        selection = reselect(the_budget.value)
     plan = blocks.plan(selection, {"method": method, "budget": the_budget.to_dict(), "cost": cost})
     slimmed = slim(work, analysis, plan).eval()
     report = _report(analysis, blocks, selection, cost_model, the_budget, method, outcome, profile, block,

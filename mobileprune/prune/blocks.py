@@ -35,6 +35,13 @@ class GroupBlocks:
         return self.spans[-1][1] - self.spans[-1][0] < self.step
 
     @property
+    def tail_alone(self) -> bool:
+        """A tail in a group of one full block (24 channels at block 16): it is the one thing
+        the group can lose, so it is removed on its own; any other tail goes with the group's
+        first removed full block."""
+        return self.tail and self.full_blocks == 1
+
+    @property
     def full_blocks(self) -> int:
         return self.n - int(self.tail)
 

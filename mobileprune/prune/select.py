@@ -38,7 +38,7 @@ def removal_order(blocks: Blocks, importance: np.ndarray) -> list[tuple[int, int
         for b in range(gb.full_blocks):
             if b != keep_last[gb.group.id]:
                 order.append((float(importance[o + b]), o + b, gb.group.id, b))
-        if gb.tail and gb.full_blocks == 1:
+        if gb.tail_alone:
             order.append((float(importance[o + gb.n - 1]), o + gb.n - 1, gb.group.id, gb.n - 1))
     order.sort()
     return [(gid, b) for _, _, gid, b in order]

@@ -46,9 +46,9 @@ class Fisher:
         self.total = torch.zeros(self.blocks.total, dtype=torch.float64)  # over the whole run
         self.steps_seen = 0
         # Tails that go along with their group's first removed block (removal_order does not
-        # list them; it lists the tail of a group of one full block, which goes on its own).
+        # list them; a tail alone is listed and goes on its own).
         self.tails = {self.blocks.offsets[gb.group.id] + gb.n - 1 for gb in self.blocks.groups
-                      if gb.tail and gb.full_blocks > 1}
+                      if gb.tail and not gb.tail_alone}
         self._masks: list[torch.Tensor] = []
         self.needed = self._still_needed()
         self.interval = interval or max(1, min(25, ctx.train.steps // max(1, self.needed)))
