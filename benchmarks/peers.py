@@ -12,8 +12,13 @@ original's measured .pte latency on this machine), the contenders are:
   with group L2 magnitude and with group Taylor importance, ``round_to`` = our block, the
   pruning ratio bisected until the exported .pte's *measured* latency meets the budget; one
   shot from the trained weights;
-- uniform: the one width share that meets the budget (measured rounds as ours), trained from
-  scratch.
+- uniform: the one width share that meets the budget (measured rounds as ours), its
+  architecture freshly initialised (at its own width) and trained from scratch; the plan does
+  not depend on the seed, so it is searched once per budget and each seed initialises it anew;
+- ours again at Torch-Pruning's latency (--match, default fisher): Torch-Pruning's ratio often
+  cannot land near the budget (its latency jumps with the ratio), so where its measured latency
+  is more than 5% from the budget, ours are pruned again with *its* measured latency as the
+  budget: the row "fisher @ tp-magnitude" is the comparison at equal measured latency.
 Every contender then trains for the same number of steps in all (--prune-steps +
 --finetune-steps; one-shot and from-scratch contenders train for both), twice: without a
 teacher, and with our hierarchical distillation (the original, then its larger trained
@@ -22,7 +27,8 @@ sibling, half the steps each) — the same fine-tuning for every contender.
 Printed: one table per net and budget: method, KD or not, the .pte's measured latency (1
 thread, normalised to the profile's speed, as latency_truth measures it; mean over the seeds'
 architectures), MACs and parameters (Torch-Pruning's counter, for everyone alike), top-1 on the
-test split (mean +- half the range over --seeds).
+test split (mean +- half the range over --seeds); then the issue's target, per KD mode: ours
+against Torch-Pruning and against uniform at equal measured latency, met or not.
 
 No latency is measured while something else runs: pruning and measuring (each distinct
 architecture once) happen in this process, and only then the fine-tunings, in --workers
@@ -46,13 +52,16 @@ from measured import from_scratch, reachable_block, this_machine
 import mobileprune as mp
 from mobileprune import fashion
 from mobileprune.data import load_data, top1
+from mobileprune.prune.measured import CLOSE
 from mobileprune.spec import build, default_input_shape
 
 OURS = ("gates", "fisher")
 TORCH_PRUNING = ("tp-magnitude", "tp-taylor")
 CONTENDERS = (*OURS, *TORCH_PRUNING, "uniform")
+MATCHED = "tp-magnitude"  # the Torch-Pruning contender whose measured latency ours are pruned to again
 TAYLOR_BATCHES = 4  # batches whose loss gradient Torch-Pruning's Taylor importance reads
 KD_MODES = ("no KD", "KD")
+TARGETS = {"tp": 0.005, "uniform": 0.01}  # the issue's margins of top-1 at equal measured latency
 
 
 @dataclass(frozen=True)
@@ -215,13 +224,18 @@ def main(argv=None) -> list[dict]:
     add_arguments(parser)
     parser.add_argument("--methods", nargs="*", default=list(CONTENDERS), choices=CONTENDERS)
     parser.add_argument("--no-ablations", action="store_true", help="the side-by-side tables only")
+    parser.add_argument("--match", nargs="*", default=["fisher"], choices=OURS,
+                        help=f"ours pruned again to {MATCHED}'s measured latency where it is more than "
+                             f"{100 * CLOSE:g}%% from the budget (the comparison at equal latency)")
     args = settle(parser.parse_args(argv))
     started = time.perf_counter()
     here = this_machine(args.profile, args.processes, "peers", args.threads)
     measure = Measured(here)
     contenders = [Contender(m, m) for m in args.methods]
-    pruned, budgets = run(contenders, args.specs, args.shares, KD_MODES, args, here, measure)
+    match = args.match if {MATCHED, *args.match} <= set(args.methods) else []
+    pruned, budgets = run(contenders, args.specs, args.shares, KD_MODES, args, here, measure, match)
     rows = table(pruned, budgets, contenders, KD_MODES, args)
+    targets(rows)
     if not args.no_ablations:
         from ablations import ablations
         rows += ablations(args, here, measure, pruned)
@@ -229,12 +243,14 @@ def main(argv=None) -> list[dict]:
     return rows
 
 
-def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measure) -> tuple[list, dict]:
+def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measure, match=()) -> tuple[list, dict]:
     """Prune with every contender and measure every distinct architecture (this process, alone),
-    then fine-tune each pruned net in every KD mode (--workers processes)."""
+    then fine-tune each pruned net in every KD mode (--workers processes). ``match``: our
+    methods pruned again to MATCHED's measured latency where it is off the budget."""
     started = time.perf_counter()
     pruned: list[Pruned] = []
     budgets: dict[tuple, dict] = {}
+    plans: dict = {}  # seed-independent plans (uniform's), searched once per net and budget
     for spec in specs:
         shape = default_input_shape(spec)
         data = load_data("fashion-mnist", shape)
@@ -249,15 +265,25 @@ def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measur
             print(f"  budget {100 * share:g}%: {share * original_ms:.3f} ms; block {block}" +
                   (f" (the profile's {here.profile.meta.block} cannot reach it)" if block != here.profile.meta.block
                    else ""), flush=True)
+            def prune_measured(contender: Contender, seed: int, budget_ms: float) -> Pruned:
+                torch.manual_seed(seed)
+                entry = prune_one(contender, seed, spec, share, original, shape, data, budget_ms,
+                                  contender.block or block, here, measure, args, plans)
+                entry.measured_ms = measure(entry.model, shape)
+                print(f"    {contender.label:22s} seed {seed}: {entry.note}, measured {entry.measured_ms:.3f} ms",
+                      flush=True)
+                return entry
+
             for contender in contenders:
                 for seed in range(args.seeds):
-                    torch.manual_seed(seed)
-                    entry = prune_one(contender, seed, spec, share, original, shape, data, share * original_ms,
-                                      contender.block or block, here, measure, args)
-                    entry.measured_ms = measure(entry.model, shape)
-                    pruned.append(entry)
-                    print(f"    {contender.label:22s} seed {seed}: {entry.note}, measured {entry.measured_ms:.3f} ms",
-                          flush=True)
+                    pruned.append(prune_measured(contender, seed, share * original_ms))
+            # Equal latency with Torch-Pruning where its ratio could not land near the budget.
+            theirs = [p for p in pruned if (p.spec, p.share, p.method) == (spec, share, MATCHED)]
+            for method in match:
+                for p in theirs:
+                    if abs(p.measured_ms / (share * original_ms) - 1) > CLOSE:
+                        pruned.append(prune_measured(Contender(f"{method} @ {MATCHED}", method), p.seed,
+                                                     p.measured_ms))
     print(f"pruned and measured in {time.perf_counter() - started:.0f} s; fine-tuning "
           f"{len(kd_modes) * len(pruned)} nets in {args.workers} process(es)", flush=True)
     # One task per net, seed and KD mode: every contender of it, at every budget, in one process.
@@ -301,10 +327,16 @@ class Measured:
 
 
 def prune_one(contender: Contender, seed, spec, share, original, shape, data, budget_ms, block, here, measure,
-              args) -> Pruned:
-    """One contender's pruned net, with the training steps it has left."""
+              args, plans: dict) -> Pruned:
+    """One contender's pruned net, with the training steps it has left. ``plans``: uniform's
+    plan for a net and budget, which no seed changes (searched and measured once)."""
     total = args.prune_steps + args.finetune_steps
     method = contender.method
+    key = (spec, budget_ms, block, contender.label)
+    if method == "uniform" and key in plans:  # the same architecture, initialised for this seed
+        first = plans[key]
+        return Pruned(spec, share, contender.label, seed, from_scratch(first.model), total,
+                      f"the plan of seed {first.seed} (uniform's plan does not depend on the seed)", first.reached)
     if method in TORCH_PRUNING:
         ratio, model, _ = search_ratio(
             lambda r: tp_prune(original, method, r, block, shape, data, seed, args.batch_size),
@@ -325,10 +357,16 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
     rounds = result.report.get("measured", {}).get("rounds", [])
     if rounds:  # measured as Measured measures (same processes, same reference): not again
         measure.remember(result.model, shape, result.report["measured"]["ms"])
-    return Pruned(spec, share, contender.label, seed, result.model, steps, reached=result.report.get(
-                  "measured", {}).get("met", True), note=f"predicted {result.report['predicted']['after']:.3f} ms" +
-                  (f" ({len(rounds)} plan(s) measured: "
-                   + ", ".join(f"{r['measured']:.3f}" for r in rounds) + " ms)" if rounds else ""))
+    # Uniform trains from scratch: its architecture initialised at its own width (a slice of a
+    # full-width initialisation would keep the full width's fan-in scale).
+    model = from_scratch(result.model) if method == "uniform" else result.model
+    entry = Pruned(spec, share, contender.label, seed, model, steps, reached=result.report.get(
+                   "measured", {}).get("met", True), note=f"predicted {result.report['predicted']['after']:.3f} ms" +
+                   (f" ({len(rounds)} plan(s) measured: "
+                    + ", ".join(f"{r['measured']:.3f}" for r in rounds) + " ms)" if rounds else ""))
+    if method == "uniform":
+        plans[key] = entry
+    return entry
 
 
 # ---- fine-tuning workers ------------------------------------------------------------------------
@@ -391,8 +429,9 @@ def table(pruned: list[Pruned], budgets: dict, contenders: list[Contender], kd_m
               f"{args.prune_steps}+{args.finetune_steps} steps of batch {args.batch_size} for every contender")
         print(f"{'method':22s} {'KD':5s} {'measured ms':>11s} {'of budget':>9s} {'M MACs':>7s} {'k params':>8s} "
               f"{'top-1 %':>15s}")
-        for contender in contenders:
-            entries = [p for p in pruned if (p.spec, p.share, p.method) == (spec, share, contender.label)]
+        labels = [c.label for c in contenders] + [p.method for p in pruned]  # then the matched rows
+        for label in dict.fromkeys(labels):
+            entries = [p for p in pruned if (p.spec, p.share, p.method) == (spec, share, label)]
             if not entries:
                 continue
             ms = statistics.mean(p.measured_ms for p in entries)
@@ -401,13 +440,43 @@ def table(pruned: list[Pruned], budgets: dict, contenders: list[Contender], kd_m
             for kd in kd_modes:
                 scores = [p.top1[kd] for p in entries]
                 mean, spread = statistics.mean(scores), (max(scores) - min(scores)) / 2
-                rows.append({"spec": spec, "share": share, "method": contender.label, "kd": kd, "measured_ms": ms,
+                rows.append({"spec": spec, "share": share, "method": label, "kd": kd, "measured_ms": ms,
                              "budget_ms": b["budget_ms"], "macs": macs, "params": params, "top1_mean": mean,
                              "top1_spread": spread, "seeds": len(scores), "reached": all(p.reached for p in entries)})
-                print(f"{contender.label:22s} {kd:5s} {ms:11.3f} {100 * ms / b['budget_ms']:8.1f}% "
+                print(f"{label:22s} {kd:5s} {ms:11.3f} {100 * ms / b['budget_ms']:8.1f}% "
                       f"{macs / 1e6:7.2f} {params / 1e3:8.1f} {100 * mean:8.2f} +- {100 * spread:4.2f}"
-                      + ("" if rows[-1]["reached"] else "  (cannot reach the budget)"))
+                      + ("" if rows[-1]["reached"] else "  (cannot reach the budget)" if " @ " not in label
+                         else f"  (cannot reach {label.split(' @ ')[1]}'s latency)"))
     return rows
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """The issue's target, per net, budget and KD mode: our best row at or under a contender's
+    measured latency (+ CLOSE, the measured rounds' tolerance) against that contender's best
+    row, by at least TARGETS' margin. Printed met or not; returned for the tests."""
+    verdicts = []
+    for spec, share, kd in dict.fromkeys((r["spec"], r["share"], r["kd"]) for r in rows):
+        here = [r for r in rows if (r["spec"], r["share"], r["kd"]) == (spec, share, kd)]
+        ours = [r for r in here if r["method"].split(" @ ")[0] in OURS]
+        print(f"\ntarget, {spec} at {100 * share:g}%, {kd}:")
+        for against, methods in (("tp", TORCH_PRUNING), ("uniform", ("uniform",))):
+            theirs = [r for r in here if r["method"] in methods]
+            if not theirs or not ours:
+                continue
+            best = max(theirs, key=lambda r: r["top1_mean"])
+            fair = [r for r in ours if r["measured_ms"] <= best["measured_ms"] * (1 + CLOSE)]
+            if not fair:
+                print(f"  vs {best['method']}: no row of ours at or under its {best['measured_ms']:.3f} ms")
+                continue
+            mine = max(fair, key=lambda r: r["top1_mean"])
+            gain = mine["top1_mean"] - best["top1_mean"]
+            met = gain >= TARGETS[against]
+            verdicts.append({"spec": spec, "share": share, "kd": kd, "against": best["method"], "ours": mine["method"],
+                             "gain": gain, "met": met})
+            print(f"  {mine['method']} {100 * mine['top1_mean']:.2f}% at {mine['measured_ms']:.3f} ms vs "
+                  f"{best['method']} {100 * best['top1_mean']:.2f}% at {best['measured_ms']:.3f} ms: "
+                  f"{100 * gain:+.2f} points (target {100 * TARGETS[against]:+g}): {'met' if met else 'NOT met'}")
+    return verdicts
 
 
 if __name__ == "__main__":
