@@ -178,8 +178,7 @@ def add_arguments(parser) -> None:
     # Short defaults meant for the 90 minutes on 2 cores, not yet enough (docs/results.md): on an
     # Intel Xeon VM the 50% half of both nets, without ablations, took 62 min; on an AMD EPYC VM
     # of family 25 model 1 (2.3x slower .pte latency) mobilenet_w1 alone at both budgets took
-    # 30 min to prune and measure (each .pte lowering ~23 s) before its fine-tunings, 52 min
-    # with 3 measured rounds for ours and uniform.
+    # 40-70 min by the day (3 measured rounds, the matched rows; a warm lowering ~12 s).
     parser.add_argument("--prune-steps", type=int, default=40)
     parser.add_argument("--finetune-steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
