@@ -144,3 +144,35 @@ def test_cli_prunes_then_finetunes_with_a_teacher(tmp_path):
     assert main(["finetune", str(pruned), "--teacher", "fashion:resnet_w1.5", "--data", "fashion-mnist",
                  "--out", str(tmp_path / "bad")]) == 2  # no trained weights here: would teach noise
     assert not (tmp_path / "bad").exists()
+
+
+def test_batchnorm_statistics_are_those_of_the_weights_it_ends_with():
+    """A short fine-tuning leaves BatchNorm's running averages mostly what they were before it
+    (momentum 0.1): eval mode then normalises with statistics of other weights. With
+    ``bn_batches`` they are re-estimated on training batches of the final weights: close to the
+    whole training split's statistics, where without it a stale average stays."""
+    sys.path.insert(0, str(JOB.parent))
+    import finetune_job
+
+    from mobileprune.finetune import finetune
+
+    data = finetune_job.data()
+
+    def tuned(bn_batches: int) -> nn.Module:
+        student = finetune_job.net(8, 3)
+        student[1].running_mean.fill_(5.0)  # stale statistics, as after pruning
+        student[1].running_var.fill_(100.0)
+        return finetune(student, data, [], batch_size=16, steps_per_epoch=3, bn_batches=bn_batches, seed=0,
+                        show=False).model
+
+    def truth(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            features = model[0](data.train.tensors[0])  # what the BatchNorm normalises
+        return features.mean((0, 2, 3)), features.var((0, 2, 3))
+
+    fresh, stale = tuned(8), tuned(0)
+    mean, var = truth(fresh)
+    assert torch.allclose(fresh[1].running_mean, mean, atol=0.05 * float(var.sqrt().max()))
+    assert torch.allclose(fresh[1].running_var, var, rtol=0.2)
+    mean, var = truth(stale)
+    assert not torch.allclose(stale[1].running_mean, mean, atol=1.0)  # still mostly the planted 5.0

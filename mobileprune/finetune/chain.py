@@ -3,8 +3,10 @@
 One stage per teacher, in order (e.g. the unpruned original, then a larger sibling), each for
 ``epochs_per_teacher`` epochs of loss = cross-entropy + ``kd_weight`` x KD(teacher); no teachers
 is plain fine-tuning (one stage of cross-entropy). Adam with an exponentially decaying learning
-rate; after every epoch the held-out split is scored and a stage stops early when it has not
-improved for ``patience`` epochs, keeping its best weights for the next stage.
+rate; after every epoch the BatchNorm running statistics are re-estimated on ``bn_batches``
+training batches (batchnorm.py: a short fine-tuning leaves them stale), then the held-out split
+is scored and a stage stops early when it has not improved for ``patience`` epochs, keeping its
+best weights for the next stage.
 
 Everything runs in prune/loop.py's loop (one loop in the codebase), so the same call runs under
 torchrun with DistributedDataParallel. A checkpoint is written after every epoch and every stage
@@ -27,6 +29,7 @@ from torch import nn
 from ..data import DataSplits, top1
 from ..errors import MobilepruneError
 from ..prune.loop import TrainConfig, rank_and_world, save_checkpoint, train
+from .batchnorm import reestimate_batchnorm
 from .distill import Distillation
 
 STATE = "finetune-state.pt"
@@ -61,11 +64,13 @@ def check_teachers(student: nn.Module, teachers: list, names: list, example: tor
 def finetune(student: nn.Module, data: DataSplits, teachers: list = (), teacher_names: list | None = None,
              epochs_per_teacher: int = 1, kd_weight: float = 5.0, temperature: float = 4.0, batch_size: int = 64,
              lr: float = 1e-3, decay: float = 0.9, patience: int = 2, steps_per_epoch: int | None = None,
-             eval_images: int | None = None, seed: int = 0, freeze_bn: bool = False, out=None, show: bool = True,
-             device: str = "auto", log=print) -> FinetuneResult:
+             eval_images: int | None = None, seed: int = 0, freeze_bn: bool = False, bn_batches: int = 16,
+             out=None, show: bool = True, device: str = "auto", log=print) -> FinetuneResult:
     """Fine-tune ``student`` in place along ``teachers`` (nn.Modules, smallest first; [] = no
     teacher). ``steps_per_epoch`` shortens an epoch (default: the whole training split);
-    ``out``: where checkpoints go (resumed from when present). Returns the model, the per-epoch
+    ``out``: where checkpoints go (resumed from when present). ``bn_batches``: training batches
+    the BatchNorm statistics are re-estimated on after every epoch (0: kept as training left
+    them; never with ``freeze_bn``, which trains with them). Returns the model, the per-epoch
     history and a report."""
     teachers = list(teachers)
     names = list(teacher_names or [type(t).__name__ for t in teachers])
@@ -79,7 +84,7 @@ def finetune(student: nn.Module, data: DataSplits, teachers: list = (), teacher_
     key = {"stages": [name for _, name in stages], "epochs": epochs_per_teacher, "kd_weight": kd_weight,
            "temperature": temperature, "batch_size": batch_size, "lr": lr, "decay": decay, "patience": patience,
            "per_epoch": per_epoch, "seed": seed, "freeze_bn": freeze_bn, "eval_images": eval_images,
-           "train_size": len(data.train)}
+           "train_size": len(data.train), "bn_batches": bn_batches}
     out = Path(out) if out is not None else None
     # The loop is driven an epoch at a time and continues from its checkpoint: without ``out``
     # the checkpoints go to a temporary directory.
@@ -102,6 +107,8 @@ def finetune(student: nn.Module, data: DataSplits, teachers: list = (), teacher_
                         show=show, stop_at=(epoch + 1) * per_epoch,
                         describe=lambda st, n=name: f"{n}: loss {st['loss']:.3f}" +
                         (f" kd {st['kd']:.3f}" if "kd" in st else ""))
+            if not freeze_bn:
+                reestimate_batchnorm(student, data.train, bn_batches, batch_size, seed + 1000 * s + epoch)
             score = top1(student, data.val, eval_images)
             row = {"stage": s, "teacher": name, "epoch": epoch + 1, "loss": ran["loss"], "val_top1": score,
                    "seconds": round(ran["seconds"], 1)}
@@ -123,7 +130,8 @@ def finetune(student: nn.Module, data: DataSplits, teachers: list = (), teacher_
     report = {"stages": [name for _, name in stages], "epochs_per_teacher": epochs_per_teacher,
               "steps_per_epoch": per_epoch, "kd_weight": kd_weight, "temperature": temperature,
               "batch_size": batch_size, "lr": lr, "decay": decay, "patience": patience, "seed": seed,
-              "processes": world, "history": state["history"], "seconds": round(time.perf_counter() - start, 1)}
+              "bn_batches": 0 if freeze_bn else bn_batches, "processes": world, "history": state["history"],
+              "seconds": round(time.perf_counter() - start, 1)}
     if out is not None and rank == 0:
         (out / "finetune.json").write_text(json.dumps(report, indent=2))
     if scratch is not None:
