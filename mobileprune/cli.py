@@ -122,6 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps-per-epoch", type=int, help="shorter epochs (default: the whole training split)")
     p.add_argument("--eval-images", type=int, help="score this many held-out images each epoch (default: all)")
     p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics as they are")
+    p.add_argument("--bn-batches", type=int, default=16, help="training batches BatchNorm's statistics are "
+                   "re-estimated on after every epoch (0: as training leaves them)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="directory for the fine-tuned model (predict, export and load "
                    "take it); a killed run started again with the same arguments resumes")
@@ -324,7 +326,8 @@ def cmd_finetune(args) -> int:
     before = top1(saved.model, data.val, args.eval_images)
     result = finetune(saved.model, data, teachers, args.teacher, args.epochs_per_teacher, args.kd_weight,
                       args.temperature, args.batch_size, args.lr, args.decay, args.patience, args.steps_per_epoch,
-                      args.eval_images, args.seed, args.freeze_bn, out=args.out, show=not args.json)
+                      args.eval_images, args.seed, args.freeze_bn, args.bn_batches, out=args.out,
+                      show=not args.json)
     report = {**result.report, "pruned": str(args.pruned), "spec": saved.meta["spec"],
               "top1": {"before": before, "after": top1(result.model, data.val, args.eval_images),
                        "split": f"{data.name} held-out", "images": min(args.eval_images or len(data.val),
