@@ -264,6 +264,7 @@ def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measur
             print(f"  budget {100 * share:g}%: {share * original_ms:.3f} ms; block {block}" +
                   (f" (the profile's {here.profile.meta.block} cannot reach it)" if block != here.profile.meta.block
                    else ""), flush=True)
+
             def prune_measured(contender: Contender, seed: int, budget_ms: float) -> Pruned:
                 torch.manual_seed(seed)
                 entry = prune_one(contender, seed, spec, share, original, shape, data, budget_ms,
