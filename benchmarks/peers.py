@@ -59,6 +59,7 @@ OURS = ("gates", "fisher")
 TORCH_PRUNING = ("tp-magnitude", "tp-taylor")
 CONTENDERS = (*OURS, *TORCH_PRUNING, "uniform")
 MATCHED = "tp-magnitude"  # the Torch-Pruning contender whose measured latency ours are pruned to again
+AT = " @ "  # a matched row's label: "fisher @ tp-magnitude"
 TAYLOR_BATCHES = 4  # batches whose loss gradient Torch-Pruning's Taylor importance reads
 KD_MODES = ("no KD", "KD")
 TARGETS = {"tp": 0.005, "uniform": 0.01}  # the issue's margins of top-1 at equal measured latency
@@ -282,7 +283,7 @@ def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measur
             for method in match:
                 for p in theirs:
                     if abs(p.measured_ms / (share * original_ms) - 1) > CLOSE:
-                        pruned.append(prune_measured(Contender(f"{method} @ {MATCHED}", method), p.seed,
+                        pruned.append(prune_measured(Contender(f"{method}{AT}{MATCHED}", method), p.seed,
                                                      p.measured_ms))
     print(f"pruned and measured in {time.perf_counter() - started:.0f} s; fine-tuning "
           f"{len(kd_modes) * len(pruned)} nets in {args.workers} process(es)", flush=True)
@@ -445,8 +446,8 @@ def table(pruned: list[Pruned], budgets: dict, contenders: list[Contender], kd_m
                              "top1_spread": spread, "seeds": len(scores), "reached": all(p.reached for p in entries)})
                 print(f"{label:22s} {kd:5s} {ms:11.3f} {100 * ms / b['budget_ms']:8.1f}% "
                       f"{macs / 1e6:7.2f} {params / 1e3:8.1f} {100 * mean:8.2f} +- {100 * spread:4.2f}"
-                      + ("" if rows[-1]["reached"] else "  (cannot reach the budget)" if " @ " not in label
-                         else f"  (cannot reach {label.split(' @ ')[1]}'s latency)"))
+                      + ("" if rows[-1]["reached"] else "  (cannot reach the budget)" if AT not in label
+                         else f"  (cannot reach {label.split(AT)[1]}'s latency)"))
     return rows
 
 
@@ -460,7 +461,7 @@ def targets(rows: list[dict]) -> list[dict]:
     verdicts = []
     for spec, share, kd in dict.fromkeys((r["spec"], r["share"], r["kd"]) for r in rows):
         here = [r for r in rows if (r["spec"], r["share"], r["kd"]) == (spec, share, kd)]
-        ours = [r for r in here if r["method"].split(" @ ")[0] in OURS]
+        ours = [r for r in here if r["method"].split(AT)[0] in OURS]
         print(f"\ntarget, {spec} at {100 * share:g}%, {kd}:")
         for against, methods in (("tp", TORCH_PRUNING), ("uniform", ("uniform",))):
             theirs = [r for r in here if r["method"] in methods]

@@ -75,7 +75,7 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
     # Torch-Pruning cannot reach this budget on the tiny net (below): fisher is pruned again to
     # its measured latency, the row at equal latency
     matched, ablated = ablated[:2], ablated[2:]
-    assert [(r["method"], r["kd"]) for r in matched] == [(f"fisher @ {peers.MATCHED}", kd) for kd in peers.KD_MODES]
+    assert [(r["method"], r["kd"]) for r in matched] == [(f"fisher{peers.AT}{peers.MATCHED}", kd) for kd in peers.KD_MODES]
     tp = next(r for r in side_by_side if r["method"] == peers.MATCHED)
     assert matched[0]["measured_ms"] <= tp["measured_ms"] * (1 + 1e-9) or not matched[0]["reached"]
     assert [r["method"] for r in ablated] == [c.label for c in ablations.ABLATIONS]
@@ -83,7 +83,7 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
         assert 0 <= r["top1_mean"] <= 1 and r["measured_ms"] > 0 and r["macs"] > 0 and r["params"] > 0
         # Torch-Pruning bisected on the measured latency; ours and uniform chosen again on it
         # (measured rounds); or the table says the budget is out of reach
-        assert r["measured_ms"] <= r["budget_ms"] * (1 + 1e-9) or not r["reached"] or " @ " in r["method"]
+        assert r["measured_ms"] <= r["budget_ms"] * (1 + 1e-9) or not r["reached"] or peers.AT in r["method"]
     out = capsys.readouterr().out
     # (Torch-Pruning keeps the tiny net's 16-channel layers whole at round_to 8, even at ratio 0.95)
     assert all(r["reached"] or "cannot reach the budget" in out for r in rows)

@@ -16,18 +16,15 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Subset
 
 
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
 def reestimate_batchnorm(model: nn.Module, dataset, batches: int, batch_size: int, seed: int) -> None:
     """Replace ``model``'s BatchNorm running statistics by their average over ``batches`` random
     training batches (seeded: every rank of a distributed run computes the same statistics).
-    The model's train/eval mode is left as it was."""
-    if batches < 1 or not has_batchnorm(model):
+    The model's train/eval mode is left as it was; a model without BatchNorm is left alone
+    (update_bn returns before any forward)."""
+    if batches < 1:
         return
     g = torch.Generator().manual_seed(seed)
     indices = torch.randint(len(dataset), (batches * batch_size,), generator=g).tolist()
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device
     with torch.no_grad():
         update_bn(DataLoader(Subset(dataset, indices), batch_size=batch_size), model, device=device)
