@@ -40,6 +40,7 @@ import argparse
 import copy
 import hashlib
 import multiprocessing
+import pickle
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -287,26 +288,7 @@ def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measur
                                                      p.measured_ms))
     print(f"pruned and measured in {time.perf_counter() - started:.0f} s; fine-tuning "
           f"{len(kd_modes) * len(pruned)} nets in {args.workers} process(es)", flush=True)
-    # One task per net, seed and KD mode: every contender of it, at every budget, in one process.
-    # Their batches are the same (the loop's batch order depends on the seed and step only), so
-    # the teachers' outputs on a batch are computed once and shared (SharedTeacher).
-    groups: dict[tuple, list] = {}
-    for i, p in enumerate(pruned):
-        for kd in kd_modes:
-            groups.setdefault((p.spec, p.seed, kd), []).append((i, p.model, p.steps))
-    # Fresh (spawned) processes: no thread pool inherited from this one. A worker that dies
-    # breaks the pool loudly (BrokenProcessPool) rather than leaving a task unanswered.
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=spawn, initializer=_worker_init, initargs=(args,)) as pool:
-        # KD tasks first: they are the longest, and a short one last keeps both workers busy.
-        ordered = sorted(groups.items(), key=lambda item: item[0][2] != "KD")
-        futures = [pool.submit(fine_tune_group, spec, nets, kd, seed, args) for (spec, seed, kd), nets in ordered]
-        for done in as_completed(futures):
-            for i, kd, score in done.result():
-                p = pruned[i]
-                p.top1[kd] = score
-                print(f"  {p.spec} {100 * p.share:g}% {p.method:22s} seed {p.seed} {kd:5s}: top-1 {100 * score:.2f}%",
-                      flush=True)
+    fine_tune_all(pruned, kd_modes, args)
     return pruned, budgets
 
 
@@ -370,7 +352,40 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
     return entry
 
 
+def fine_tune_all(pruned: list[Pruned], kd_modes, args) -> None:
+    """Every pruned net fine-tuned in every KD mode (--workers processes); top-1 into ``.top1``."""
+    # One task per net, seed and KD mode: every contender of it, at every budget, in one process.
+    # Their batches are the same (the loop's batch order depends on the seed and step only), so
+    # the teachers' outputs on a batch are computed once and shared (SharedTeacher).
+    groups: dict[tuple, list] = {}
+    for i, p in enumerate(pruned):
+        for kd in kd_modes:
+            groups.setdefault((p.spec, p.seed, kd), []).append((i, as_bytes(p.model), p.steps))
+    # Fresh (spawned) processes: no thread pool inherited from this one. A worker that dies
+    # breaks the pool loudly (BrokenProcessPool) rather than leaving a task unanswered.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=spawn, initializer=_worker_init, initargs=(args,)) as pool:
+        # KD tasks first: they are the longest, and a short one last keeps both workers busy.
+        ordered = sorted(groups.items(), key=lambda item: item[0][2] != "KD")
+        futures = [pool.submit(fine_tune_group, spec, nets, kd, seed, args) for (spec, seed, kd), nets in ordered]
+        for done in as_completed(futures):
+            for i, kd, score in done.result():
+                p = pruned[i]
+                p.top1[kd] = score
+                print(f"  {p.spec} {100 * p.share:g}% {p.method:22s} seed {p.seed} {kd:5s}: top-1 {100 * score:.2f}%",
+                      flush=True)
+
+
 # ---- fine-tuning workers ------------------------------------------------------------------------
+def as_bytes(model: torch.nn.Module) -> bytes:
+    """A net as bytes for a worker. Not the module itself: a pool passes tensors to its workers
+    through shared memory (torch's multiprocessing reductions), so a worker training in place
+    would train this process's copy, and the KD and no-KD fine-tunings of one pruned net (two
+    tasks, often at once) would train the same weights (until 2026-12-03 they did: every table
+    of peers.py before then is void). Plain pickle copies the weights into the bytes."""
+    return pickle.dumps(model)
+
+
 _DATA: dict = {}  # per worker: spec -> (data, teacher chain)
 
 
@@ -404,8 +419,9 @@ def _worker_init(args) -> None:
 
 
 def fine_tune_group(spec, nets, kd, seed, args) -> list[tuple[int, str, float]]:
-    """Each (index, pruned net, steps) of one net and seed fine-tuned in turn, in one KD mode."""
-    return [fine_tune(index, spec, model, steps, kd, seed, args) for index, model, steps in nets]
+    """Each (index, pruned net as as_bytes() gives it, steps) of one net and seed fine-tuned in turn,
+    in one KD mode."""
+    return [fine_tune(index, spec, pickle.loads(net), steps, kd, seed, args) for index, net, steps in nets]
 
 
 def fine_tune(index, spec, model, steps, kd, seed, args) -> tuple[int, str, float]:

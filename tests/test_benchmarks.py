@@ -108,6 +108,41 @@ def test_torch_pruning_ratio_search_survives_ratios_that_prune_less():
     assert ms == min(latency(r) for r in peers.RATIO_GRID) and ratio == 0.5  # out of reach: the fastest kept
 
 
+def test_each_fine_tuning_trains_its_own_copy_of_the_pruned_net():
+    """peers.py fine-tunes every pruned net twice (no KD and KD) in worker processes. A pool
+    hands tensors over in shared memory: each task must train a copy of its own (once the KD
+    task trained the very weights the no-KD task then started from), and leave the pruned net
+    here as it was. So a net's no-KD score from the pool is the one a fine-tuning alone gives."""
+    import copy
+
+    import peers
+    import torch
+
+    from mobileprune.spec import build
+
+    args = peers.settle(_peers_args("--quick"))  # one worker: the KD task runs first, then no KD
+    torch.manual_seed(0)
+    net = build(TINY).eval()
+    weights = copy.deepcopy(net.state_dict())
+    pruned = [peers.Pruned(TINY, 0.5, "uniform", 0, net, steps=3)]
+    peers.fine_tune_all(pruned, peers.KD_MODES, args)
+    assert all(torch.equal(weights[k], v) for k, v in net.state_dict().items())
+    peers._worker_init(args)
+    alone = peers.fine_tune(0, TINY, copy.deepcopy(net), 3, "no KD", 0, args)
+    assert pruned[0].top1["no KD"] == alone[2]
+    assert set(pruned[0].top1) == set(peers.KD_MODES)
+
+
+def _peers_args(*extra):
+    import argparse
+
+    import peers
+
+    parser = argparse.ArgumentParser()
+    peers.add_arguments(parser)
+    return parser.parse_args(["--profile", "unused.csv", "--specs", TINY, "--larger", TINY, *extra])
+
+
 def test_a_shared_teacher_changes_the_time_not_the_result():
     """peers.py computes a teacher's output on a batch once for every contender of a seed: the
     fine-tuned weights must be those of a run with the plain teacher, bit for bit."""

@@ -190,6 +190,26 @@ def test_measured_rounds_keep_the_slowest_plan_the_device_measures_within_the_bu
     assert result.report["predicted"]["after"] == pytest.approx(chosen["predicted"])
 
 
+def test_measured_rounds_take_a_budget_under_the_predicted_floor(tiny_profile):
+    """With measured rounds the budget is a measured latency and the floor a prediction (a device
+    faster than its table today can go under it): such a budget is aimed at from the smallest
+    plan, and the report says whether it was met. Without rounds it is refused, as before."""
+    from mobileprune.devices import HostRunner
+    from mobileprune.spec import build
+
+    model, example = build(TINY).eval(), torch.randn(1, 3, 224, 224)
+    with pytest.raises(BudgetError, match="below the smallest cost pruning can reach"):
+        mp.prune(model, example, budget="2%", profile=tiny_profile, method="uniform", spec=TINY, show=False)
+    result = mp.prune(model, example, budget="2%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
+                      device=HostRunner(), measured_rounds=2, measure_processes=1)
+    measured = result.report["measured"]
+    assert result.report["budget"]["share"] == pytest.approx(0.02)
+    assert all(sum(g["blocks_kept"]) == 1 for g in result.report["groups"])  # the smallest plan
+    assert len(measured["rounds"]) == 1  # and no smaller one to try
+    assert result.report["predicted"]["after"] > result.report["budget"]["value"]
+    assert measured["met"] == (measured["ms"] <= measured["budget"])
+
+
 def test_measured_rounds_search_on_a_device_slower_than_its_table():
     """The search alone, on a stand-in device that runs every plan 12% slower than predicted
     (FLOPs as the table): it lands the plan under the budget and keeps the slowest that is."""

@@ -124,10 +124,15 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     with torch.no_grad():
         original = float(cost_model())
         least = float(cost_model(blocks.fractions(smallest(blocks))))
-    the_budget = resolve(budget, cost_model.unit, original, least)
     if measured_rounds and (cost != "latency" or device is None):
         raise PruneError("measured rounds measure the plan's latency on the profile's device: they need a "
                          "latency budget and a device (--device host)")
+    # With measured rounds the budget is a measured latency, and the floor only the profile's
+    # prediction of the smallest plan: a device running faster than its table today can meet a
+    # budget under it. So it is not refused: the method trains towards the floor, and the
+    # rounds measure the plans from there (the report says whether the budget was met).
+    the_budget = resolve(budget, cost_model.unit, original, 0.0 if measured_rounds else least)
+    trained_to = the_budget if the_budget.value >= least else dataclasses.replace(the_budget, value=least)
     if out is not None and (out / "model.json").exists():
         raise PruneError(f"{out} already holds a saved model: choose another --out (nothing was changed)")
 
@@ -140,11 +145,11 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     normalise = options.get("normalise")  # fisher: price savings with another cost model, or "none"
     saving_cost = make_cost(normalise, analysis, profile, model_key, device, block) \
         if normalise and normalise not in (cost, "none") else None
-    ctx = Context(work, blocks, cost_model, the_budget, config, dataset, loss_fn or default_loss,
+    ctx = Context(work, blocks, cost_model, trained_to, config, dataset, loss_fn or default_loss,
                   out / CHECKPOINT if out is not None and method in TRAINED else None, run_key, show, options,
                   saving_cost)
     outcome = METHODS[method](ctx)
-    reselect = _reselect(method, outcome, ctx, the_budget)
+    reselect = _reselect(method, outcome, ctx, trained_to, least)
     rounds = None
     if measured_rounds:
         def measure(sel: dict) -> float:
@@ -169,14 +174,16 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     return result
 
 
-def _reselect(method: str, outcome, ctx: Context, budget: Budget):
+def _reselect(method: str, outcome, ctx: Context, budget: Budget, floor: float):
     """aim -> the method's selection for that predicted budget, without training again: from
-    the learned importance, or (uniform scaling, which has none) by the method itself."""
+    the learned importance, or (uniform scaling, which has none) by the method itself. An aim
+    under the predicted ``floor`` (measured rounds on a fast device) selects the smallest plan."""
     if outcome.importance is not None:
-        return lambda aim: select(ctx.blocks, outcome.importance, ctx.cost, aim)
+        return lambda aim: select(ctx.blocks, outcome.importance, ctx.cost, max(aim, floor))
     if method in TRAINED:
         raise AssertionError(f"{method} returned no importance")
-    return lambda aim: METHODS[method](dataclasses.replace(ctx, budget=dataclasses.replace(budget, value=aim))).selection
+    return lambda aim: METHODS[method](dataclasses.replace(
+        ctx, budget=dataclasses.replace(budget, value=max(aim, floor)))).selection
 
 
 def _nothing_to_prune(analysis: Analysis, block: int) -> str:
