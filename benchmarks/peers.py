@@ -419,7 +419,7 @@ def _worker_init(args) -> None:
 
 
 def fine_tune_group(spec, nets, kd, seed, args) -> list[tuple[int, str, float]]:
-    """Each (index, pruned net as as_bytes() gives it, steps) of one net and seed fine-tuned in turn,
+    """Each (index, pruned net in as_bytes() form, steps) of one net and seed fine-tuned in turn,
     in one KD mode."""
     return [fine_tune(index, spec, pickle.loads(net), steps, kd, seed, args) for index, net, steps in nets]
 

@@ -132,7 +132,7 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     # budget under it. So it is not refused: the method trains towards the floor, and the
     # rounds measure the plans from there (the report says whether the budget was met).
     the_budget = resolve(budget, cost_model.unit, original, 0.0 if measured_rounds else least)
-    trained_to = the_budget if the_budget.value >= least else dataclasses.replace(the_budget, value=least)
+    trained_to = dataclasses.replace(the_budget, value=max(the_budget.value, least))
     if out is not None and (out / "model.json").exists():
         raise PruneError(f"{out} already holds a saved model: choose another --out (nothing was changed)")
 
@@ -149,7 +149,7 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
                   out / CHECKPOINT if out is not None and method in TRAINED else None, run_key, show, options,
                   saving_cost)
     outcome = METHODS[method](ctx)
-    reselect = _reselect(method, outcome, ctx, trained_to, least)
+    reselect = _reselect(method, outcome, ctx, trained_to)
     rounds = None
     if measured_rounds:
         def measure(sel: dict) -> float:
@@ -174,16 +174,15 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     return result
 
 
-def _reselect(method: str, outcome, ctx: Context, budget: Budget, floor: float):
+def _reselect(method: str, outcome, ctx: Context, budget: Budget):
     """aim -> the method's selection for that predicted budget, without training again: from
-    the learned importance, or (uniform scaling, which has none) by the method itself. An aim
-    under the predicted ``floor`` (measured rounds on a fast device) selects the smallest plan."""
+    the learned importance, or (uniform scaling, which has none) by the method itself. Both
+    give the smallest plan for an aim under the floor (measured rounds on a fast device)."""
     if outcome.importance is not None:
-        return lambda aim: select(ctx.blocks, outcome.importance, ctx.cost, max(aim, floor))
+        return lambda aim: select(ctx.blocks, outcome.importance, ctx.cost, aim)
     if method in TRAINED:
         raise AssertionError(f"{method} returned no importance")
-    return lambda aim: METHODS[method](dataclasses.replace(
-        ctx, budget=dataclasses.replace(budget, value=max(aim, floor)))).selection
+    return lambda aim: METHODS[method](dataclasses.replace(ctx, budget=dataclasses.replace(budget, value=aim))).selection
 
 
 def _nothing_to_prune(analysis: Analysis, block: int) -> str:

@@ -47,7 +47,7 @@ def removal_order(blocks: Blocks, importance: np.ndarray) -> list[tuple[int, int
 def trim(blocks: Blocks, importance: np.ndarray, cost, budget: float) -> tuple[dict, int]:
     """Step 1: the shortest prefix of the removal order that meets the budget, and its length."""
     order = removal_order(blocks, np.asarray(importance, dtype=np.float64))
-    lo, hi = 0, len(order)  # cost(hi blocks removed) <= budget: the caller checked smallest()
+    lo, hi = 0, len(order)  # all removable blocks gone: the smallest plan, kept when nothing meets the budget
     if _price(blocks, cost, _without(blocks, order, 0)) <= budget:
         return _without(blocks, order, 0), 0
     while hi - lo > 1:

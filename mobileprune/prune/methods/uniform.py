@@ -20,7 +20,7 @@ def selection_at(ctx: Context, share: float) -> dict:
 
 
 def run(ctx: Context) -> Outcome:
-    lo, hi = 0.0, 1.0  # the budget check guarantees share 0 (one block per group) fits
+    lo, hi = 0.0, 1.0  # share 0 (one block per group) is the floor, kept when no share fits
     for _ in range(40):
         mid = (lo + hi) / 2
         if ctx.price(selection_at(ctx, mid)) <= ctx.budget.value:
