@@ -9,11 +9,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mobileprune.devices import HostRunner
 from mobileprune.devices.identity import DeviceIdentity, compare, host_identity, legacy_identity
-from mobileprune.devices.profile import DeviceProfile, ProfileError, ProfileMeta, ProfileWriter, default_profile_path
+from mobileprune.devices.profile import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter, default_profile_path
 
 TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
 OTHER = DeviceIdentity("host", {"cpu": "Imaginary CPU 9000", "arch": "x86_64", "isa": ["avx2", "fma"], "cores": 64,
@@ -41,19 +42,36 @@ def test_host_identity_names_the_facts_that_change_kernels():
     assert DeviceIdentity("host", {**me.facts, "cpu_id": None}).matches(DeviceIdentity("host", {**me.facts, "cpu_id": None}))
 
 
-def test_two_generations_of_one_cpu_name_get_two_default_profile_paths():
+def test_two_generations_of_one_cpu_name_get_two_default_profile_paths(tmp_path):
     # VMs call family 25 model 1 and model 17 both "AMD EPYC": one default path for both sent
     # the second machine's `mobileprune profile` to the first one's file, where it was refused.
     facts = {"cpu": "AMD EPYC", "arch": "x86_64", "isa": ["avx2"], "cores": 2}
     milan = DeviceIdentity("host", {**facts, "cpu_id": "family 25 model 1 stepping 1"})
     genoa = DeviceIdentity("host", {**facts, "cpu_id": "family 25 model 17 stepping 1"})
-    assert default_profile_path(milan, "executorch", 1).name == "host-amd-epyc-f25m1-executorch-1t.csv"
-    assert default_profile_path(milan, "executorch", 1) != default_profile_path(genoa, "executorch", 1)
+    assert default_profile_path(milan, "executorch", 1, tmp_path).name == "host-amd-epyc-f25m1-executorch-1t.csv"
+    assert default_profile_path(milan, "executorch", 1, tmp_path) != default_profile_path(genoa, "executorch", 1, tmp_path)
     # The stepping is not part of the name (nor of what a user tells machines apart by); an
     # unrecorded generation leaves the name as it was.
     assert DeviceIdentity("host", {**facts, "cpu_id": "family 25 model 1 stepping 2"}).slug == milan.slug
     assert legacy_identity("AMD EPYC").slug == "host-amd-epyc"
 
+
+def test_one_generation_with_other_cpu_flags_gets_its_own_default_profile_path(tmp_path):
+    # Seen on 2026-12-03: an Intel VM of family 6 model 207 without AMX and AVX-512 FP16, whose
+    # default path was that of the profile shipped for the one with them (refused to extend).
+    facts = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_id": "family 6 model 207 stepping 2", "arch": "x86_64",
+             "cores": 2}
+    with_amx = DeviceIdentity("host", {**facts, "isa": ["avx512f", "amx_tile"]})
+    without = DeviceIdentity("host", {**facts, "isa": ["avx512f"]})
+    theirs = default_profile_path(with_amx, "executorch", 1, tmp_path)
+    assert default_profile_path(without, "executorch", 1, tmp_path) == theirs  # no profile there yet
+    meta = ProfileMeta(device="host", cpu=with_amx.name, runtime="executorch", runtime_version="1", threads=1,
+                       identity=with_amx.to_dict())
+    DeviceProfile(meta, pd.DataFrame(columns=COLUMNS)).save(theirs)
+    mine = default_profile_path(without, "executorch", 1, tmp_path)
+    assert mine != theirs and mine.name.startswith(with_amx.slug + "-") and mine.name.endswith("-executorch-1t.csv")
+    assert default_profile_path(without, "executorch", 1, tmp_path) == mine  # the same on every run here
+    assert default_profile_path(with_amx, "executorch", 1, tmp_path) == theirs  # its own device keeps the name
 
 def test_schema_1_profiles_read_with_their_cpu_and_block(tmp_path):
     meta = {"device": "host", "cpu": "Intel(R) Xeon(R) Processor", "runtime": "executorch", "runtime_version": "1",

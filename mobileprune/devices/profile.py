@@ -7,6 +7,7 @@ device_profiles/README.md.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -216,7 +217,20 @@ def check_same_device(meta: ProfileMeta, device: DeviceIdentity, path, reached_a
 
 
 def default_profile_path(device: DeviceIdentity, runtime: str, threads: int, root="device_profiles") -> Path:
-    return Path(root) / f"{device.slug}-{runtime}-{threads}t.csv"
+    """``root/SLUG-RUNTIME-Nt.csv``; if a profile of another device already holds that name (VMs
+    of one CPU generation can still differ, e.g. in the CPU flags the hypervisor passes through),
+    a short digest of this device's identifying facts is added, the same on every run here."""
+    path = Path(root) / f"{device.slug}-{runtime}-{threads}t.csv"
+    meta_path = path.with_suffix(".json")
+    if meta_path.is_file():
+        try:
+            theirs = ProfileMeta.from_dict(json.loads(meta_path.read_text())).device_identity
+        except (json.JSONDecodeError, ProfileError):
+            return path  # not a readable profile: extending it fails with its own error
+        if not compare(theirs, device).matches:
+            digest = hashlib.sha1(device.describe().encode()).hexdigest()[:6]
+            path = path.with_name(f"{device.slug}-{digest}-{runtime}-{threads}t.csv")
+    return path
 
 
 def profile_command(device: DeviceIdentity, runtime: str, threads: int, reached_as: str = "host") -> str:
