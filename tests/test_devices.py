@@ -72,6 +72,22 @@ def test_timing_in_turns_with_a_reference_gives_work_ratios(conv_programs, tmp_p
         HostRunner().run(str(pte), repeats=3, reference=str(tmp_path / "missing.pte"))
 
 
+def test_fresh_processes_import_together_and_time_one_at_a_time(conv_programs):
+    """measure_artifact's processes start at once (their imports are most of a measurement's
+    time), but each times its artifact alone: after every process has finished importing, and
+    never while another is timing."""
+    _, x, pte, tflite = conv_programs
+    for artifact in (pte, tflite):
+        runs = HostRunner().run_in_fresh_processes(str(artifact), 3, repeats=5)
+        assert len(runs) == 3 and all(len(m.samples_ms) == 5 for m in runs)
+        assert len({m.process["pid"] for m in runs}) == 3  # a fresh process each
+        windows = [m.process["timed"] for m in runs]
+        assert max(m.process["ready_at"] for m in runs) <= windows[0][0]
+        assert all(earlier[1] <= later[0] for earlier, later in zip(windows, windows[1:]))
+    with pytest.raises(RunnerError, match="no such artifact"):
+        HostRunner().run_in_fresh_processes(str(Path(pte).with_name("missing.pte")), 2, repeats=1)
+
+
 def test_a_profile_names_its_speed_reference(tmp_path):
     meta = _meta()
     profile = DeviceProfile(meta, pd.DataFrame([_row()]))

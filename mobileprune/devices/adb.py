@@ -174,6 +174,10 @@ class AdbRunner:
     def run(self, artifact: str, **kwargs) -> Measurement:
         return next(iter(self.run_many([artifact], **kwargs)))
 
+    def run_in_fresh_processes(self, artifact: str, processes: int, **kwargs) -> list[Measurement]:
+        # The on-device runner is a native binary that starts in milliseconds: one run each.
+        return [self.run(artifact, **kwargs) for _ in range(processes)]
+
     def run_many(self, artifacts: Iterable[str], *, threads: int = 1, warmup: int = 5, repeats: int = 50,
                  op_events: bool = False, inputs: list | None = None, keep_outputs: bool = False,
                  reference: str | None = None) -> Iterator[Measurement]:

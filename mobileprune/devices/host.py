@@ -13,6 +13,7 @@ import numpy as np
 
 from . import runtimes
 from .identity import DeviceIdentity, host_identity
+from .host_worker import READY
 from .runner import Measurement, OpEvent, RunnerError
 
 
@@ -60,20 +61,57 @@ class HostRunner:
     def run_many(self, artifacts: Iterable[str], *, threads: int = 1, warmup: int = 5,
                  repeats: int = 50, op_events: bool = False, inputs: list | None = None,
                  keep_outputs: bool = False, reference: str | None = None) -> Iterator[Measurement]:
+        yield from self._serve(self._start(threads), artifacts, threads=threads, warmup=warmup, repeats=repeats,
+                               op_events=op_events, inputs=inputs, keep_outputs=keep_outputs, reference=reference)
+
+    def run_in_fresh_processes(self, artifact: str, processes: int, **kwargs) -> list[Measurement]:
+        """``artifact`` measured once in each of ``processes`` fresh processes, one after another.
+        The processes start together and import their runtime side by side (5-7 s for torch and
+        ExecuTorch, most of a measurement's time when started one by one); the first is sent its
+        request only when all are ready, so no process imports while another is timing."""
+        suffix = Path(artifact).suffix
+        workers = [self._start(kwargs.get("threads", 1), preload=suffix) for _ in range(processes)]
+        try:
+            for proc in workers:
+                self._wait_ready(proc)
+            return [list(self._serve(proc, [artifact], **kwargs))[0] for proc in workers]
+        finally:
+            for proc in workers:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+    @staticmethod
+    def _start(threads: int, preload: str | None = None) -> subprocess.Popen:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        return subprocess.Popen([sys.executable, "-m", "mobileprune.devices.host_worker",
+                                 *(["--preload", preload] if preload else [])],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+
+    @staticmethod
+    def _wait_ready(proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            if line.strip() == READY:
+                return
+        err = proc.stderr.read()[-2000:].strip()
+        raise RunnerError(f"host worker stopped before it was ready (exit {proc.wait()}): "
+                          f"{err.splitlines()[-1] if err else ''}")
+
+    def _serve(self, proc: subprocess.Popen, artifacts: Iterable[str], *, threads: int = 1, warmup: int = 5,
+               repeats: int = 50, op_events: bool = False, inputs: list | None = None,
+               keep_outputs: bool = False, reference: str | None = None) -> Iterator[Measurement]:
+        """Send a started worker its one request and yield its measurements as they come."""
         artifacts = [str(Path(a).resolve()) for a in artifacts]
-        if reference is not None and not Path(reference).is_file():
-            raise RunnerError(f"no such reference program: {reference}")
-        with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
-            input_files = save_inputs(tmp, inputs, "in") if inputs is not None else None
-            request = {"artifacts": artifacts, "threads": threads, "warmup": warmup, "repeats": repeats,
-                       "op_events": op_events, "inputs": input_files,
-                       "outputs_dir": tmp if keep_outputs else None,
-                       "reference": str(Path(reference).resolve()) if reference else None}
-            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-            proc = subprocess.Popen([sys.executable, "-m", "mobileprune.devices.host_worker"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env=env)
-            try:
+        try:
+            if reference is not None and not Path(reference).is_file():
+                raise RunnerError(f"no such reference program: {reference}")
+            with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
+                input_files = save_inputs(tmp, inputs, "in") if inputs is not None else None
+                request = {"artifacts": artifacts, "threads": threads, "warmup": warmup, "repeats": repeats,
+                           "op_events": op_events, "inputs": input_files,
+                           "outputs_dir": tmp if keep_outputs else None,
+                           "reference": str(Path(reference).resolve()) if reference else None}
                 proc.stdin.write(json.dumps(request))
                 proc.stdin.close()
                 done = 0
@@ -90,10 +128,10 @@ class HostRunner:
                     err = proc.stderr.read()[-2000:]
                     raise RunnerError(f"host worker stopped after {done} of {len(artifacts)} artifacts "
                                       f"(exit {proc.returncode}): {err.strip().splitlines()[-1] if err.strip() else ''}")
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     @staticmethod
     def _measurement(reply: dict, threads: int, keep_outputs: bool) -> Measurement:
@@ -104,7 +142,7 @@ class HostRunner:
             threads=threads, samples_ms=reply["samples_ms"],
             events=[OpEvent(e["name"], e["samples_ms"]) for e in reply.get("events", [])],
             outputs=outputs, reference_samples_ms=reply.get("reference_samples_ms", []),
-            ratios=reply.get("ratios", []))
+            ratios=reply.get("ratios", []), process=reply.get("process", {}))
 
 
 def save_inputs(directory, arrays, prefix: str) -> list[str]:

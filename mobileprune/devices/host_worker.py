@@ -13,6 +13,7 @@ without timing, {"artifacts", "threads", "input_sets": [[npy paths], ...], "outp
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -205,7 +206,25 @@ def _reply_outputs(i: int, path: str, req: dict, out_dir: Path) -> dict:
     return {"output_sets": names}
 
 
+# Per artifact suffix: the imports a worker started with ``--preload SUFFIX`` makes before it
+# reads its request (HostRunner.run_in_fresh_processes).
+PRELOAD = {
+    ".pte": ("torch", "executorch.runtime", "executorch.extension.pybindings.portable_lib"),
+    ".tflite": ("ai_edge_litert.interpreter",),
+}
+READY = "ready"  # the line a preloaded worker prints when its imports are done (not JSON: not a reply)
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--preload":
+        # Why: importing torch and ExecuTorch takes 5-7 s, longer than most measurements. The
+        # caller starts several fresh processes at once, lets them import side by side, and
+        # only then sends each its request in turn (no process imports while another times).
+        import importlib
+        for module in PRELOAD[sys.argv[2]]:
+            importlib.import_module(module)
+        print(READY, flush=True)
+    ready_at = time.time()
     req = json.loads(sys.stdin.read())
     out_dir = Path(req["outputs_dir"]) if req.get("outputs_dir") else None
     for i, path in enumerate(req["artifacts"]):
@@ -217,7 +236,11 @@ def main() -> None:
                 reply.update(_reply_outputs(i, path, req, out_dir))
                 print(json.dumps(reply), flush=True)
                 continue
+            began = time.time()
             result = RUN[Path(path).suffix](path, req)
+            # Which process timed it and when: the caller's check that fresh processes never
+            # time side by side, nor beside another's imports (tests/test_devices.py).
+            result["process"] = {"pid": os.getpid(), "ready_at": ready_at, "timed": [began, time.time()]}
             outputs = result.pop("outputs")
             if out_dir is not None:
                 names = []

@@ -40,6 +40,7 @@ class Measurement:
     outputs: list | None = None  # numpy arrays of the last run, when asked for
     reference_samples_ms: list = field(default_factory=list)  # the reference's calls, when timed in turns
     ratios: list = field(default_factory=list)  # per turn: target median / reference median
+    process: dict = field(default_factory=dict)  # host: {"pid", "ready_at", "timed": [start, end]} (wall clock)
 
     @property
     def reference_ratio(self) -> float | None:
@@ -83,6 +84,11 @@ class Runner(Protocol):
     def run(self, artifact: str, **kwargs) -> Measurement:
         ...
 
+    def run_in_fresh_processes(self, artifact: str, processes: int, **kwargs) -> list[Measurement]:
+        """``artifact`` measured (as ``run``) once in each of ``processes`` fresh processes, one
+        after another: how latencies are measured (measure_artifact)."""
+        ...
+
     def outputs(self, artifact: str, input_sets: list, *, threads: int = 1,
                 interpreter: str = "litert") -> list[list[np.ndarray]]:
         """The artifact's outputs for each input set (a tuple of arrays), without timing.
@@ -105,8 +111,8 @@ def measure_artifact(runner: Runner, path, threads: int = 1, processes: int = 5,
     the profile, i.e. the artifact's latency at the speed the device had when the profile was
     made. ``raw_ms`` keeps the lowest process median of the wall-clock times, ``ratio`` the ratio.
     """
-    runs = [runner.run(str(path), threads=threads, repeats=repeats,
-                       reference=str(reference.path) if reference else None) for _ in range(processes)]
+    runs = runner.run_in_fresh_processes(str(path), processes, threads=threads, repeats=repeats,
+                                         reference=str(reference.path) if reference else None)
     medians = [m.median_ms for m in runs]
     result = {"ms": round(min(medians), 4), "median": round(statistics.median(medians), 4),
               "max": round(max(medians), 4), "processes": processes, "repeats": repeats, "threads": threads,
