@@ -231,6 +231,31 @@ def test_measured_rounds_search_on_a_device_slower_than_its_table():
     assert not floor.met and len(floor.rounds) <= 2
 
 
+def test_measured_rounds_stay_inside_the_bracket_they_found():
+    """On a device whose latency jumps with the plan (here 6% slower than predicted above 47% of
+    the cost, 20% faster below), once one plan measured over the budget and another under it,
+    every later plan is chosen between the two aims: scaling the last aim by its error alone
+    jumped out (0.434 -> 0.322 -> 0.563 ms for a 0.409 ms budget, seen on fashion:mobilenet_w1)."""
+    from mobileprune.prune.measured import meet_measured
+
+    analysis = mp.analyze(TwoBranch(), TOY_INPUT)
+    blocks, cost = Blocks(analysis, 1), FlopsCost(analysis)
+    importance = np.random.default_rng(0).random(blocks.total)
+    full = float(cost())
+    price = lambda sel: float(cost(blocks.fractions(sel)))  # noqa: E731
+    device = lambda sel: price(sel) * (1.06 if price(sel) > 0.47 * full else 0.8)  # noqa: E731
+    _, log = meet_measured(lambda aim: select(blocks, importance, cost, aim), price, device, 0.5 * full, rounds=4)
+    aims = [(r["aim"], r["measured"]) for r in log.rounds]
+    bracketed = False
+    for k in range(1, len(aims)):
+        under = [a for a, ms in aims[:k] if ms <= 0.5 * full]
+        over = [a for a, ms in aims[:k] if ms > 0.5 * full]
+        if under and over:
+            bracketed = True
+            assert max(under) <= aims[k][0] <= min(over)
+    assert bracketed and log.met
+
+
 def test_latency_cost_rebrackets_when_a_width_leaves_its_cell(tiny_profile):
     """The fast path caches each layer's measured bracket by grid cell: moving a width to
     another cell must price as a fresh cost model does, values and slopes."""

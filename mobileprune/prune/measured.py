@@ -5,9 +5,13 @@ measured latency (fashion:mobilenet_w1 on an AMD EPYC VM: plans all predicted at
 measured 0.666-0.880 ms; each layer's row is right alone, their sum inside a model less so).
 So, given the profile's device, the chosen plan is lowered to the profile's runtime and measured
 there (speed-normalised, comparable with the profile's ms), and while it misses the budget the
-plan is chosen again from the *same* importance, aiming the prediction at the budget scaled by
-how far the last measurement was off (aim x budget / measured). No training happens again:
-only which blocks are kept moves, so this costs one lowering and measurement per round.
+plan is chosen again from the *same* importance, aiming the prediction at the middle of the
+accepted window: scaled by how far the last measurement was off (aim x target / measured) until
+one aim measured under the budget and another over it, then interpolated between those two
+(a plan's measured latency can jump with a block: on fashion:mobilenet_w1 the scaled step went
+0.434 -> 0.322 -> 0.563 ms for a 0.409 ms budget, leaving the bracket it had found). No training
+happens again: only which blocks are kept moves, so this costs one lowering and measurement per
+round.
 
 A round stops the loop when its plan measures within ``close`` under the budget. Of every plan
 measured, the one kept is the slowest that meets the budget (the most kept for the time
@@ -47,6 +51,7 @@ def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], flo
     (its aim still moves on from its measurement)."""
     log = MeasuredRounds(budget)
     selections, measured = [], {}  # measured: selection key -> ms
+    tried = []  # (aim, measured ms) of every round, repeated plans included
     aim = budget
     for _ in range(4 * rounds):  # plans already measured cost nothing, but two may take turns
         if len(measured) == rounds:
@@ -59,9 +64,10 @@ def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], flo
             selections.append(selection)
             log.rounds.append({"aim": aim, "predicted": price(selection), "measured": measured[key]})
         ms = measured[key]
+        tried.append((aim, ms))
         if (1 - close) * budget <= ms <= budget:
             break
-        next_aim = aim * budget / ms
+        next_aim = _next_aim(tried, (1 - close / 2) * budget, budget)
         if not fresh and _key(reselect(next_aim)) == key:
             break  # the aim moved and the plan did not: block granularity (or the floor) ends here
         aim = next_aim
@@ -69,6 +75,20 @@ def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], flo
     log.chosen = max(meeting, key=lambda i: log.rounds[i]["measured"]) if meeting else \
         min(range(len(log.rounds)), key=lambda i: log.rounds[i]["measured"])
     return selections[log.chosen], log
+
+
+def _next_aim(tried: list, target: float, budget: float) -> float:
+    """The next predicted budget to select at: between the highest aim that measured under the
+    budget and the lowest that measured over it, where the two bracket it (linear in between);
+    otherwise the last aim scaled by how far its measurement was off."""
+    under = [t for t in tried if t[1] <= budget]
+    over = [t for t in tried if t[1] > budget]
+    if under and over:
+        (lo, lo_ms), (hi, hi_ms) = max(under), min(over)
+        if lo < hi and lo_ms < hi_ms:
+            return lo + (hi - lo) * min(1.0, max(0.0, (target - lo_ms) / (hi_ms - lo_ms)))
+    aim, ms = tried[-1]
+    return aim * target / ms
 
 
 def _key(selection: dict) -> tuple:
