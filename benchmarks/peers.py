@@ -268,12 +268,13 @@ def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measur
                    else ""), flush=True)
 
             def prune_measured(contender: Contender, seed: int, budget_ms: float) -> Pruned:
+                began = time.perf_counter()
                 torch.manual_seed(seed)
                 entry = prune_one(contender, seed, spec, share, original, shape, data, budget_ms,
                                   contender.block or block, here, measure, args, plans)
                 entry.measured_ms = measure(entry.model, shape)
-                print(f"    {contender.label:22s} seed {seed}: {entry.note}, measured {entry.measured_ms:.3f} ms",
-                      flush=True)
+                print(f"    {contender.label:22s} seed {seed}: {entry.note}, measured {entry.measured_ms:.3f} ms "
+                      f"({time.perf_counter() - began:.0f} s)", flush=True)
                 return entry
 
             for contender in contenders:
