@@ -253,15 +253,23 @@ class LatencyCost(LayerCost):
         return self.profile.meta.tiles.get(probed) if probed else None
 
     def _rows_for(self, missing) -> list[dict]:
-        """What to measure so every missing layer is bracketed: its grid, and the widths asked
-        for, as they are and rounded up to the layer's tile (a width below the grid's first
-        point, e.g. at a block smaller than the profile's, needs both). A fractional width (a
-        gate's expected width, 5.3 channels) is bracketed by the multiples of ``measure_step``
-        either side of it (capped at the full width)."""
+        """What to measure so every missing layer is bracketed: its grid, its grid again with
+        ``measure_step`` (the pruning block) as the smallest width when that is below the
+        profile's block, and the widths asked for, as they are and rounded up to the layer's
+        tile. A fractional width (a gate's expected width, 5.3 channels) is bracketed by the
+        multiples of ``measure_step`` either side of it (capped at the full width).
+
+        Why the whole grid at the pruning block: a two-width layer is priced inside a measured
+        rectangle, and rows at only the widths asked for complete the rectangle of that plan
+        alone; the next plan's widths asked again (at block 2, a measured-rounds search on
+        fashion:mobilenet_w1 measured rows for 10 minutes, a few per plan it priced). With every
+        pair of grid widths measured, any width from one block up is bracketed, at a bounded
+        cost of (grid points)^2 rows per layer, once."""
         rows = {}
         for layer, *widths in missing:
-            for r in grid_rows([layer], self.profile.meta.block):
-                rows.setdefault(r["key"], r)
+            for block in sorted({self.profile.meta.block, min(self.measure_step, self.profile.meta.block)}):
+                for r in grid_rows([layer], block):
+                    rows.setdefault(r["key"], r)
             two, step = kind(layer.op).two_widths, self.measure_step
             for cin, cout in widths:
                 for ci in _widths_around(cin, step, layer.cin.full):

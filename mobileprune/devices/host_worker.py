@@ -221,7 +221,7 @@ def main() -> None:
         # caller starts several fresh processes at once, lets them import side by side, and
         # only then sends each its request in turn (no process imports while another times).
         import importlib
-        for module in PRELOAD[sys.argv[2]]:
+        for module in PRELOAD.get(sys.argv[2], ()):  # an unknown suffix fails on its request, as before
             importlib.import_module(module)
         print(READY, flush=True)
     ready_at = time.time()
