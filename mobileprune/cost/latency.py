@@ -164,7 +164,7 @@ class LatencyCost(LayerCost):
 
     def __init__(self, analysis, profile: DeviceProfile, model_key: str | None = None, layer_list=None,
                  measure: Callable[[list], None] | None = None, calibration: str = "scale",
-                 exclude: tuple = (), measure_step: int = 1) -> None:
+                 exclude: tuple = (), measure_step: int | None = None) -> None:
         if layer_list is None:  # priced as the profile's runtime executes them (its fusions)
             layer_list = layers(analysis, runtimes.get(profile.meta.runtime).fused_activations)
         super().__init__(analysis, layer_list)
@@ -173,7 +173,9 @@ class LatencyCost(LayerCost):
         # A fractional width the table cannot bracket (a gate's expected width) is measured at
         # the multiples of this step either side of it (the pruning block): at step 1 a width
         # drifting down through a training run would ask for a new row at nearly every step.
-        self.measure_step = max(1, int(measure_step))
+        # None: not pruning (e.g. predict --device): the profile's grid and the widths asked.
+        self.pruning_block = measure_step
+        self.measure_step = max(1, int(measure_step or 1))
         self.two_widths = [kind(layer.op).two_widths for layer in self.layers]
         self.tiles = torch.tensor([float(self.tile(layer) or 0) for layer in self.layers], dtype=torch.float64)
         # One width: the tile applies to it (cin is cout); two: only the output width is tiled.
@@ -254,20 +256,22 @@ class LatencyCost(LayerCost):
 
     def _rows_for(self, missing) -> list[dict]:
         """What to measure so every missing layer is bracketed: its grid, its grid again with
-        ``measure_step`` (the pruning block) as the smallest width when that is below the
-        profile's block, and the widths asked for, as they are and rounded up to the layer's
+        the pruning block (``measure_step``, when given) as the smallest width when that is
+        below the profile's block, and the widths asked for, as they are and rounded up to the layer's
         tile. A fractional width (a gate's expected width, 5.3 channels) is bracketed by the
         multiples of ``measure_step`` either side of it (capped at the full width).
 
         Why the whole grid at the pruning block: a two-width layer is priced inside a measured
         rectangle, and rows at only the widths asked for complete the rectangle of that plan
-        alone; the next plan's widths asked again (at block 2, a measured-rounds search on
+        alone, so the next plan asked for more (at block 2, a measured-rounds search on
         fashion:mobilenet_w1 measured rows for 10 minutes, a few per plan it priced). With every
         pair of grid widths measured, any width from one block up is bracketed, at a bounded
         cost of (grid points)^2 rows per layer, once."""
         rows = {}
         for layer, *widths in missing:
-            for block in sorted({self.profile.meta.block, min(self.measure_step, self.profile.meta.block)}):
+            blocks = {self.profile.meta.block} | ({min(self.pruning_block, self.profile.meta.block)}
+                                                  if self.pruning_block else set())
+            for block in sorted(blocks):
                 for r in grid_rows([layer], block):
                     rows.setdefault(r["key"], r)
             two, step = kind(layer.op).two_widths, self.measure_step

@@ -223,8 +223,9 @@ def main() -> None:
         import importlib
         for module in PRELOAD.get(sys.argv[2], ()):  # an unknown suffix fails on its request, as before
             importlib.import_module(module)
+    ready_at = time.time()  # before READY is printed: the caller may start another's timing at once
+    if len(sys.argv) == 3 and sys.argv[1] == "--preload":
         print(READY, flush=True)
-    ready_at = time.time()
     req = json.loads(sys.stdin.read())
     out_dir = Path(req["outputs_dir"]) if req.get("outputs_dir") else None
     for i, path in enumerate(req["artifacts"]):
