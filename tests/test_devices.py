@@ -76,7 +76,7 @@ def test_fresh_processes_import_together_and_time_one_at_a_time(conv_programs):
     """measure_artifact's processes start at once (their imports are most of a measurement's
     time), but each times its artifact alone: after every process has finished importing, and
     never while another is timing."""
-    _, x, pte, tflite = conv_programs
+    _, _, pte, tflite = conv_programs
     for artifact in (pte, tflite):
         runs = HostRunner().run_in_fresh_processes(str(artifact), 3, repeats=5)
         assert len(runs) == 3 and all(len(m.samples_ms) == 5 for m in runs)

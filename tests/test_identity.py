@@ -73,6 +73,7 @@ def test_one_generation_with_other_cpu_flags_gets_its_own_default_profile_path(t
     assert default_profile_path(without, "executorch", 1, tmp_path) == mine  # the same on every run here
     assert default_profile_path(with_amx, "executorch", 1, tmp_path) == theirs  # its own device keeps the name
 
+
 def test_schema_1_profiles_read_with_their_cpu_and_block(tmp_path):
     meta = {"device": "host", "cpu": "Intel(R) Xeon(R) Processor", "runtime": "executorch", "runtime_version": "1",
             "threads": 1, "block": 32, "schema": 1, "block_probe": {"8": 0.1, "16": 0.1}}

@@ -175,7 +175,6 @@ class LatencyCost(LayerCost):
         # drifting down through a training run would ask for a new row at nearly every step.
         # None: not pruning (e.g. predict --device): the profile's grid and the widths asked.
         self.pruning_block = measure_step
-        self.measure_step = max(1, int(measure_step or 1))
         self.two_widths = [kind(layer.op).two_widths for layer in self.layers]
         self.tiles = torch.tensor([float(self.tile(layer) or 0) for layer in self.layers], dtype=torch.float64)
         # One width: the tile applies to it (cin is cout); two: only the output width is tiled.
@@ -269,12 +268,11 @@ class LatencyCost(LayerCost):
         cost of (grid points)^2 rows per layer, once."""
         rows = {}
         for layer, *widths in missing:
-            blocks = {self.profile.meta.block} | ({min(self.pruning_block, self.profile.meta.block)}
-                                                  if self.pruning_block else set())
-            for block in sorted(blocks):
-                for r in grid_rows([layer], block):
+            block = self.profile.meta.block
+            for grid_block in sorted({block, min(self.pruning_block or block, block)}):
+                for r in grid_rows([layer], grid_block):
                     rows.setdefault(r["key"], r)
-            two, step = kind(layer.op).two_widths, self.measure_step
+            two, step = kind(layer.op).two_widths, max(1, int(self.pruning_block or 1))
             for cin, cout in widths:
                 for ci in _widths_around(cin, step, layer.cin.full):
                     for co in (_widths_around(cout, step, layer.cout.full) if two else (ci,)):

@@ -216,15 +216,16 @@ READY = "ready"  # the line a preloaded worker prints when its imports are done 
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--preload":
+    preload = sys.argv[2] if len(sys.argv) == 3 and sys.argv[1] == "--preload" else None
+    if preload is not None:
         # Why: importing torch and ExecuTorch takes 5-7 s, longer than most measurements. The
         # caller starts several fresh processes at once, lets them import side by side, and
         # only then sends each its request in turn (no process imports while another times).
         import importlib
-        for module in PRELOAD.get(sys.argv[2], ()):  # an unknown suffix fails on its request, as before
+        for module in PRELOAD.get(preload, ()):  # an unknown suffix fails on its request, as before
             importlib.import_module(module)
     ready_at = time.time()  # before READY is printed: the caller may start another's timing at once
-    if len(sys.argv) == 3 and sys.argv[1] == "--preload":
+    if preload is not None:
         print(READY, flush=True)
     req = json.loads(sys.stdin.read())
     out_dir = Path(req["outputs_dir"]) if req.get("outputs_dir") else None

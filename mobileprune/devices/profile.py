@@ -56,6 +56,14 @@ class ProfileMeta:
         return DeviceIdentity.from_dict(self.identity) if self.identity else legacy_identity(self.cpu)
 
     @classmethod
+    def read(cls, meta_path) -> "ProfileMeta":
+        """A profile's NAME.json; ProfileError if it is not valid JSON or lacks the basics."""
+        try:
+            return cls.from_dict(json.loads(Path(meta_path).read_text()))
+        except json.JSONDecodeError as exc:
+            raise ProfileError(f"{meta_path} is not valid JSON: {exc}") from exc
+
+    @classmethod
     def from_dict(cls, d: dict) -> "ProfileMeta":
         missing = [k for k in ("device", "cpu", "runtime", "runtime_version", "threads") if k not in d]
         if missing:
@@ -92,10 +100,7 @@ class DeviceProfile:
         csv, meta_path = cls.paths(path)
         if not csv.is_file() or not meta_path.is_file():
             raise ProfileError(f"profile {csv.with_suffix('')} needs both {csv.name} and {meta_path.name}")
-        try:
-            meta = ProfileMeta.from_dict(json.loads(meta_path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise ProfileError(f"{meta_path} is not valid JSON: {exc}") from exc
+        meta = ProfileMeta.read(meta_path)
         if meta.schema != SCHEMA_VERSION:
             raise ProfileError(f"{meta_path}: schema {meta.schema}, this mobileprune reads schema "
                                f"{SCHEMA_VERSION}; re-profile the device")
@@ -156,7 +161,7 @@ class ProfileWriter:
         self.csv, self.meta_path = DeviceProfile.paths(path)
         self.csv.parent.mkdir(parents=True, exist_ok=True)
         if self.meta_path.is_file():
-            old = ProfileMeta.from_dict(json.loads(self.meta_path.read_text()))
+            old = ProfileMeta.read(self.meta_path)
             check_same_device(old, meta.device_identity, self.csv, meta.device)
             for k in ("runtime", "runtime_version", "threads", "dtype", "block"):
                 if getattr(old, k) != getattr(meta, k):
@@ -224,8 +229,8 @@ def default_profile_path(device: DeviceIdentity, runtime: str, threads: int, roo
     meta_path = path.with_suffix(".json")
     if meta_path.is_file():
         try:
-            theirs = ProfileMeta.from_dict(json.loads(meta_path.read_text())).device_identity
-        except (json.JSONDecodeError, ProfileError):
+            theirs = ProfileMeta.read(meta_path).device_identity
+        except ProfileError:
             return path  # not a readable profile: extending it fails with its own error
         if not compare(theirs, device).matches:
             digest = hashlib.sha1(device.describe().encode()).hexdigest()[:6]

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -154,7 +153,7 @@ def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: in
     reference and, for runtimes without per-op times, one call's overhead. Returns {spec:
     (model, analysis)} for the calibration that follows (cost.calibrate.calibrate_models)."""
     meta_path = DeviceProfile.paths(out)[1]
-    existing = ProfileMeta.from_dict(json.loads(meta_path.read_text())) if meta_path.is_file() else None
+    existing = ProfileMeta.read(meta_path) if meta_path.is_file() else None
     if existing is not None:  # before any measurement: never spend minutes on a run that must be refused
         check_same_device(existing, runner.identity(), DeviceProfile.paths(out)[0], runner.device)
     tiles, sweeps = (existing.tiles, {}) if existing is not None and existing.tiles else ({}, {})
