@@ -190,6 +190,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--measured-rounds", type=int, default=3,
                         help="ours and uniform: plans measured at most until one meets the measured budget (0: the "
                              "plan the profile predicts within the budget, unmeasured until the table)")
+    parser.add_argument("--ablation-rounds", type=int, default=0,
+                        help="the ablations' measured rounds (0: plans chosen on the profile's prediction, each "
+                             "measured once for the table)")
     parser.add_argument("--workers", type=int, default=2, help="processes for the fine-tunings (1 thread each)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads for pruning in this process (latencies are measured in fresh processes "

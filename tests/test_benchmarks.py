@@ -81,15 +81,20 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
     assert [r["method"] for r in ablated] == [c.label for c in ablations.ABLATIONS]
     for r in rows:
         assert 0 <= r["top1_mean"] <= 1 and r["measured_ms"] > 0 and r["macs"] > 0 and r["params"] > 0
+    for r in side_by_side:
         # Torch-Pruning bisected on the measured latency; ours and uniform chosen again on it
-        # (measured rounds); or the table says the budget is out of reach
-        assert r["measured_ms"] <= r["budget_ms"] * (1 + 1e-9) or not r["reached"] or peers.AT in r["method"]
+        # (measured rounds); or the table says the budget is out of reach. (The ablations' plans
+        # are chosen on the prediction and only measured: they may land over it.)
+        assert r["measured_ms"] <= r["budget_ms"] * (1 + 1e-9) or not r["reached"]
     out = capsys.readouterr().out
     # (Torch-Pruning keeps the tiny net's 16-channel layers whole at round_to 8, even at ratio 0.95)
     assert all(r["reached"] or "cannot reach the budget" in out for r in rows)
     assert "plan(s) measured" in out  # ours and uniform: their plans measured here
-    assert "tp-taylor" in out and "ablations:" in out and "fisher and gates taken from the tables above" in out
-    assert "target, " in out and "(target +0.5)" in out and "(target +1)" in out
+    assert "tp-taylor" in out and "ablations:" in out and "plans chosen on the profile's prediction, measured once" in out
+    # The issue's target, per KD mode, against Torch-Pruning and uniform: a verdict, or (the tiny
+    # net's latencies are measured while the other test worker runs) no row of ours fast enough
+    verdicts = [line for line in out.splitlines() if "(target +" in line or "no row of ours at or under" in line]
+    assert out.count("\ntarget, ") == len(peers.KD_MODES) and len(verdicts) == 2 * len(peers.KD_MODES)
 
 
 def test_torch_pruning_ratio_search_survives_ratios_that_prune_less():
@@ -170,3 +175,14 @@ def test_a_shared_teacher_changes_the_time_not_the_result():
     for other in weights[1:]:
         assert all(torch.equal(weights[0][k], other[k]) for k in other)
     assert all(len(s.seen) == 4 for s in shared)  # 3 batches and the shape check's example, each once
+
+
+def test_plan_shapes_quick(tiny_profile, capsys):
+    """A variant of each kind, and Torch-Pruning, pruned, trained and measured."""
+    import plan_shapes
+
+    rows = plan_shapes.main(["--profile", str(tiny_profile.path), "--spec", TINY, "--share", "0.85", "--quick"])
+    assert [r["variant"] for r in rows] == [*plan_shapes.QUICK, plan_shapes.TP]
+    for r in rows:
+        assert 0 <= r["top1_mean"] <= 1 and r["measured_ms"] > 0 and r["macs"] > 0 and r["widths"]
+    assert "seed 0's conv widths" in capsys.readouterr().out
