@@ -11,8 +11,10 @@ the same total steps (--prune-steps + --finetune-steps, no teacher), --seeds see
   removal, fewer removals), one removal round at the end, only 4 training steps before the cut,
   not normalised by cost, normalised by FLOPs;
 - L1 magnitude, one shot (our baseline: no data, per-group normalised);
-- uniform width with the trained weights (each group's first blocks);
+- uniform width with the trained weights (each group's strongest blocks);
 - fisher at finer blocks than the profile's;
+- fisher and uniform with blocks of contiguous positions (option "blocks": "contiguous", the
+  default until 2026-12-04) instead of blocks of the strongest channels (prune/blocks.py);
 - Torch-Pruning's magnitude pruner, its ratio bisected on measured latency as in peers.py.
 Printed: per variant, the .pte's measured latency (mean over the seeds' architectures), the
 profile's prediction, MACs, top-1 (mean +- half the range) and seed 0's kept widths per group.
@@ -52,6 +54,8 @@ VARIANTS = (
     ("uniform, trained weights", "uniform", {}, None, 0),
     ("fisher, block 16", "fisher", {}, 16, None),
     ("fisher, block 8", "fisher", {}, 8, None),
+    ("fisher, contiguous blocks", "fisher", {"blocks": "contiguous"}, None, None),
+    ("uniform, trained, contiguous", "uniform", {"blocks": "contiguous"}, None, 0),
 )
 
 QUICK = ("fisher", "l1, one shot", "uniform, trained weights")  # --quick: one of each kind
@@ -65,8 +69,10 @@ def _init(spec: str) -> None:
     _DATA[spec] = load_data("fashion-mnist", default_input_shape(spec))
 
 
-def prune_and_train(variant, seed: int, spec: str, profile, budget_ms: float, args, pruned: bytes | None = None):
-    """One variant and seed: pruned to the predicted budget (or Torch-Pruning's net, given as
+def prune_and_train(variant, seed: int, spec: str, profile, budget: str, args, pruned: bytes | None = None):
+    """One variant and seed: pruned to ``budget`` (a share of the profile's prediction of the
+    original: on a quiet machine the measured budget, and not refused when a measurement beside
+    other work made the original slower than its prediction) (or Torch-Pruning's net, given as
     ``pruned``), then trained for the rest of the steps. Returns the net as bytes, its
     prediction, the steps it trained before the cut and top-1."""
     from mobileprune.finetune import finetune
@@ -83,7 +89,7 @@ def prune_and_train(variant, seed: int, spec: str, profile, budget_ms: float, ar
         options = dict(options)
         if "interval" in options and options["interval"] is None:
             options["interval"] = max(1, steps)
-        result = mp.prune(build(spec).eval(), torch.randn(default_input_shape(spec)), data, budget=budget_ms,
+        result = mp.prune(build(spec).eval(), torch.randn(default_input_shape(spec)), data, budget=budget,
                           profile=profile, method=method, block=block or profile.meta.block, steps=max(1, steps),
                           batch_size=args.batch_size, lr=1e-3, seed=seed, spec=spec, show=False, options=options)
         model, predicted = result.model, result.report["predicted"]["after"]
@@ -135,9 +141,10 @@ def main(argv=None) -> list[dict]:
         print(f"  {TP} seed {seed}: ratio {ratio:.3f}, measured {ms:.3f} ms", flush=True)
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=spawn, initializer=_init, initargs=(spec,)) as pool:
-        futures = [pool.submit(prune_and_train, v, seed, spec, here.profile, budget_ms, args)
+        share = f"{100 * args.share:g}%"
+        futures = [pool.submit(prune_and_train, v, seed, spec, here.profile, share, args)
                    for v in variants for seed in range(args.seeds)]
-        futures += [pool.submit(prune_and_train, (TP, None, {}, None, 0), seed, spec, here.profile, budget_ms, args,
+        futures += [pool.submit(prune_and_train, (TP, None, {}, None, 0), seed, spec, here.profile, share, args,
                                 theirs[seed]) for seed in range(args.seeds)]
         results = [f.result() for f in futures]
     print(f"trained in {(time.perf_counter() - started) / 60:.1f} min; measuring", flush=True)

@@ -72,12 +72,15 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
                        "--quick"])
     side_by_side, ablated = rows[:2 * len(peers.CONTENDERS)], rows[2 * len(peers.CONTENDERS):]
     assert [(r["method"], r["kd"]) for r in side_by_side] == [(m, kd) for m in peers.CONTENDERS for kd in peers.KD_MODES]
-    # Torch-Pruning cannot reach this budget on the tiny net (below): fisher is pruned again to
-    # its measured latency, the row at equal latency
-    matched, ablated = ablated[:2], ablated[2:]
-    assert [(r["method"], r["kd"]) for r in matched] == [(f"fisher{peers.AT}{peers.MATCHED}", kd) for kd in peers.KD_MODES]
+    # Where Torch-Pruning lands more than 5% from the budget (on the tiny net it usually cannot
+    # reach it, below; measured beside the other test worker it may land close), fisher is
+    # pruned again to its measured latency: the row at equal latency
     tp = next(r for r in side_by_side if r["method"] == peers.MATCHED)
-    assert matched[0]["measured_ms"] <= tp["measured_ms"] * (1 + 1e-9) or not matched[0]["reached"]
+    off = abs(tp["measured_ms"] / tp["budget_ms"] - 1) > peers.CLOSE
+    matched, ablated = ablated[:2 * off], ablated[2 * off:]
+    assert [(r["method"], r["kd"]) for r in matched] == \
+        [(f"fisher{peers.AT}{peers.MATCHED}", kd) for kd in peers.KD_MODES][:2 * off]
+    assert not matched or matched[0]["measured_ms"] <= tp["measured_ms"] * (1 + 1e-9) or not matched[0]["reached"]
     assert [r["method"] for r in ablated] == [c.label for c in ablations.ABLATIONS]
     for r in rows:
         assert 0 <= r["top1_mean"] <= 1 and r["measured_ms"] > 0 and r["macs"] > 0 and r["params"] > 0

@@ -67,8 +67,11 @@ def test_a_pruned_variant_is_predicted_within_a_stated_tolerance(tiny):
     predicted_share = float(cost(fractions_from_plan(analysis, plan))) / float(cost())
     runtime = runtimes.get(profile.meta.runtime)
     reference = speed_reference(profile.meta, cache_dir(runtime))
-    measured = [measure_model(net, analysis.example_inputs, HostRunner(), runtime, processes=3,
-                              reference=reference)["ms"] for net in (model, mp.slim(model, analysis, plan))]
+    # Each measured twice, the lower kept: beside the other test worker one measurement of the
+    # pruned net once came out 0.906 of the original's
+    nets = (model, mp.slim(model, analysis, plan))
+    measured = [min(measure_model(net, analysis.example_inputs, HostRunner(), runtime, processes=3,
+                                  reference=reference)["ms"] for _ in range(2)) for net in nets]
     measured_share = measured[1] / measured[0]
     assert predicted_share < 0.9 and measured_share < 0.9, (predicted_share, measured)
     assert abs(predicted_share - measured_share) <= 0.3, (predicted_share, measured_share, measured)

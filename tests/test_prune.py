@@ -1,6 +1,7 @@
 """Pruning to a budget: what each method learns, what every plan guarantees, resume, and errors."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from models.branches import TwoBranch
 from random_nets import RandomNet, net_specs
+from torch import nn
 from torch.utils.data import Subset, TensorDataset
 
 import mobileprune as mp
@@ -29,7 +31,8 @@ from mobileprune.cost import (
 )
 from mobileprune.data import DataError, load_data
 from mobileprune.prune import BudgetError, PruneError
-from mobileprune.prune.blocks import Blocks
+from mobileprune.prune.api import BLOCK_ORDERS
+from mobileprune.prune.blocks import Blocks, magnitude_order
 from mobileprune.prune.select import select, smallest
 
 HERE = Path(__file__).parent
@@ -97,8 +100,8 @@ def test_l1_and_uniform_meet_the_budget_without_data():
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(spec=net_specs(max_steps=8), method=st.sampled_from(["gates", "fisher", "l1", "uniform"]),
        cost=st.sampled_from(["flops", "memory"]), share=st.sampled_from([0.4, 0.6, 0.8]),
-       block=st.sampled_from([2, 4]))
-def test_every_method_keeps_blocks_and_meets_the_budget_on_random_nets(spec, method, cost, share, block):
+       block=st.sampled_from([2, 4]), order=st.sampled_from(BLOCK_ORDERS))
+def test_every_method_keeps_blocks_and_meets_the_budget_on_random_nets(spec, method, cost, share, block, order):
     steps, in_channels, size = spec
     torch.manual_seed(0)
     net = RandomNet(steps, in_channels, size).eval()
@@ -117,7 +120,8 @@ def test_every_method_keeps_blocks_and_meets_the_budget_on_random_nets(spec, met
         return
     data = TensorDataset(torch.randn(64, in_channels, size, size), torch.randint(0, 5, (64,)))
     result = mp.prune(net, example, data, budget=budget, cost=cost, method=method, block=block, steps=6,
-                      batch_size=16, show=False)  # slim() inside checks the slimmed model equals the masked one
+                      batch_size=16, show=False, options={"blocks": order})
+    # (slim() inside checks the slimmed model equals the masked one, blocks in either order)
     plan = result.plan
     plan.validate(analysis)
     for g in analysis.groups:
@@ -387,3 +391,33 @@ def test_cli_prune_and_its_errors(tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     assert main(["prune", TINY, "--input-shape", "1,3,64,64", "--method", "l1", "--budget", "60%",
                  "--out", str(out)]) == 2  # already holds a saved model
+
+
+def test_magnitude_blocks_are_the_strongest_channels_in_their_original_order():
+    """Blocks by magnitude: block 0 of a group is its strongest channels (conv and BatchNorm
+    counted alike), a plan keeps them in their original order, the masks during training hit
+    exactly them, and the slimmed model equals the masked one."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 4, 1)).eval()
+    strong = [13, 2, 7, 9]
+    with torch.no_grad():
+        net[0].weight[strong] *= 10
+    example = torch.randn(1, 3, 8, 8)
+    analysis = mp.analyze(net, example)
+    order = magnitude_order(net, analysis)
+    (group,) = [g for g in analysis.groups if not g.frozen]
+    assert sorted(order[group.id][:4]) == sorted(strong)
+    blocks = Blocks(analysis, 4, order)
+    (gb,) = blocks.groups
+    keep_first = np.zeros(gb.n, dtype=bool)
+    keep_first[0] = True
+    assert gb.kept_positions(keep_first) == sorted(strong)
+    of_root = blocks.block_of_roots()
+    assert {pos for pos in range(group.size) if of_root[group.roots[pos]] == 0} == set(strong)
+    plan = blocks.plan({group.id: keep_first})
+    slimmed = mp.slim(copy.deepcopy(net), analysis, plan)  # checked equal to the masked model inside
+    assert slimmed[0].out_channels == 4
+    assert torch.equal(slimmed[0].weight, net[0].weight[sorted(strong)])
+    with pytest.raises(PruneError, match="unknown block order"):
+        mp.prune(net, example, budget="50%", cost="flops", method="l1", block=4, show=False,
+                 options={"blocks": "random"})

@@ -1,6 +1,7 @@
 """Baseline: uniform width scaling. Every prunable group keeps the same share of its full
-blocks (its first ones: a scaled-width architecture, meant to be trained from scratch), the
-share bisected to the largest one that meets the budget."""
+blocks (its first ones, which hold the strongest channels by default: blocks.py), the share
+bisected to the largest one that meets the budget. Meant as a scaled-width architecture trained
+from scratch; from trained weights it is an even cut that keeps the strongest channels."""
 from __future__ import annotations
 
 import numpy as np
