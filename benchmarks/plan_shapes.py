@@ -74,7 +74,7 @@ def prune_and_train(variant, seed: int, spec: str, profile, budget: str, args, p
     original: on a quiet machine the measured budget, and not refused when a measurement beside
     other work made the original slower than its prediction) (or Torch-Pruning's net, given as
     ``pruned``), then trained for the rest of the steps. Returns the net as bytes, its
-    prediction, the steps it trained before the cut and top-1."""
+    prediction and top-1."""
     from mobileprune.finetune import finetune
 
     label, method, options, block, steps = variant
@@ -97,7 +97,7 @@ def prune_and_train(variant, seed: int, spec: str, profile, budget: str, args, p
     trained = finetune(model, data, [], epochs_per_teacher=1, batch_size=args.batch_size,
                        steps_per_epoch=max(1, total - before), eval_images=500, seed=seed, show=False,
                        log=lambda *a, **k: None)
-    return label, seed, pickle.dumps(trained.model), predicted, before, top1(trained.model, data.test, args.test_images)
+    return label, seed, pickle.dumps(trained.model), predicted, top1(trained.model, data.test, args.test_images)
 
 
 def widths(model: torch.nn.Module) -> list[int]:
@@ -156,7 +156,7 @@ def main(argv=None) -> list[dict]:
         ms = statistics.mean(measure(m, shape) for m in models)
         predicted = [r[3] for r in mine if r[3] is not None]
         macs = statistics.mean(macs_params(m, shape)[0] for m in models)
-        scores = [r[5] for r in mine]
+        scores = [r[4] for r in mine]
         mean, spread = statistics.mean(scores), (max(scores) - min(scores)) / 2
         rows.append({"variant": label, "measured_ms": ms, "budget_ms": budget_ms, "macs": macs, "top1_mean": mean,
                      "top1_spread": spread, "widths": widths(models[0])})
