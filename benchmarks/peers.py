@@ -1,6 +1,6 @@
 """Side by side with Torch-Pruning and uniform width: top-1 at equal *measured* latency, one run.
 
-    .venv/bin/python benchmarks/peers.py --profile device_profiles/host-amd-epyc-f25m17-executorch-1t.csv
+    .venv/bin/python benchmarks/peers.py --profile device_profiles/host-intel-xeon-processor-f6m207-4d93e2-executorch-1t.csv
 
 For each Fashion-MNIST net (--specs, trained weights) and each budget (--shares of the
 original's measured .pte latency on this machine), the contenders are:
@@ -177,10 +177,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--larger", nargs="*", default=[],
                         help="per spec, the KD chain's second teacher (default: a Fashion net's larger sibling)")
     parser.add_argument("--shares", type=float, nargs="*", default=[0.5, 0.3])
-    # Short defaults meant for the 90 minutes on 2 cores, not yet enough (docs/results.md): on an
-    # Intel Xeon VM the 50% half of both nets, without ablations, took 62 min; on an AMD EPYC VM
-    # of family 25 model 1 (2.3x slower .pte latency) mobilenet_w1 alone at both budgets took
-    # 40-70 min by the day (3 measured rounds, the matched rows; a warm lowering ~12 s).
+    # Short defaults meant for the 90 minutes on 2 cores (docs/results.md): on an Intel Xeon VM of
+    # family 6 model 207 the whole scope took 69.4 min (2026-12-04). On an AMD EPYC VM of family
+    # 25 model 1 (2.3x slower .pte latency) mobilenet_w1 alone at both budgets took 40-70 min by
+    # the day: the whole scope has not been run there and would likely not fit.
     parser.add_argument("--prune-steps", type=int, default=40)
     parser.add_argument("--finetune-steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
