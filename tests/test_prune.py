@@ -421,3 +421,46 @@ def test_magnitude_blocks_are_the_strongest_channels_in_their_original_order():
     with pytest.raises(PruneError, match="unknown block order"):
         mp.prune(net, example, budget="50%", cost="flops", method="l1", block=4, show=False,
                  options={"blocks": "random"})
+
+
+def test_a_tighter_aim_in_the_measured_rounds_trains_again(fashion):
+    """Measured rounds on a trained method: an aim tighter than any run trained towards is
+    trained for again from the user's weights, and gives exactly what pruning to that budget from
+    the start gives (plan and weights); a looser aim is chosen from the run trained just under
+    it, putting back blocks that run removed, and trains nothing."""
+    from mobileprune.prune.api import TrainedRuns, default_loss
+    from mobileprune.prune.budget import resolve
+    from mobileprune.prune.context import Context
+    from mobileprune.prune.loop import TrainConfig
+    from mobileprune.prune.methods import METHODS
+
+    data = Subset(fashion.train, range(2000))
+    original = TwoBranch().eval()
+    work = copy.deepcopy(original)
+    analysis = mp.analyze(work, TOY_INPUT)
+    blocks, cost = Blocks(analysis, 8, magnitude_order(work, analysis)), FlopsCost(analysis)
+    full = float(cost())
+    least = float(cost(blocks.fractions(smallest(blocks))))
+    loose, tight = 0.7 * full, 0.45 * full
+    ctx = Context(work, blocks, cost, resolve(loose, cost.unit, full, least), TrainConfig(steps=30, lr=1e-3, seed=0),
+                  data, default_loss, show=False)
+    torch.manual_seed(0)
+    runs = TrainedRuns("fisher", ctx, original, METHODS["fisher"](ctx), least, seed=0)
+
+    first = runs.select(loose)
+    assert runs.aims() == [loose] and runs.model_of(first) is work
+    tighter = runs.select(tight)
+    assert runs.aims() == [loose, tight] and runs.model_of(tighter) is not work
+    assert ctx.price(tighter) <= tight
+
+    torch.manual_seed(0)
+    alone = mp.prune(original, TOY_INPUT, data, budget=tight, cost="flops", method="fisher", steps=30, lr=1e-3,
+                     seed=0, show=False)
+    assert [g["blocks_kept"] for g in alone.report["groups"]] == [tighter[g.group.id].tolist() for g in blocks.groups]
+    slimmed = mp.slim(runs.model_of(tighter), analysis, blocks.plan(tighter)).state_dict()
+    assert all(torch.equal(t, slimmed[k]) for k, t in alone.model.state_dict().items())
+
+    between = runs.select(0.5 * full)
+    assert runs.aims() == [loose, tight]  # nothing trained
+    assert runs.model_of(between) is runs.model_of(tighter)
+    assert all(between[gid][tighter[gid]].all() for gid in tighter)  # every block of the tighter plan kept

@@ -9,9 +9,10 @@ plan is chosen again from the *same* importance, aiming the prediction at the mi
 accepted window: scaled by how far the last measurement was off (aim x target / measured) until
 one aim measured under the budget and another over it, then interpolated between those two
 (a plan's measured latency can jump with a block: on fashion:mobilenet_w1 the scaled step went
-0.434 -> 0.322 -> 0.563 ms for a 0.409 ms budget, leaving the bracket it had found). No training
-happens again: only which blocks are kept moves, so this costs one lowering and measurement per
-round.
+0.434 -> 0.322 -> 0.563 ms for a 0.409 ms budget, leaving the bracket it had found). A round
+costs one lowering and measurement; for a trained method, an aim tighter than any it trained
+towards also costs a training run at that aim (api.TrainedRuns: choosing tighter from a looser
+run's ranking cut blocks the net relied on).
 
 A round stops the loop when its plan measures within ``close`` under the budget. Of every plan
 measured, the one kept is the slowest that meets the budget (the most kept for the time
@@ -57,7 +58,7 @@ def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], flo
         if len(measured) == rounds:
             break
         selection = reselect(aim)
-        key = _key(selection)
+        key = selection_key(selection)
         fresh = key not in measured
         if fresh:
             measured[key] = measure(selection)
@@ -68,7 +69,7 @@ def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], flo
         if (1 - close) * budget <= ms <= budget:
             break
         next_aim = _next_aim(tried, (1 - close / 2) * budget, budget)
-        if not fresh and _key(reselect(next_aim)) == key:
+        if not fresh and selection_key(reselect(next_aim)) == key:
             break  # the aim moved and the plan did not: block granularity (or the floor) ends here
         aim = next_aim
     meeting = [i for i, r in enumerate(log.rounds) if r["measured"] <= budget]
@@ -91,5 +92,5 @@ def _next_aim(tried: list, target: float, budget: float) -> float:
     return aim * target / ms
 
 
-def _key(selection: dict) -> tuple:
+def selection_key(selection: dict) -> tuple:
     return tuple((gid, tuple(bool(k) for k in kept)) for gid, kept in sorted(selection.items()))
