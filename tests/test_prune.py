@@ -448,19 +448,19 @@ def test_a_tighter_aim_in_the_measured_rounds_trains_again(fashion):
     runs = TrainedRuns("fisher", ctx, original, METHODS["fisher"](ctx), least, seed=0)
 
     first = runs.select(loose)
-    assert runs.aims() == [loose] and runs.model_of(first) is work
+    assert runs.aims() == [loose] and runs.run_of(first)[0] is work
     tighter = runs.select(tight)
-    assert runs.aims() == [loose, tight] and runs.model_of(tighter) is not work
+    assert runs.aims() == [loose, tight] and runs.run_of(tighter)[0] is not work
     assert ctx.price(tighter) <= tight
 
     torch.manual_seed(0)
     alone = mp.prune(original, TOY_INPUT, data, budget=tight, cost="flops", method="fisher", steps=30, lr=1e-3,
                      seed=0, show=False)
     assert [g["blocks_kept"] for g in alone.report["groups"]] == [tighter[g.group.id].tolist() for g in blocks.groups]
-    slimmed = mp.slim(runs.model_of(tighter), analysis, blocks.plan(tighter)).state_dict()
+    slimmed = mp.slim(runs.run_of(tighter)[0], analysis, blocks.plan(tighter)).state_dict()
     assert all(torch.equal(t, slimmed[k]) for k, t in alone.model.state_dict().items())
 
     between = runs.select(0.5 * full)
     assert runs.aims() == [loose, tight]  # nothing trained
-    assert runs.model_of(between) is runs.model_of(tighter)
+    assert runs.run_of(between)[0] is runs.run_of(tighter)[0]
     assert all(between[gid][tighter[gid]].all() for gid in tighter)  # every block of the tighter plan kept

@@ -157,25 +157,25 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
                   out / CHECKPOINT if out is not None and method in TRAINED else None, run_key, show, options,
                   saving_cost)
     outcome = METHODS[method](ctx)
-    rounds = None
+    measured_report = None
     if measured_rounds:
         runs = TrainedRuns(method, ctx, model, outcome, least, seed)
 
         def measure(sel: dict) -> float:
-            pruned = slim(runs.model_of(sel), analysis, blocks.plan(sel)).eval()
+            pruned = slim(runs.run_of(sel)[0], analysis, blocks.plan(sel)).eval()
             return measure_for_profile(pruned, tuple(example_inputs), device, profile.meta, measure_processes)["ms"]
 
         selection, rounds = meet_measured(runs.select, ctx.price, measure, the_budget.value, measured_rounds)
-        work, outcome = runs.model_of(selection), runs.outcome_of(selection)
-        rounds_report = {**rounds.to_dict(), "trained_aims": runs.aims()}
+        work, outcome = runs.run_of(selection)
+        measured_report = {**rounds.to_dict(), "trained_aims": runs.aims()}
     else:
         selection = _reselect(method, outcome, ctx, trained_to)(the_budget.value)
     plan = blocks.plan(selection, {"method": method, "budget": the_budget.to_dict(), "cost": cost})
     slimmed = slim(work, analysis, plan).eval()
     report = _report(analysis, blocks, selection, cost_model, the_budget, method, outcome, profile, block,
                      time.perf_counter() - started)
-    if rounds is not None:
-        report["measured"] = rounds_report
+    if measured_report is not None:
+        report["measured"] = measured_report
     result = PruneResult(slimmed, plan, report, analysis)
     if out is not None:
         save(out, spec, plan, slimmed, [tuple(x.shape) for x in example_inputs])
@@ -239,11 +239,9 @@ class TrainedRuns:
         self.runs.append((aim, ctx.model, METHODS[self.method](ctx)))
         return len(self.runs) - 1
 
-    def model_of(self, selection: dict) -> nn.Module:
-        return self.runs[self.by_key[selection_key(selection)]][1]
-
-    def outcome_of(self, selection: dict):
-        return self.runs[self.by_key[selection_key(selection)]][2]
+    def run_of(self, selection: dict) -> tuple:
+        """(weights, outcome) of the run ``selection`` was chosen from."""
+        return self.runs[self.by_key[selection_key(selection)]][1:]
 
     def aims(self) -> list[float]:
         return [trained for trained, _, _ in self.runs]
