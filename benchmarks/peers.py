@@ -256,6 +256,7 @@ def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measur
     pruned: list[Pruned] = []
     budgets: dict[tuple, dict] = {}
     plans: dict = {}  # seed-independent plans (uniform's), searched once per net and budget
+    aims: dict = {}  # where a method's measured rounds met a budget, for its next seed (prune_one)
     for spec in specs:
         shape = default_input_shape(spec)
         data = load_data("fashion-mnist", shape)
@@ -275,7 +276,7 @@ def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measur
                 began = time.perf_counter()
                 torch.manual_seed(seed)
                 entry = prune_one(contender, seed, spec, share, original, shape, data, budget_ms,
-                                  contender.block or block, here, measure, args, plans)
+                                  contender.block or block, here, measure, args, plans, aims)
                 entry.measured_ms = measure(entry.model, shape)
                 print(f"    {contender.label:22s} seed {seed}: {entry.note}, measured {entry.measured_ms:.3f} ms "
                       f"({time.perf_counter() - began:.0f} s)", flush=True)
@@ -315,9 +316,11 @@ class Measured:
 
 
 def prune_one(contender: Contender, seed, spec, share, original, shape, data, budget_ms, block, here, measure,
-              args, plans: dict) -> Pruned:
+              args, plans: dict, aims: dict) -> Pruned:
     """One contender's pruned net, with the training steps it has left. ``plans``: uniform's
-    plan for a net and budget, which no seed changes (searched and measured once)."""
+    plan for a net and budget, which no seed changes (searched and measured once). ``aims``:
+    per net, block and contender, the predicted aim per measured ms that lands a plan mid-window,
+    from its last seed that met the budget: the next seed's measured rounds start there."""
     total = args.prune_steps + args.finetune_steps
     method = contender.method
     key = (spec, budget_ms, block, contender.label)
@@ -342,10 +345,20 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
     # twice the whole net's measured latency, and 85% of it was below what pruning could reach).
     budget = budget_ms if args.measured_rounds else f"{100 * budget_ms / measure(original, shape)}%"
     start = original if method != "uniform" else from_scratch(original)
+    # The profile's prediction of a method's plans is off the device's measurement by much the
+    # same factor from one seed to the next (the plans are alike), so a later seed trains towards
+    # the aim where the last one met the budget: without it every seed trained towards the budget
+    # itself first, and on a device slower than its table most then trained a second and third
+    # time at tighter aims (fashion:mobilenet_w1 at 50% on a Xeon VM: 95-195 s per seed).
+    calibrated = aims.get((spec, block, contender.label)) if args.measured_rounds else None
     result = mp.prune(start, torch.randn(shape), data, budget=budget, profile=here.profile, method=method,
                       block=block, steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3, seed=seed, spec=spec,
                       show=False, device=here.runner, options=dict(contender.options),
-                      measured_rounds=args.measured_rounds, measure_processes=args.processes)
+                      measured_rounds=args.measured_rounds, measure_processes=args.processes,
+                      first_aim=calibrated * budget_ms if calibrated else None)
+    met = result.report.get("measured", {})
+    if met.get("met") and met.get("aim"):  # scaled to land mid-window, where the rounds aim too
+        aims[(spec, block, contender.label)] = met["aim"] * (1 - CLOSE / 2) / met["ms"]
     # Ours trained while pruning (fisher stops once its plan meets the budget): the rest is theirs.
     steps = total - result.report["method_info"].get("steps", args.prune_steps) if method in OURS else total
     rounds = result.report.get("measured", {}).get("rounds", [])

@@ -83,7 +83,7 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
           profile=None, method: str = "fisher", block: int | None = None, steps: int = 100,
           out=None, spec=None, batch_size: int = 32, lr: float = 1e-4, seed: int = 0, show: bool = True,
           options: dict | None = None, checkpoint_every: int = 25, device=None, measured_rounds: int = 0,
-          measure_processes: int = 3) -> PruneResult:
+          measure_processes: int = 3, first_aim: float | None = None) -> PruneResult:
     """Prune ``model`` to ``budget`` and slim it.
 
     ``data``: a training Dataset of (input, target), or a DataSplits (its train split is used);
@@ -99,7 +99,10 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     measured on the device (``measure_processes`` fresh processes each), the selection made
     again until one measures at or just under the budget (measured.py): from the same
     importance, or, for a trained method asked for a tighter plan than it trained towards,
-    trained again at that aim (TrainedRuns).
+    trained again at that aim (TrainedRuns). ``first_aim`` (with measured rounds): the predicted
+    latency to train towards and select at first instead of the budget, e.g. the aim ("aim" in
+    the report's "measured") at which an earlier run of this method on this net and device met
+    its budget: the rounds go on from there.
     """
     from ..storage import save, spec_of
 
@@ -135,12 +138,15 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     if measured_rounds and (cost != "latency" or device is None):
         raise PruneError("measured rounds measure the plan's latency on the profile's device: they need a "
                          "latency budget and a device (--device host)")
+    if first_aim is not None and (not measured_rounds or not first_aim > 0):
+        raise PruneError(f"first_aim={first_aim!r}: a positive predicted latency, given with measured rounds "
+                         "(without them the plan is chosen at the budget itself)")
     # With measured rounds the budget is a measured latency, and the floor only the profile's
     # prediction of the smallest plan: a device running faster than its table today can meet a
     # budget under it. So it is not refused: the method trains towards the floor, and the
     # rounds measure the plans from there (the report says whether the budget was met).
     the_budget = resolve(budget, cost_model.unit, original, 0.0 if measured_rounds else least)
-    trained_to = dataclasses.replace(the_budget, value=max(the_budget.value, least))
+    trained_to = dataclasses.replace(the_budget, value=max(first_aim or the_budget.value, least))
     if out is not None and (out / "model.json").exists():
         raise PruneError(f"{out} already holds a saved model: choose another --out (nothing was changed)")
 
@@ -148,7 +154,8 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                          freeze_bn=method == "gates")
     run_key = {"method": method, "budget": the_budget.to_dict(), "cost": cost, "block": block,
-               "fingerprint": analysis.fingerprint(), "options": options or {}, "data": len(dataset or [])}
+               "fingerprint": analysis.fingerprint(), "options": options or {}, "data": len(dataset or []),
+               **({"first_aim": first_aim} if first_aim else {})}  # a checkpoint resumes the same aim only
     options = dict(options or {})
     normalise = options.get("normalise")  # fisher: price savings with another cost model, or "none"
     saving_cost = make_cost(normalise, analysis, profile, model_key, device, block) \
@@ -165,7 +172,8 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
             pruned = slim(runs.run_of(sel)[0], analysis, blocks.plan(sel)).eval()
             return measure_for_profile(pruned, tuple(example_inputs), device, profile.meta, measure_processes)["ms"]
 
-        selection, rounds = meet_measured(runs.select, ctx.price, measure, the_budget.value, measured_rounds)
+        selection, rounds = meet_measured(runs.select, ctx.price, measure, the_budget.value, measured_rounds,
+                                          first_aim=first_aim)
         work, outcome = runs.run_of(selection)
         measured_report = {**rounds.to_dict(), "trained_aims": runs.aims()}
     else:

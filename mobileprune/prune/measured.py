@@ -14,6 +14,11 @@ costs one lowering and measurement; for a trained method, an aim tighter than an
 towards also costs a training run at that aim (api.TrainedRuns: choosing tighter from a looser
 run's ranking cut blocks the net relied on).
 
+The first aim is the budget unless the caller knows better (``first_aim``: e.g. where an earlier
+run of the same method on the same net and device ended). A trained method trains towards its
+first aim, so a first aim already at the right place saves the rounds and the training runs a
+tighter aim would cost, and the net trains with the plan it keeps.
+
 A round stops the loop when its plan measures within ``close`` under the budget. Of every plan
 measured, the one kept is the slowest that meets the budget (the most kept for the time
 allowed); if none does, the fastest, and the report says the budget was not met.
@@ -38,22 +43,24 @@ class MeasuredRounds:
 
     def to_dict(self) -> dict:
         best = self.rounds[self.chosen] if self.chosen is not None else {}
-        return {"budget": self.budget, "met": self.met, "ms": best.get("measured"), "rounds": self.rounds}
+        return {"budget": self.budget, "met": self.met, "ms": best.get("measured"), "aim": best.get("aim"),
+                "rounds": self.rounds}
 
 
 def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], float],
                   measure: Callable[[dict], float], budget: float, rounds: int,
-                  close: float = CLOSE) -> tuple[dict, MeasuredRounds]:
+                  close: float = CLOSE, first_aim: float | None = None) -> tuple[dict, MeasuredRounds]:
     """The selection whose measured latency best meets ``budget``, and the rounds that found it.
 
     ``reselect(aim)``: the method's selection for a predicted budget ``aim``; ``price``: a
     selection's prediction; ``measure``: a selection's measured ms (lowered and run on the
     device). At most ``rounds`` measurements; a selection already measured is not measured again
-    (its aim still moves on from its measurement)."""
+    (its aim still moves on from its measurement). ``first_aim``: the predicted budget of the
+    first round (default: ``budget``)."""
     log = MeasuredRounds(budget)
     selections, measured = [], {}  # measured: selection key -> ms
     tried = []  # (aim, measured ms) of every round, repeated plans included
-    aim = budget
+    aim = budget if first_aim is None else first_aim
     for _ in range(4 * rounds):  # plans already measured cost nothing, but two may take turns
         if len(measured) == rounds:
             break
