@@ -345,30 +345,31 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
     # twice the whole net's measured latency, and 85% of it was below what pruning could reach).
     budget = budget_ms if args.measured_rounds else f"{100 * budget_ms / measure(original, shape)}%"
     start = original if method != "uniform" else from_scratch(original)
-    # The profile's prediction of a method's plans is off the device's measurement by much the
-    # same factor from one seed to the next (the plans are alike), so a later seed trains towards
-    # the aim where the last one met the budget: without it every seed trained towards the budget
-    # itself first, and on a device slower than its table most then trained a second and third
-    # time at tighter aims (fashion:mobilenet_w1 at 50% on a Xeon VM: 95-195 s per seed).
+    # The profile's prediction of a method's plans is often off the device's measurement by much
+    # the same factor from one seed to the next (the plans are alike), so a later seed trains
+    # towards the aim where the last one met the budget, scaled to mid-window: without it every
+    # seed trained towards the budget itself first, and on a device slower than its table most
+    # then trained a second and third time at tighter aims (fashion:mobilenet_w1 at 50% on a
+    # Xeon VM: 95-195 s per seed; docs/results.md, 2026-12-04 evening).
     calibrated = aims.get((spec, block, contender.label)) if args.measured_rounds else None
     result = mp.prune(start, torch.randn(shape), data, budget=budget, profile=here.profile, method=method,
                       block=block, steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3, seed=seed, spec=spec,
                       show=False, device=here.runner, options=dict(contender.options),
                       measured_rounds=args.measured_rounds, measure_processes=args.processes,
                       first_aim=calibrated * budget_ms if calibrated else None)
-    met = result.report.get("measured", {})
-    if met.get("met") and met.get("aim"):  # scaled to land mid-window, where the rounds aim too
-        aims[(spec, block, contender.label)] = met["aim"] * (1 - CLOSE / 2) / met["ms"]
+    measured = result.report.get("measured", {})
+    if measured.get("met") and measured.get("aim"):  # scaled to land mid-window, where the rounds aim
+        aims[(spec, block, contender.label)] = measured["aim"] * (1 - CLOSE / 2) / measured["ms"]
     # Ours trained while pruning (fisher stops once its plan meets the budget): the rest is theirs.
     steps = total - result.report["method_info"].get("steps", args.prune_steps) if method in OURS else total
-    rounds = result.report.get("measured", {}).get("rounds", [])
+    rounds = measured.get("rounds", [])
     if rounds:  # measured as Measured measures (same processes, same reference): not again
-        measure.remember(result.model, shape, result.report["measured"]["ms"])
+        measure.remember(result.model, shape, measured["ms"])
     # Uniform trains from scratch: its architecture initialised at its own width (a slice of a
     # full-width initialisation would keep the full width's fan-in scale).
     model = from_scratch(result.model) if method == "uniform" else result.model
-    entry = Pruned(spec, share, contender.label, seed, model, steps, reached=result.report.get(
-                   "measured", {}).get("met", True), note=f"predicted {result.report['predicted']['after']:.3f} ms" +
+    entry = Pruned(spec, share, contender.label, seed, model, steps, reached=measured.get("met", True),
+                   note=f"predicted {result.report['predicted']['after']:.3f} ms" +
                    (f" ({len(rounds)} plan(s) measured: "
                     + ", ".join(f"{r['measured']:.3f}" for r in rounds) + " ms)" if rounds else ""))
     if method == "uniform":
