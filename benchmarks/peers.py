@@ -54,7 +54,7 @@ from measured import from_scratch, reachable_block, this_machine
 import mobileprune as mp
 from mobileprune import fashion
 from mobileprune.data import load_data, top1
-from mobileprune.prune.measured import CLOSE
+from mobileprune.prune.measured import CLOSE, aim_per_ms
 from mobileprune.spec import build, default_input_shape
 
 OURS = ("gates", "fisher")
@@ -358,8 +358,8 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
                       measured_rounds=args.measured_rounds, measure_processes=args.processes,
                       first_aim=calibrated * budget_ms if calibrated else None)
     measured = result.report.get("measured", {})
-    if measured.get("met") and measured.get("aim"):  # scaled to land mid-window, where the rounds aim
-        aims[(spec, block, contender.label)] = measured["aim"] * (1 - CLOSE / 2) / measured["ms"]
+    if aim_per_ms(measured):
+        aims[(spec, block, contender.label)] = aim_per_ms(measured)
     # Ours trained while pruning (fisher stops once its plan meets the budget): the rest is theirs.
     steps = total - result.report["method_info"].get("steps", args.prune_steps) if method in OURS else total
     rounds = measured.get("rounds", [])

@@ -245,7 +245,8 @@ def test_measured_rounds_search_on_a_device_slower_than_its_table():
     assert not floor.met and len(floor.rounds) <= 2
     # started where the search above ended, scaled to mid-window (as a later seed starts in
     # benchmarks/peers.py), the first plan is the one kept: one round
-    first_aim = log.to_dict()["aim"] * 0.975 * budget / log.to_dict()["ms"]
+    from mobileprune.prune.measured import aim_per_ms
+    first_aim = aim_per_ms(log.to_dict()) * budget
     _, warm = meet_measured(lambda aim: select(blocks, importance, cost, aim), price,
                             lambda sel: 1.12 * price(sel), budget, rounds=4, first_aim=first_aim)
     assert warm.rounds[0]["aim"] == first_aim and warm.met and len(warm.rounds) < len(log.rounds)

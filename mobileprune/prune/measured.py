@@ -47,6 +47,15 @@ class MeasuredRounds:
                 "rounds": self.rounds}
 
 
+def aim_per_ms(measured: dict, close: float = CLOSE) -> float | None:
+    """From a met ``MeasuredRounds.to_dict()``: the predicted aim per measured ms that would land
+    a plan mid-window (where the rounds aim), to start a later, similar run at (``first_aim`` =
+    this x its budget); None if the budget was not met."""
+    if not measured.get("met") or not measured.get("aim"):
+        return None
+    return measured["aim"] * (1 - close / 2) / measured["ms"]
+
+
 def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], float],
                   measure: Callable[[dict], float], budget: float, rounds: int,
                   close: float = CLOSE, first_aim: float | None = None) -> tuple[dict, MeasuredRounds]:
