@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .errors import MobilepruneError
+from .layout import channels_last
 from .spec import load_factory
 
 FASHION_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)  # where Debian's package puts it
@@ -141,7 +142,7 @@ def top1(model: torch.nn.Module, dataset, limit: int | None = None, batch_size: 
     model.eval()
     device = next(model.parameters()).device
     right = seen = 0
-    with torch.no_grad():
+    with torch.no_grad(), channels_last(model):
         for x, y in DataLoader(dataset, batch_size=batch_size):
             right += int((model(x.to(device)).argmax(-1).cpu() == y).sum())
             seen += len(y)

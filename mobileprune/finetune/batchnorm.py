@@ -15,6 +15,8 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Subset
 
+from ..layout import channels_last
+
 
 def reestimate_batchnorm(model: nn.Module, dataset, batches: int, batch_size: int, seed: int) -> None:
     """Replace ``model``'s BatchNorm running statistics by their average over ``batches`` random
@@ -26,5 +28,5 @@ def reestimate_batchnorm(model: nn.Module, dataset, batches: int, batch_size: in
     g = torch.Generator().manual_seed(seed)
     indices = torch.randint(len(dataset), (batches * batch_size,), generator=g).tolist()
     device = next(model.parameters(), torch.empty(0)).device
-    with torch.no_grad():
+    with torch.no_grad(), channels_last(model):
         update_bn(DataLoader(Subset(dataset, indices), batch_size=batch_size), model, device=device)

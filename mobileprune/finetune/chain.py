@@ -19,6 +19,7 @@ import copy
 import json
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from torch import nn
 
 from ..data import DataSplits, top1
 from ..errors import MobilepruneError
+from ..layout import channels_last
 from ..prune.loop import TrainConfig, rank_and_world, save_checkpoint, train
 from .batchnorm import reestimate_batchnorm
 from .distill import Distillation
@@ -103,10 +105,12 @@ def finetune(student: nn.Module, data: DataSplits, teachers: list = (), teacher_
         stage_file = work / f"stage{s}.pt"
         while state["epoch"] < epochs_per_teacher and state["since_best"] < patience:
             epoch = state["epoch"]
-            ran = train(student, data.train, F.cross_entropy, config, method, stage_file, {"finetune": key},
-                        show=show, stop_at=(epoch + 1) * per_epoch,
-                        describe=lambda st, n=name: f"{n}: loss {st['loss']:.3f}" +
-                        (f" kd {st['kd']:.3f}" if "kd" in st else ""))
+            # The teacher's forwards in channels-last layout too (layout.py: faster on CPU).
+            with channels_last(teacher) if teacher is not None else nullcontext():
+                ran = train(student, data.train, F.cross_entropy, config, method, stage_file, {"finetune": key},
+                            show=show, stop_at=(epoch + 1) * per_epoch,
+                            describe=lambda st, n=name: f"{n}: loss {st['loss']:.3f}" +
+                            (f" kd {st['kd']:.3f}" if "kd" in st else ""))
             if not freeze_bn:
                 reestimate_batchnorm(student, data.train, bn_batches, batch_size, seed + 1000 * s + epoch)
             score = top1(student, data.val, eval_images)

@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ..errors import MobilepruneError
+from ..layout import channels_last
 
 
 class CheckpointError(MobilepruneError, ValueError):
@@ -140,6 +141,11 @@ def train(model: nn.Module, dataset, loss_fn: Callable, config: TrainConfig, met
     """
     device = pick_device(config.device)
     model.to(device)
+    with channels_last(model):
+        return _train(model, dataset, loss_fn, config, device, method, checkpoint, run_key, show, describe, stop_at)
+
+
+def _train(model, dataset, loss_fn, config, device, method, checkpoint, run_key, show, describe, stop_at) -> dict:
     rank, world = rank_and_world()
     if world > 1 and config.batch_size % world:
         raise LoopError(f"the global batch ({config.batch_size}) must divide by the {world} processes")
