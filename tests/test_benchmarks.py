@@ -112,8 +112,12 @@ def test_torch_pruning_ratio_search_survives_ratios_that_prune_less():
     def latency(ratio):  # falls with the ratio up to 0.55, then rises again: layers skipped
         return 1.0 - ratio if ratio <= 0.55 else 0.45 + 2 * (ratio - 0.55)
 
-    ratio, model, ms = peers.search_ratio(lambda r: r, latency, 0.5, steps=8, log=lambda line: None)
+    measured = []
+    ratio, model, ms = peers.search_ratio(lambda r: r, lambda r: measured.append(r) or latency(r), 0.5, steps=8,
+                                          log=lambda line: None)
     assert ms <= 0.5 and model == ratio and 0.5 <= ratio < 0.501  # bisected between 0.4 and 0.5
+    # The scan stopped at the first grid ratio that met the budget (each costs a measurement).
+    assert measured[:4] == [0.2, 0.3, 0.4, 0.5] and len(measured) == 4 + 8
     ratio, _, ms = peers.search_ratio(lambda r: r, latency, 0.4, steps=8, log=lambda line: None)
     assert ms == min(latency(r) for r in peers.RATIO_GRID) and ratio == 0.5  # out of reach: the fastest kept
 
