@@ -101,6 +101,8 @@ def test_a_teacher_is_left_as_given_and_can_be_pruned_next():
     finetune(student, data, [teacher], epochs_per_teacher=1, steps_per_epoch=3, batch_size=8, show=False)
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     assert all(p.requires_grad for p in teacher.parameters())
+    # Both trained and ran channels-last (layout.py) and came back in the layout they came in.
+    assert all(p.is_contiguous() for net in (teacher, student) for p in net.parameters())
     pruned = mp.prune(teacher, x[:1], data, budget="60%", cost="flops", method="fisher", block=8, steps=4,
                       batch_size=8, show=False)
     assert pruned.report["predicted"]["after"] <= pruned.report["predicted"]["budget"]
@@ -108,6 +110,26 @@ def test_a_teacher_is_left_as_given_and_can_be_pruned_next():
         p.requires_grad_(False)
     with pytest.raises(LoopError, match="no trainable parameters"):
         train(teacher, data.train, nn.functional.cross_entropy, TrainConfig(steps=1, batch_size=8), show=False)
+
+
+def test_channels_last_layout_changes_speed_not_results_and_is_undone_even_on_error():
+    """Training and evaluation run in channels-last layout on CPU (layout.py). What a user
+    saves, exports or compares afterwards must be the model as it was: the same outputs (up to
+    the order of float sums), contiguous weights, also when the work inside raised."""
+    from mobileprune.layout import channels_last
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 3, groups=16),
+                        nn.Flatten(), nn.Linear(16 * 12 * 12, 10)).eval()
+    x = torch.randn(4, 3, 16, 16)
+    expected = net(x)
+    with channels_last(net):
+        assert net[0].weight.is_contiguous(memory_format=torch.channels_last) and not net[0].weight.is_contiguous()
+        assert torch.allclose(net(x), expected, atol=1e-5)
+    assert all(p.is_contiguous() for p in net.parameters()) and torch.equal(net(x), expected)
+    with pytest.raises(RuntimeError, match="inside"), channels_last(net):
+        raise RuntimeError("inside")
+    assert all(p.is_contiguous() for p in net.parameters())
 
 
 def test_teachers_that_do_not_fit_the_student_are_refused():
