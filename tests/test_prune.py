@@ -201,7 +201,11 @@ def test_measured_rounds_keep_the_slowest_plan_the_device_measures_within_the_bu
     again = mp.prune(model, example, budget="70%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
                      device=HostRunner(), measured_rounds=1, measure_processes=1, first_aim=aim)
     assert again.report["measured"]["rounds"][0]["aim"] == aim
-    assert again.report["predicted"]["after"] <= aim
+    # The plan for that aim, or the smallest plan when the aim is under the predicted floor: on
+    # the tiny net most of the latency is out of pruning's reach, and the floor moves with the
+    # rows this machine measured (CI on 2026-12-04: floor 1.095 ms, aim 0.993 ms).
+    smallest = all(sum(g["blocks_kept"]) == 1 for g in again.report["groups"])
+    assert again.report["predicted"]["after"] <= aim or smallest
 
 
 def test_measured_rounds_take_a_budget_under_the_predicted_floor(tiny_profile):
