@@ -185,7 +185,9 @@ def add_arguments(parser) -> None:
     # Short defaults meant for the 90 minutes on 2 cores (docs/results.md): on an Intel Xeon VM of
     # family 6 model 207 the whole scope took 69.4 min (2026-12-04). On an AMD EPYC VM of family
     # 25 model 1 (2.3x slower .pte latency) mobilenet_w1 alone at both budgets took 40-70 min by
-    # the day: the whole scope has not been run there and would likely not fit.
+    # the day: the whole scope has not been run there and would likely not fit. On an Intel Xeon
+    # VM of family 6 model 106 (1.5x slower than model 207) mobilenet_w1 alone took 79.5 min
+    # (before channels-last training and the shorter ratio scan): the whole scope does not fit.
     parser.add_argument("--prune-steps", type=int, default=40)
     parser.add_argument("--finetune-steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
