@@ -130,6 +130,10 @@ def test_channels_last_layout_changes_speed_not_results_and_is_undone_even_on_er
     with pytest.raises(RuntimeError, match="inside"), channels_last(net):
         raise RuntimeError("inside")
     assert all(p.is_contiguous() for p in net.parameters())
+    net.to(memory_format=torch.channels_last)  # a layout the user chose is kept
+    with channels_last(net):
+        pass
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last) and not net[0].weight.is_contiguous()
 
 
 def test_teachers_that_do_not_fit_the_student_are_refused():

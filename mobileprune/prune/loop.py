@@ -146,6 +146,7 @@ def train(model: nn.Module, dataset, loss_fn: Callable, config: TrainConfig, met
 
 
 def _train(model, dataset, loss_fn, config, device, method, checkpoint, run_key, show, describe, stop_at) -> dict:
+    """train()'s work, with ``model`` in channels-last layout on CPU (layout.py: 1.3-1.6x faster steps)."""
     rank, world = rank_and_world()
     if world > 1 and config.batch_size % world:
         raise LoopError(f"the global batch ({config.batch_size}) must divide by the {world} processes")
