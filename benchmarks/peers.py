@@ -364,8 +364,8 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
                       measured_rounds=args.measured_rounds, measure_processes=args.processes,
                       first_aim=calibrated * budget_ms if calibrated else None)
     measured = result.report.get("measured", {})
-    if aim_per_ms(measured):
-        aims[(spec, block, contender.label)] = aim_per_ms(measured)
+    if calibration := aim_per_ms(measured):
+        aims[(spec, block, contender.label)] = calibration
     # Ours trained while pruning (fisher stops once its plan meets the budget): the rest is theirs.
     steps = total - result.report["method_info"].get("steps", args.prune_steps) if method in OURS else total
     rounds = measured.get("rounds", [])

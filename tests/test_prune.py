@@ -171,6 +171,11 @@ def test_latency_budget_on_a_measured_profile(tiny_profile):
     assert {lay["node"] for lay in result.report["layers"]}  # the per-layer breakdown is there
 
 
+def _smallest_plan(report: dict) -> bool:
+    """The report's plan keeps one block in every group (the smallest plan pruning can reach)."""
+    return all(sum(g["blocks_kept"]) == 1 for g in report["groups"])
+
+
 def test_measured_rounds_keep_the_slowest_plan_the_device_measures_within_the_budget(tiny_profile):
     """The plan is lowered and measured on this machine (the profile's device), chosen again
     from the same ranking while it misses the budget; the saved plan is the round reported."""
@@ -204,8 +209,7 @@ def test_measured_rounds_keep_the_slowest_plan_the_device_measures_within_the_bu
     # The plan for that aim, or the smallest plan when the aim is under the predicted floor: on
     # the tiny net most of the latency is out of pruning's reach, and the floor moves with the
     # rows this machine measured (CI on 2026-12-04: floor 1.095 ms, aim 0.993 ms).
-    smallest = all(sum(g["blocks_kept"]) == 1 for g in again.report["groups"])
-    assert again.report["predicted"]["after"] <= aim or smallest
+    assert again.report["predicted"]["after"] <= aim or _smallest_plan(again.report)
 
 
 def test_measured_rounds_take_a_budget_under_the_predicted_floor(tiny_profile):
@@ -222,7 +226,7 @@ def test_measured_rounds_take_a_budget_under_the_predicted_floor(tiny_profile):
                       device=HostRunner(), measured_rounds=2, measure_processes=1)
     measured = result.report["measured"]
     assert result.report["budget"]["share"] == pytest.approx(0.02)
-    assert all(sum(g["blocks_kept"]) == 1 for g in result.report["groups"])  # the smallest plan
+    assert _smallest_plan(result.report)
     assert len(measured["rounds"]) == 1  # and no smaller one to try
     assert result.report["predicted"]["after"] > result.report["budget"]["value"]
     assert measured["met"] == (measured["ms"] <= measured["budget"])
