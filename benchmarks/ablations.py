@@ -21,6 +21,7 @@ import time
 
 from measured import this_machine
 from peers import Contender, Measured, Pruned, add_arguments, run, settle, table
+from resume import forget
 
 ABLATIONS = (
     Contender("fisher", "fisher"),
@@ -54,7 +55,7 @@ def ablations(args, here, measure: Measured, done: list[Pruned] = ()) -> list[di
           f"{', fisher and gates taken from the tables above' if reused else ''}; "
           + ("plans chosen on the profile's prediction, measured once" if not settings.measured_rounds else
              f"up to {settings.measured_rounds} plans measured") + ")", flush=True)
-    pruned, budgets = run(todo, [spec], [share], ("no KD",), settings, here, measure)
+    pruned, budgets = run(todo, [spec], [share], ("no KD",), settings, here, measure, name="ablations")
     return table(reused + pruned, budgets, list(ABLATIONS), ("no KD",), settings)
 
 
@@ -65,6 +66,7 @@ def main(argv=None) -> list[dict]:
     started = time.perf_counter()
     here = this_machine(args.profile, args.processes, "ablations", args.threads)
     rows = ablations(args, here, Measured(here))
+    forget()
     print(f"\nall done in {(time.perf_counter() - started) / 60:.1f} min")
     return rows
 

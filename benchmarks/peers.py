@@ -39,17 +39,18 @@ from __future__ import annotations
 
 import argparse
 import copy
+import faulthandler
 import hashlib
 import multiprocessing
 import pickle
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from measured import from_scratch, reachable_block, this_machine
+from resume import RunState, forget, run_retrying
 
 import mobileprune as mp
 from mobileprune import fashion
@@ -206,6 +207,11 @@ def add_arguments(parser) -> None:
                              "of 1 thread, never while it trains)")
     parser.add_argument("--test-images", type=int, default=2000,
                         help="the first N test images, the same for every contender")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="fine-tunings run again in fresh processes after their worker process died")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over even if an earlier run of this command stopped half-way (its pruned nets "
+                             "and scores are kept until it completes, and it resumes from them by default)")
     parser.add_argument("--quick", action="store_true",
                         help="CI: one net, one budget, one seed, 2+2 steps, 200 test images (checks it runs)")
 
@@ -250,20 +256,27 @@ def main(argv=None) -> list[dict]:
     if not args.no_ablations:
         from ablations import ablations
         rows += ablations(args, here, measure, pruned)
+    forget()
     print(f"\nall done in {(time.perf_counter() - started) / 60:.1f} min")
     return rows
 
 
-def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measure, match=()) -> tuple[list, dict]:
+def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measure, match=(),
+        name="peers") -> tuple[list, dict]:
     """Prune with every contender and measure every distinct architecture (this process, alone),
     then fine-tune each pruned net in every KD mode (--workers processes). ``match``: our
-    methods pruned again to MATCHED's measured latency where it is off the budget."""
+    methods pruned again to MATCHED's measured latency where it is off the budget. Each net and
+    budget's pruned nets, and each score, are kept on disk as they come (resume.py): a run
+    stopped by a fault resumes where it was."""
     started = time.perf_counter()
-    pruned: list[Pruned] = []
-    budgets: dict[tuple, dict] = {}
-    plans: dict = {}  # seed-independent plans (uniform's), searched once per net and budget
-    aims: dict = {}  # where a method's measured rounds met a budget, for its next seed (prune_one)
+    state = RunState(name, args, tuple(contenders), tuple(specs), tuple(shares), tuple(kd_modes), tuple(match))
+    pruned: list[Pruned] = state.data.setdefault("pruned", [])
+    budgets: dict[tuple, dict] = state.data.setdefault("budgets", {})
+    plans: dict = state.data.setdefault("plans", {})  # seed-independent plans (uniform's), once per net and budget
+    aims: dict = state.data.setdefault("aims", {})  # where a method's measured rounds met a budget (prune_one)
     for spec in specs:
+        if all((spec, share) in budgets for share in shares):
+            continue  # pruned and measured before a fault stopped an earlier run
         shape = default_input_shape(spec)
         data = load_data("fashion-mnist", shape)
         original = build(spec).eval()
@@ -272,8 +285,9 @@ def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measur
         print(f"{spec}: measured {original_ms:.3f} ms, {macs / 1e6:.1f} M MACs, {params / 1e3:.0f} k parameters",
               flush=True)
         for share in shares:
+            if (spec, share) in budgets:
+                continue
             block = reachable_block(original, spec, shape, here.profile, f"{100 * share:g}%", here.runner)
-            budgets[(spec, share)] = {"budget_ms": share * original_ms, "original_ms": original_ms, "block": block}
             print(f"  budget {100 * share:g}%: {share * original_ms:.3f} ms; block {block}" +
                   (f" (the profile's {here.profile.meta.block} cannot reach it)" if block != here.profile.meta.block
                    else ""), flush=True)
@@ -288,19 +302,21 @@ def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measur
                       f"({time.perf_counter() - began:.0f} s)", flush=True)
                 return entry
 
-            for contender in contenders:
-                for seed in range(args.seeds):
-                    pruned.append(prune_measured(contender, seed, share * original_ms))
+            place = [prune_measured(contender, seed, share * original_ms)
+                     for contender in contenders for seed in range(args.seeds)]
             # Equal latency with Torch-Pruning where its ratio could not land near the budget.
-            theirs = [p for p in pruned if (p.spec, p.share, p.method) == (spec, share, MATCHED)]
+            theirs = [p for p in place if p.method == MATCHED]
             for method in match:
                 for p in theirs:
                     if abs(p.measured_ms / (share * original_ms) - 1) > CLOSE:
-                        pruned.append(prune_measured(Contender(f"{method}{AT}{MATCHED}", method), p.seed,
-                                                     p.measured_ms))
+                        place.append(prune_measured(Contender(f"{method}{AT}{MATCHED}", method), p.seed,
+                                                    p.measured_ms))
+            pruned.extend(place)  # the place is kept whole or not at all (a fault midway prunes it again)
+            budgets[(spec, share)] = {"budget_ms": share * original_ms, "original_ms": original_ms, "block": block}
+            state.save()
     print(f"pruned and measured in {time.perf_counter() - started:.0f} s; fine-tuning "
           f"{len(kd_modes) * len(pruned)} nets in {args.workers} process(es)", flush=True)
-    fine_tune_all(pruned, kd_modes, args)
+    fine_tune_all(pruned, kd_modes, args, state)
     return pruned, budgets
 
 
@@ -383,28 +399,35 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
     return entry
 
 
-def fine_tune_all(pruned: list[Pruned], kd_modes, args) -> None:
-    """Every pruned net fine-tuned in every KD mode (--workers processes); top-1 into ``.top1``."""
+def fine_tune_all(pruned: list[Pruned], kd_modes, args, state: RunState | None = None) -> None:
+    """Every pruned net fine-tuned in every KD mode (--workers processes); top-1 into ``.top1``,
+    saved in ``state`` as each task ends (a net scored before a fault is not trained again)."""
     # One task per net, seed and KD mode: every contender of it, at every budget, in one process.
     # Their batches are the same (the loop's batch order depends on the seed and step only), so
     # the teachers' outputs on a batch are computed once and shared (SharedTeacher).
     groups: dict[tuple, list] = {}
     for i, p in enumerate(pruned):
         for kd in kd_modes:
+            if kd in p.top1:
+                continue
             groups.setdefault((p.spec, p.seed, kd), []).append((i, as_bytes(p.model), p.steps))
-    # Fresh (spawned) processes: no thread pool inherited from this one. A worker that dies
-    # breaks the pool loudly (BrokenProcessPool) rather than leaving a task unanswered.
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=spawn, initializer=_worker_init, initargs=(args,)) as pool:
-        # KD tasks first: they are the longest, and a short one last keeps both workers busy.
-        ordered = sorted(groups.items(), key=lambda item: item[0][2] != "KD")
-        futures = [pool.submit(fine_tune_group, spec, nets, kd, seed, args) for (spec, seed, kd), nets in ordered]
-        for done in as_completed(futures):
-            for i, kd, score in done.result():
-                p = pruned[i]
-                p.top1[kd] = score
-                print(f"  {p.spec} {100 * p.share:g}% {p.method:22s} seed {p.seed} {kd:5s}: top-1 {100 * score:.2f}%",
-                      flush=True)
+    # KD tasks first: they are the longest, and a short one last keeps both workers busy.
+    ordered = sorted(groups.items(), key=lambda item: item[0][2] != "KD")
+
+    def scored(_, results) -> None:
+        for i, kd, score in results:
+            p = pruned[i]
+            p.top1[kd] = score
+            print(f"  {p.spec} {100 * p.share:g}% {p.method:22s} seed {p.seed} {kd:5s}: top-1 {100 * score:.2f}%",
+                  flush=True)
+        if state:
+            state.save()
+
+    # Fresh (spawned) processes: no thread pool inherited from this one. A worker that dies of a
+    # native fault breaks the pool: its tasks run again in a fresh one (resume.run_retrying).
+    run_retrying({(spec, seed, kd): (spec, nets, kd, seed, args) for (spec, seed, kd), nets in ordered},
+                 fine_tune_group, scored, args.workers, args.retries,
+                 mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(args,))
 
 
 # ---- fine-tuning workers ------------------------------------------------------------------------
@@ -442,7 +465,9 @@ class SharedTeacher(torch.nn.Module):
 
 def _worker_init(args) -> None:
     """One thread; each net's data and teachers, built before any task arrives (building a
-    ``file.py:factory`` net also loads the module its pruned copies are unpickled from)."""
+    ``file.py:factory`` net also loads the module its pruned copies are unpickled from). A native
+    fault prints the Python stack it happened in (faulthandler), for the log."""
+    faulthandler.enable()
     torch.set_num_threads(1)
     for spec in args.specs:
         _DATA[spec] = (load_data("fashion-mnist", default_input_shape(spec)),

@@ -195,3 +195,80 @@ def test_plan_shapes_quick(tiny_profile, capsys):
     for r in rows:
         assert 0 <= r["top1_mean"] <= 1 and r["measured_ms"] > 0 and r["macs"] > 0 and r["widths"]
     assert "seed 0's conv widths" in capsys.readouterr().out
+
+
+def _abort_once(marker: str | None, value: int) -> int:
+    """A task whose first run kills its worker process as a native fault does (SIGABRT); every
+    run when ``marker`` is None."""
+    import os
+
+    if marker is None or not os.path.exists(marker):
+        if marker:
+            open(marker, "w").close()
+        os.abort()
+    return 2 * value
+
+
+def test_fine_tunings_whose_worker_died_run_again_in_fresh_processes(tmp_path, capsys):
+    """On 2026-12-05 a fine-tuning worker of peers.py died of "double free or corruption" 45
+    minutes into a run, and the broken pool took the run with it. Tasks pending when a worker
+    dies run again in a fresh pool; results already in are kept; a task that keeps killing its
+    worker ends the run with its name, after the retries."""
+    import multiprocessing
+
+    import pytest
+    import resume
+
+    spawn = multiprocessing.get_context("spawn")
+    got = {}
+    tasks = {i: (str(tmp_path / f"marker{i}"), i) for i in range(3)}  # each kills its worker once
+    resume.run_retrying(tasks, _abort_once, got.__setitem__, workers=1, retries=3, mp_context=spawn)
+    assert got == {0: 0, 1: 2, 2: 4}
+    assert capsys.readouterr().out.count("a worker process died") == 3
+    with pytest.raises(SystemExit, match=r"died 2 times; tasks not done: \['a', 'b'\]"):  # b waits behind a
+        resume.run_retrying({"a": (None, 5), "b": (str(tmp_path / "marker0"), 1)},
+                            _abort_once, got.__setitem__, workers=1, retries=1, mp_context=spawn)
+
+
+def test_a_run_stopped_by_a_fault_resumes_without_pruning_or_measuring_again(tiny_profile, tmp_path, monkeypatch,
+                                                                           capsys):
+    """peers.py keeps each net and budget's pruned nets, and each score, on disk until the
+    command completes: run again after a fault, it fine-tunes the same nets without pruning or
+    measuring anything again; a completed command leaves nothing behind (forget)."""
+    import peers
+    import pytest
+    import resume
+    from measured import this_machine
+
+    monkeypatch.setattr(resume, "runs_dir", lambda: tmp_path / "runs")
+    args = peers.settle(_peers_args("--quick", "--profile", str(tiny_profile.path)))
+    here = this_machine(args.profile, args.processes, "peers", args.threads)
+    uniform = [peers.Contender("uniform", "uniform")]
+
+    def fault(*_, **__):
+        raise RuntimeError("the fault")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(peers, "fine_tune_all", fault)
+        with pytest.raises(RuntimeError, match="the fault"):
+            peers.run(uniform, [TINY], [0.85], ("no KD",), args, here, peers.Measured(here))
+    first = _saved_state(tmp_path / "runs")
+    assert [p.method for p in first["pruned"]] == ["uniform"] and not first["pruned"][0].top1
+
+    # Run again: nothing may be pruned or measured (each of these would raise).
+    monkeypatch.setattr(peers, "prune_one", fault)
+    monkeypatch.setattr(peers, "reachable_block", fault)
+    monkeypatch.setattr(here, "measure", fault)
+    pruned, budgets = peers.run(uniform, [TINY], [0.85], ("no KD",), args, here, peers.Measured(here))
+    assert "resumed from" in capsys.readouterr().out
+    assert budgets == first["budgets"] and pruned[0].measured_ms == first["pruned"][0].measured_ms
+    assert 0 <= pruned[0].top1["no KD"] <= 1 and _saved_state(tmp_path / "runs")["pruned"][0].top1 == pruned[0].top1
+    resume.forget()
+    assert not list((tmp_path / "runs").glob("*.pkl"))
+
+
+def _saved_state(runs) -> dict:
+    import pickle
+
+    (path,) = runs.glob("peers-*.pkl")
+    return pickle.loads(path.read_bytes())

@@ -1,0 +1,91 @@
+"""Nothing lost on faults in a long benchmark run: its pruned nets and scores kept on disk until
+it ends, and fine-tuning tasks whose worker process died run again in fresh processes.
+
+Why by hand: a run of peers.py prunes and measures for about 45 minutes before its first
+fine-tuning; on 2026-12-05 a fine-tuning worker died of a native fault ("double free or
+corruption") four minutes later and the whole run was lost. concurrent.futures only reports
+the broken pool (BrokenProcessPool) and fails every pending task with it; no library we use
+keeps a half-done benchmark, and a pickle of our own dataclasses is all it needs.
+
+A state file belongs to one command: its key is the run's settings and the source of the
+benchmarks and of mobileprune, so a changed option or a changed line of code starts afresh
+instead of mixing two runs in one table. It is deleted when the command completes (forget()),
+so running a completed command again measures again.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from mobileprune import fashion
+
+NOT_RESULTS = {"workers", "threads", "retries", "fresh"}  # options that cannot change a row
+_USED: list[Path] = []  # this process's state files, deleted by forget()
+
+
+def _source_digest() -> str:
+    root = Path(__file__).resolve().parent
+    package = Path(fashion.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("*.py"), *package.rglob("*.py")]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def runs_dir() -> Path:
+    return fashion.cache_dir().parent / "runs"
+
+
+class RunState:
+    """A dict saved after each change (atomically: a fault while saving keeps the last state)."""
+
+    def __init__(self, name: str, settings, *parts) -> None:
+        relevant = {k: v for k, v in sorted(vars(settings).items()) if k not in NOT_RESULTS}
+        key = hashlib.sha256(repr((relevant, parts, _source_digest())).encode()).hexdigest()[:16]
+        self.path = runs_dir() / f"{name}-{key}.pkl"
+        self.data: dict = {}
+        if self.path.exists() and not getattr(settings, "fresh", False):
+            self.data = pickle.loads(self.path.read_bytes())
+            print(f"resumed from {self.path} (an earlier run of this command stopped; --fresh starts over)",
+                  flush=True)
+        _USED.append(self.path)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(self.data))
+        os.replace(partial, self.path)
+
+
+def forget() -> None:
+    """The command completed: its state files go (a new run of it measures again)."""
+    while _USED:
+        _USED.pop().unlink(missing_ok=True)
+
+
+def run_retrying(tasks: dict, fn, on_result, workers: int, retries: int, **pool_options) -> None:
+    """``fn(*args)`` for each ``tasks[key] = args`` in a pool of ``workers`` processes;
+    ``on_result(key, result)`` as each ends. A worker that dies breaks the pool and every
+    task still pending with it: those run again in a fresh pool, up to ``retries`` times,
+    then SystemExit names them (the results so far have been handed to on_result)."""
+    pending = dict(tasks)
+    for attempt in range(retries + 1):
+        with ProcessPoolExecutor(workers, **pool_options) as pool:
+            futures = {pool.submit(fn, *args): key for key, args in pending.items()}
+            for done in as_completed(futures):
+                error = done.exception()
+                if error is None:
+                    on_result(futures[done], done.result())
+                    del pending[futures[done]]
+                elif not isinstance(error, BrokenProcessPool):
+                    raise error  # a Python error in a task is a bug: running it again would not help
+        if not pending:
+            return
+        if attempt < retries:
+            print(f"a worker process died (a native fault: its last output is above); {len(pending)} task(s) "
+                  f"run again in fresh processes (retry {attempt + 1} of {retries})", flush=True)
+    raise SystemExit(f"worker processes died {retries + 1} times; tasks not done: {sorted(map(str, pending))}")
