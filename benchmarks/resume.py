@@ -21,7 +21,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from mobileprune import fashion
+import mobileprune
+from mobileprune.cache import cache_root
 
 NOT_RESULTS = {"workers", "threads", "retries", "fresh"}  # options that cannot change a row
 _USED: list[Path] = []  # this process's state files, deleted by forget()
@@ -29,7 +30,7 @@ _USED: list[Path] = []  # this process's state files, deleted by forget()
 
 def _source_digest() -> str:
     root = Path(__file__).resolve().parent
-    package = Path(fashion.__file__).resolve().parent
+    package = Path(mobileprune.__file__).resolve().parent
     digest = hashlib.sha256()
     for path in sorted([*root.glob("*.py"), *package.rglob("*.py")]):
         digest.update(path.read_bytes())
@@ -37,7 +38,7 @@ def _source_digest() -> str:
 
 
 def runs_dir() -> Path:
-    return fashion.cache_dir().parent / "runs"
+    return cache_root() / "runs"
 
 
 class RunState:

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .cache import cache_root
 from .errors import MobilepruneError
 
 INPUT_SHAPE = (1, 1, 128, 128)
@@ -141,7 +142,7 @@ def architecture(name: str) -> nn.Module:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobileprune" / "models"
+    return cache_root() / "models"
 
 
 def weights_path(name: str) -> Path | None:

@@ -33,13 +33,14 @@ from .blockprobe import PROBES, probe_tiles
 from .microbench import grid_rows, op_and_boundary_ms, program, row_from
 from .profile import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
 from .reference import measure_reference, speed_reference
+from ..cache import cache_root
 from .runner import Runner, SpeedReference, measure_artifact
 from .runtimes import Runtime
 
 
 def cache_dir(runtime: Runtime) -> Path:
     """Built programs (micro-benchmarks, the speed reference), per runtime, outside the repo."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobileprune" / "programs" / runtime.name
+    base = cache_root() / "programs" / runtime.name
     base.mkdir(parents=True, exist_ok=True)
     return base
 
