@@ -136,6 +136,41 @@ def test_channels_last_layout_changes_speed_not_results_and_is_undone_even_on_er
     assert net[0].weight.is_contiguous(memory_format=torch.channels_last) and not net[0].weight.is_contiguous()
 
 
+ONEDNN_6035 = """
+import faulthandler, torch
+from torch import nn
+from mobileprune.layout import channels_last
+faulthandler.enable()
+torch.set_num_threads(1)
+torch.manual_seed(0)
+# a 3x3 conv, then the shortcut-like 1x1 stride-2 conv of 8 input channels
+net = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.Conv2d(8, 16, 1, stride=2, bias=False),
+                    nn.Flatten(), nn.Linear(16 * 32 * 32, 10))
+x = torch.randn(32, 8, 64, 64)
+net(x).square().sum().backward()
+expected = net[1].weight.grad.clone()
+net.zero_grad()
+with channels_last(net):
+    assert net[0].weight.is_contiguous(), "trained channels-last: oneDNN#6035"
+    net(x).square().sum().backward()
+assert torch.allclose(net[1].weight.grad, expected, rtol=1e-4, atol=1e-3), "another weight gradient"
+with torch.no_grad(), channels_last(net):  # evaluation keeps the faster layout: the bug is in backward
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last) and not net[0].weight.is_contiguous()
+print("same gradient")
+"""
+
+
+def test_a_strided_1x1_conv_of_few_channels_trains_without_onednns_channels_last_bug():
+    """A ResNet shortcut pruned to 8 input channels (Torch-Pruning's, or ours at block 8) must
+    train: oneDNN's channels-last weight gradient for a 1x1 stride-2 conv of fewer than 16 input
+    channels writes out of bounds (oneDNN#6035: a segfault on an Intel Xeon, wrong gradients
+    elsewhere), so training keeps such a model in its own layout (layout.py). In a fresh
+    process: a segfault there fails this test instead of killing the test runner."""
+    done = subprocess.run([sys.executable, "-c", ONEDNN_6035], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0 and "same gradient" in done.stdout, done.stderr[-3000:]
+
+
 def test_teachers_that_do_not_fit_the_student_are_refused():
     student = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
     x = torch.randn(1, 1, 4, 4)
