@@ -96,6 +96,8 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
                                 f"cannot reach {peers.MATCHED}'s latency") in out for r in rows)
     assert "plan(s) measured" in out  # ours and uniform: their plans measured here
     assert "tp-taylor" in out and "ablations:" in out and "plans chosen on the profile's prediction, measured once" in out
+    # the ablation table says its plans aimed at a share of the prediction, not of the measurement
+    assert "of its measured latency (plans chosen at 85% of its predicted latency)" in out
     # The issue's target, per KD mode, against Torch-Pruning and uniform: a verdict, or (the tiny
     # net's latencies are measured while the other test worker runs) no row of ours fast enough
     verdicts = [line for line in out.splitlines() if "(target +" in line or "no row of ours at or under" in line]
