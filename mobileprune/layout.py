@@ -12,9 +12,10 @@ convolution with stride > 1 and fewer than 16 input channels (per group) on chan
 tensors writes past its workspace. torch 2.14.1 on an Intel Xeon VM (family 6 model 106):
 Conv2d(8, 16, 1, stride=2) on a 32x8x64x64 channels-last input segfaults in backward (17 input
 channels or more, stride 1, or NCHW: fine); the issue reports wrong gradients and hangs on
-other CPUs. Pruning makes such layers (a ResNet shortcut pruned to 8 channels by
-Torch-Pruning killed every fine-tuning of benchmarks/peers.py). A model with one trains in
-its own layout; without gradients (evaluation) channels-last stays, the bug is in backward.
+other CPUs. Pruning makes such layers: ResNet shortcuts pruned to 8 or 4 input channels
+(Torch-Pruning's, uniform's and ours at block 8 or 4) killed every ResNet fine-tuning of
+benchmarks/peers.py. A model with one trains in its own layout; without gradients
+(evaluation) channels-last stays, the bug is in backward.
 """
 from __future__ import annotations
 
