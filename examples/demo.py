@@ -29,6 +29,7 @@ from rich.console import Console
 
 import mobileprune as mp
 from mobileprune import fashion
+from mobileprune.cache import cache_root
 from mobileprune.data import load_data, top1
 from mobileprune.devices.profile import DeviceProfile
 from mobileprune.finetune import finetune
@@ -39,7 +40,7 @@ SPECS = [a for a in sys.argv[1:] if not a.startswith("--")][:1] or ["fashion:mob
 STEPS = int(OPTIONS.get("steps", 300))
 BUDGET = OPTIONS.get("budget", "50%")
 SHIPPED = Path(__file__).resolve().parent.parent / "device_profiles"
-CACHED = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobileprune" / "profiles"
+CACHED = cache_root() / "profiles"
 VAL_IMAGES = 2000
 FINETUNE_STEPS = int(OPTIONS.get("finetune-steps", 100))  # per teacher
 

@@ -26,6 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..cache import cache_root
 from ..graph import analyze
 from ..graph.layers import layers
 from . import runtimes
@@ -33,7 +34,6 @@ from .blockprobe import PROBES, probe_tiles
 from .microbench import grid_rows, op_and_boundary_ms, program, row_from
 from .profile import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
 from .reference import measure_reference, speed_reference
-from ..cache import cache_root
 from .runner import Runner, SpeedReference, measure_artifact
 from .runtimes import Runtime
 
