@@ -18,7 +18,6 @@ spec (data resized to it) with N pruning steps (default 300), budget B (default 
 """
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
