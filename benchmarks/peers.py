@@ -378,7 +378,8 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
                       block=block, steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3, seed=seed, spec=spec,
                       show=False, device=here.runner, options=dict(contender.options),
                       measured_rounds=args.measured_rounds, measure_processes=args.processes,
-                      first_aim=calibrated * budget_ms if calibrated else None)
+                      first_aim=calibrated * budget_ms if calibrated else None,
+                      original_ms=measure(original, shape) if args.measured_rounds else None)
     measured = result.report.get("measured", {})
     if calibration := aim_per_ms(measured):
         aims[(spec, block, contender.label)] = calibration

@@ -396,13 +396,15 @@ def cmd_prune(args) -> int:
                       else f"[dim]{g['kept']}[/]")
     Console().print(table)
     pred, unit = report["predicted"], report["budget"]["unit"]
-    print(f"predicted {pred['before']:.4g} -> {pred['after']:.4g} {unit} (budget {pred['budget']:.4g} {unit}, "
-          f"{pred['below_budget_pct']:.1f}% below it)")
-    if "measured" in report:
+    if "measured" in report:  # the budget is a measured latency: not compared with a prediction
         m = report["measured"]
         tried = ", ".join(f"{r['predicted']:.4g} -> {r['measured']:.4g}" for r in m["rounds"])
-        print(f"measured on the device: {m['ms']:.4g} ms, budget {'met' if m['met'] else 'NOT met'} "
-              f"(plans tried, predicted -> measured ms: {tried})")
+        print(f"predicted {pred['before']:.4g} -> {pred['after']:.4g} {unit} (the profile's table)")
+        print(f"measured on the device: {m['original_ms']:.4g} -> {m['ms']:.4g} ms, budget {m['budget']:.4g} ms "
+              f"{'met' if m['met'] else 'NOT met'} (plans tried, predicted -> measured ms: {tried})")
+    else:
+        print(f"predicted {pred['before']:.4g} -> {pred['after']:.4g} {unit} (budget {pred['budget']:.4g} {unit}, "
+              f"{pred['below_budget_pct']:.1f}% below it)")
     if "top1" in report:
         print(f"top-1 on {report['top1']['images']} {report['top1']['split']} images: "
               f"{100 * report['top1']['before']:.1f}% -> {100 * report['top1']['after']:.1f}%")

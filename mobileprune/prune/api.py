@@ -83,7 +83,8 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
           profile=None, method: str = "fisher", block: int | None = None, steps: int = 100,
           out=None, spec=None, batch_size: int = 32, lr: float = 1e-4, seed: int = 0, show: bool = True,
           options: dict | None = None, checkpoint_every: int = 25, device=None, measured_rounds: int = 0,
-          measure_processes: int = 3, first_aim: float | None = None) -> PruneResult:
+          measure_processes: int = 3, first_aim: float | None = None,
+          original_ms: float | None = None) -> PruneResult:
     """Prune ``model`` to ``budget`` and slim it.
 
     ``data``: a training Dataset of (input, target), or a DataSplits (its train split is used);
@@ -102,7 +103,11 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     trained again at that aim (TrainedRuns). ``first_aim`` (with measured rounds): the predicted
     latency to train towards and select at first instead of the budget, e.g. the aim ("aim" in
     the report's "measured") at which an earlier run of this method on this net and device met
-    its budget: the rounds go on from there.
+    its budget: the rounds go on from there. With measured rounds the budget is a measured
+    latency: a share ("50%") is of the original's latency measured on the device
+    (``original_ms`` if the caller measured it the same way, else measured here), and the first
+    plan is chosen at the same share of the original's predicted latency (the table may sum the
+    whole net faster or slower than the device runs it).
     """
     from ..storage import save, spec_of
 
@@ -145,8 +150,17 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     # prediction of the smallest plan: a device running faster than its table today can meet a
     # budget under it. So it is not refused: the method trains towards the floor, and the
     # rounds measure the plans from there (the report says whether the budget was met).
-    the_budget = resolve(budget, cost_model.unit, original, 0.0 if measured_rounds else least)
-    trained_to = dataclasses.replace(the_budget, value=max(first_aim or the_budget.value, least))
+    # The budget is refused or accepted on the scale it is given in: a measured budget against
+    # the original's measurement, not its prediction (a table summing to 0.56 ms for a net that
+    # measured 1.50 ms refused a budget of 1.28 ms as "already fits").
+    measured_original = None
+    if measured_rounds:
+        measured_original = original_ms if original_ms is not None else \
+            measure_for_profile(work, tuple(example_inputs), device, profile.meta, measure_processes)["ms"]
+    the_budget = resolve(budget, cost_model.unit, measured_original or original, 0.0 if measured_rounds else least)
+    # a measured budget's share of the original, on the prediction's scale
+    aim = first_aim or (the_budget.share * original if measured_rounds else the_budget.value)
+    trained_to = dataclasses.replace(the_budget, value=max(aim, least))
     if out is not None and (out / "model.json").exists():
         raise PruneError(f"{out} already holds a saved model: choose another --out (nothing was changed)")
 
@@ -173,14 +187,14 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
             return measure_for_profile(pruned, tuple(example_inputs), device, profile.meta, measure_processes)["ms"]
 
         selection, rounds = meet_measured(runs.select, ctx.price, measure, the_budget.value, measured_rounds,
-                                          first_aim=first_aim)
+                                          first_aim=aim)
         work, outcome = runs.run_of(selection)
-        measured_report = {**rounds.to_dict(), "trained_aims": runs.aims()}
+        measured_report = {**rounds.to_dict(), "original_ms": measured_original, "trained_aims": runs.aims()}
     else:
         selection = _reselect(method, outcome, ctx, trained_to)(the_budget.value)
     plan = blocks.plan(selection, {"method": method, "budget": the_budget.to_dict(), "cost": cost})
     slimmed = slim(work, analysis, plan).eval()
-    report = _report(analysis, blocks, selection, cost_model, the_budget, method, outcome, profile, block,
+    report = _report(analysis, blocks, selection, cost_model, original, the_budget, method, outcome, profile, block,
                      time.perf_counter() - started)
     if measured_report is not None:
         report["measured"] = measured_report
@@ -265,8 +279,8 @@ def _nothing_to_prune(analysis: Analysis, block: int) -> str:
             + ("; try a smaller --block" if small else ""))
 
 
-def _report(analysis, blocks: Blocks, selection, cost_model, budget: Budget, method, outcome, profile, block,
-            seconds) -> dict:
+def _report(analysis, blocks: Blocks, selection, cost_model, original: float, budget: Budget, method, outcome,
+            profile, block, seconds) -> dict:
     with torch.no_grad():
         fractions = blocks.fractions(selection)
         after = float(cost_model(fractions))
@@ -277,7 +291,7 @@ def _report(analysis, blocks: Blocks, selection, cost_model, budget: Budget, met
               for gb in blocks.groups]
     report = {
         "method": method, "cost": cost_model.unit, "block": block, "budget": budget.to_dict(),
-        "predicted": {"before": budget.original, "after": after, "budget": budget.value,
+        "predicted": {"before": original, "after": after, "budget": budget.value,
                       "below_budget_pct": 100 * (1 - after / budget.value)},
         "groups": groups, "method_info": _jsonable(outcome.info), "seconds": seconds,
     }
