@@ -10,7 +10,9 @@ keeps a half-done benchmark, and a pickle of our own dataclasses is all it needs
 A state file belongs to one command: its key is the run's settings and the source of the
 benchmarks and of mobileprune, so a changed option or a changed line of code starts afresh
 instead of mixing two runs in one table. It is deleted when the command completes (forget()),
-so running a completed command again measures again.
+so running a completed command again measures again. A state file left by a fault under an
+older source cannot resume any more: the next run of the same benchmark deletes it (and says
+so), while one of the same source with other settings stays (that command may be run again).
 """
 from __future__ import annotations
 
@@ -46,8 +48,14 @@ class RunState:
 
     def __init__(self, name: str, settings, *parts) -> None:
         relevant = {k: v for k, v in sorted(vars(settings).items()) if k not in NOT_RESULTS}
-        key = hashlib.sha256(repr((relevant, parts, _source_digest())).encode()).hexdigest()[:16]
-        self.path = runs_dir() / f"{name}-{key}.pkl"
+        source = _source_digest()[:8]
+        key = hashlib.sha256(repr((relevant, parts)).encode()).hexdigest()[:8]
+        self.path = runs_dir() / f"{name}-{source}-{key}.pkl"
+        ours = [*runs_dir().glob(f"{name}-{'?' * 8}-{'?' * 8}.pkl"), *runs_dir().glob(f"{name}-{'?' * 16}.pkl")]
+        for stale in sorted(ours):  # (the second pattern: state files named before the source had a part)
+            if not stale.name.startswith(f"{name}-{source}-"):
+                stale.unlink(missing_ok=True)
+                print(f"deleted {stale}: an earlier run's state under another source (it cannot resume)", flush=True)
         self.data: dict = {}
         if self.path.exists() and not getattr(settings, "fresh", False):
             self.data = pickle.loads(self.path.read_bytes())

@@ -236,7 +236,8 @@ def test_a_run_stopped_by_a_fault_resumes_without_pruning_or_measuring_again(tin
                                                                            capsys):
     """peers.py keeps each net and budget's pruned nets, and each score, on disk until the
     command completes: run again after a fault, it fine-tunes the same nets without pruning or
-    measuring anything again; a completed command leaves nothing behind (forget)."""
+    measuring anything again; a completed command leaves nothing behind (forget), and a state
+    file left under an older source is deleted by the next run."""
     import peers
     import pytest
     import resume
@@ -244,6 +245,11 @@ def test_a_run_stopped_by_a_fault_resumes_without_pruning_or_measuring_again(tin
 
     monkeypatch.setattr(resume, "runs_dir", lambda: tmp_path / "runs")
     args = peers.settle(_peers_args("--quick", "--profile", str(tiny_profile.path)))
+    # a fault's state under an older source cannot resume: it goes; another command's stays
+    (tmp_path / "runs").mkdir()
+    older, other = (tmp_path / "runs" / f"peers-{'0' * 16}.pkl",
+                    tmp_path / "runs" / f"peers-{resume._source_digest()[:8]}-{'0' * 8}.pkl")
+    older.write_bytes(b""), other.write_bytes(b"")
     here = this_machine(args.profile, args.processes, "peers", args.threads)
     uniform = [peers.Contender("uniform", "uniform")]
 
@@ -254,6 +260,8 @@ def test_a_run_stopped_by_a_fault_resumes_without_pruning_or_measuring_again(tin
         patched.setattr(peers, "fine_tune_all", fault)
         with pytest.raises(RuntimeError, match="the fault"):
             peers.run(uniform, [TINY], [0.85], ("no KD",), args, here, peers.Measured(here))
+    assert not older.exists() and other.exists()
+    other.unlink()
     first = _saved_state(tmp_path / "runs")
     assert [p.method for p in first["pruned"]] == ["uniform"] and not first["pruned"][0].top1
 
