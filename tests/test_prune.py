@@ -250,6 +250,9 @@ def test_a_measured_budget_is_checked_against_the_measured_original_not_its_pred
                       show=False, device=HostRunner(), measured_rounds=1, measure_processes=1, original_ms=slow)
     assert result.report["budget"]["share"] == pytest.approx(0.5)
     assert result.report["measured"]["rounds"][0]["aim"] == pytest.approx(0.5 * predicted)
+    with pytest.raises(PruneError, match="original_ms"):
+        mp.prune(model, example, budget="50%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
+                 original_ms=slow)
     with pytest.raises(BudgetError, match="already fits"):
         mp.prune(model, example, budget=slow, profile=tiny_profile, method="uniform", spec=TINY, show=False,
                  device=HostRunner(), measured_rounds=1, measure_processes=1, original_ms=slow)

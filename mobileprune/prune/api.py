@@ -146,6 +146,11 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     if first_aim is not None and (not measured_rounds or not first_aim > 0):
         raise PruneError(f"first_aim={first_aim!r}: a positive predicted latency, given with measured rounds "
                          "(without them the plan is chosen at the budget itself)")
+    if original_ms is not None and (not measured_rounds or not original_ms > 0):
+        raise PruneError(f"original_ms={original_ms!r}: the original's positive measured latency, given with "
+                         "measured rounds")
+    if out is not None and (out / "model.json").exists():
+        raise PruneError(f"{out} already holds a saved model: choose another --out (nothing was changed)")
     # With measured rounds the budget is a measured latency, and the floor only the profile's
     # prediction of the smallest plan: a device running faster than its table today can meet a
     # budget under it. So it is not refused: the method trains towards the floor, and the
@@ -161,13 +166,13 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     # a measured budget's share of the original, on the prediction's scale
     aim = first_aim or (the_budget.share * original if measured_rounds else the_budget.value)
     trained_to = dataclasses.replace(the_budget, value=max(aim, least))
-    if out is not None and (out / "model.json").exists():
-        raise PruneError(f"{out} already holds a saved model: choose another --out (nothing was changed)")
 
     torch.manual_seed(seed)
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                          freeze_bn=method == "gates")
-    run_key = {"method": method, "budget": the_budget.to_dict(), "cost": cost, "block": block,
+    # (a measured original varies from run to run: a killed run's checkpoint resumes on the budget as asked)
+    run_key = {"method": method, "budget": {"measured": the_budget.asked} if measured_rounds else the_budget.to_dict(),
+               "cost": cost, "block": block,
                "fingerprint": analysis.fingerprint(), "options": options or {}, "data": len(dataset or []),
                **({"first_aim": first_aim} if first_aim else {})}  # a checkpoint resumes the same aim only
     options = dict(options or {})
