@@ -308,7 +308,10 @@ def run(contenders: list[Contender], specs, shares, kd_modes, args, here, measur
             theirs = [p for p in place if p.method == MATCHED]
             for method in match:
                 for p in theirs:
-                    if abs(p.measured_ms / (share * original_ms) - 1) > CLOSE:
+                    if p.measured_ms >= original_ms:  # it pruned nothing that runs faster: ours would be the original
+                        print(f"    {method}{AT}{MATCHED} seed {p.seed}: not pruned, {MATCHED} measured "
+                              f"{p.measured_ms:.3f} ms, the original's latency or above (nothing to match)", flush=True)
+                    elif abs(p.measured_ms / (share * original_ms) - 1) > CLOSE:
                         place.append(prune_measured(Contender(f"{method}{AT}{MATCHED}", method), p.seed,
                                                     p.measured_ms))
             pruned.extend(place)  # the place is kept whole or not at all (a fault midway prunes it again)

@@ -74,9 +74,13 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
     assert [(r["method"], r["kd"]) for r in side_by_side] == [(m, kd) for m in peers.CONTENDERS for kd in peers.KD_MODES]
     # Where Torch-Pruning lands more than 5% from the budget (on the tiny net it usually cannot
     # reach it, below; measured beside the other test worker it may land close), fisher is
-    # pruned again to its measured latency: the row at equal latency
+    # pruned again to its measured latency: the row at equal latency. Unless Torch-Pruning's
+    # net measures as slow as the original (it pruned nothing): then there is nothing to match.
     tp = next(r for r in side_by_side if r["method"] == peers.MATCHED)
-    off = abs(tp["measured_ms"] / tp["budget_ms"] - 1) > peers.CLOSE
+    original_ms = tp["budget_ms"] / 0.85
+    off = abs(tp["measured_ms"] / tp["budget_ms"] - 1) > peers.CLOSE and tp["measured_ms"] < original_ms * (1 - 1e-9)
+    out = capsys.readouterr().out
+    assert off or abs(tp["measured_ms"] / tp["budget_ms"] - 1) <= peers.CLOSE or "(nothing to match)" in out
     matched, ablated = ablated[:2 * off], ablated[2 * off:]
     assert [(r["method"], r["kd"]) for r in matched] == \
         [(f"fisher{peers.AT}{peers.MATCHED}", kd) for kd in peers.KD_MODES][:2 * off]
@@ -89,7 +93,7 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
         # (measured rounds); or the table says the budget is out of reach. (The ablations' plans
         # are chosen on the prediction and only measured: they may land over it.)
         assert r["measured_ms"] <= r["budget_ms"] * (1 + 1e-9) or not r["reached"]
-    out = capsys.readouterr().out
+    out += capsys.readouterr().out
     # (Torch-Pruning keeps the tiny net's 16-channel layers whole at round_to 8, even at ratio 0.95)
     # (a row pruned again to Torch-Pruning's latency says it cannot reach that latency instead)
     assert all(r["reached"] or ("cannot reach the budget" if peers.AT not in r["method"] else
