@@ -368,7 +368,8 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
     # budget is the same share of the original's *predicted* latency: a measured ms compared with
     # a prediction would mix two scales (on tests/models/tiny.py the layers' latencies sum to
     # twice the whole net's measured latency, and 85% of it was below what pruning could reach).
-    budget = budget_ms if args.measured_rounds else f"{100 * budget_ms / measure(original, shape)}%"
+    original_ms = measure(original, shape)
+    budget = budget_ms if args.measured_rounds else f"{100 * budget_ms / original_ms}%"
     start = original if method != "uniform" else from_scratch(original)
     # The profile's prediction of a method's plans is often off the device's measurement by much
     # the same factor from one seed to the next (the plans are alike), so a later seed trains
@@ -382,7 +383,7 @@ def prune_one(contender: Contender, seed, spec, share, original, shape, data, bu
                       show=False, device=here.runner, options=dict(contender.options),
                       measured_rounds=args.measured_rounds, measure_processes=args.processes,
                       first_aim=calibrated * budget_ms if calibrated else None,
-                      original_ms=measure(original, shape) if args.measured_rounds else None)
+                      original_ms=original_ms if args.measured_rounds else None)
     measured = result.report.get("measured", {})
     if calibration := aim_per_ms(measured):
         aims[(spec, block, contender.label)] = calibration

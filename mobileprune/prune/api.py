@@ -158,10 +158,12 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     # The budget is refused or accepted on the scale it is given in: a measured budget against
     # the original's measurement, not its prediction (a table summing to 0.56 ms for a net that
     # measured 1.50 ms refused a budget of 1.28 ms as "already fits").
+    def on_device(net: nn.Module) -> float:  # as the profile's rows were measured
+        return measure_for_profile(net, tuple(example_inputs), device, profile.meta, measure_processes)["ms"]
+
     measured_original = None
     if measured_rounds:
-        measured_original = original_ms if original_ms is not None else \
-            measure_for_profile(work, tuple(example_inputs), device, profile.meta, measure_processes)["ms"]
+        measured_original = original_ms if original_ms is not None else on_device(work)
     the_budget = resolve(budget, cost_model.unit, measured_original or original, 0.0 if measured_rounds else least)
     # a measured budget's share of the original, on the prediction's scale
     aim = first_aim or (the_budget.share * original if measured_rounds else the_budget.value)
@@ -188,8 +190,7 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
         runs = TrainedRuns(method, ctx, model, outcome, least, seed)
 
         def measure(sel: dict) -> float:
-            pruned = slim(runs.run_of(sel)[0], analysis, blocks.plan(sel)).eval()
-            return measure_for_profile(pruned, tuple(example_inputs), device, profile.meta, measure_processes)["ms"]
+            return on_device(slim(runs.run_of(sel)[0], analysis, blocks.plan(sel)).eval())
 
         selection, rounds = meet_measured(runs.select, ctx.price, measure, the_budget.value, measured_rounds,
                                           first_aim=aim)
