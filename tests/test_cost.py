@@ -67,11 +67,14 @@ def test_a_pruned_variant_is_predicted_within_a_stated_tolerance(tiny):
     predicted_share = float(cost(fractions_from_plan(analysis, plan))) / float(cost())
     runtime = runtimes.get(profile.meta.runtime)
     reference = speed_reference(profile.meta, cache_dir(runtime))
-    # Each measured twice, the lower kept: beside the other test worker one measurement of the
-    # pruned net once came out 0.906 of the original's
+    # Each measured three times in turns with the other, the lowest kept: beside the other test
+    # worker one measurement of the pruned net once came out 0.906 of the original's, and with
+    # both of one net's measurements taken before the other's, a load that came between made
+    # the pruned net 1.6x the original (make test, 2026-12-05)
     nets = (model, mp.slim(model, analysis, plan))
-    measured = [min(measure_model(net, analysis.example_inputs, HostRunner(), runtime, processes=3,
-                                  reference=reference)["ms"] for _ in range(2)) for net in nets]
+    runs = [[measure_model(net, analysis.example_inputs, HostRunner(), runtime, processes=3,
+                           reference=reference)["ms"] for net in nets] for _ in range(3)]
+    measured = [min(ms) for ms in zip(*runs)]
     measured_share = measured[1] / measured[0]
     assert predicted_share < 0.9 and measured_share < 0.9, (predicted_share, measured)
     assert abs(predicted_share - measured_share) <= 0.3, (predicted_share, measured_share, measured)
