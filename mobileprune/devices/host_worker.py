@@ -80,38 +80,58 @@ def _timings(target, req: dict, load_reference) -> dict:
     return {"samples_ms": _time(target, req["warmup"], req["repeats"])}
 
 
-def _pte_callable(runtime, path: str, given_inputs=None):
+def executorch_bindings():
+    """ExecuTorch's C++ runtime bindings (``executorch.extension.pybindings._C``), loaded without
+    ``executorch.runtime``.
+
+    Why by hand: ``executorch.runtime`` reaches the bindings through ``portable_lib``, which
+    imports ``executorch.exir`` (the whole export stack, torch._dynamo and the edge dialect) only
+    to name a warning class. On a 2-core Xeon VM that made a fresh worker's start 6-7 s of CPU,
+    against about 2 s for torch and the bindings alone, and every latency measurement starts
+    fresh workers. The bindings need libtorch loaded first (as portable_lib says), hence torch.
+    Running a program does not use exir: the same C++ calls execute it either way.
+    """
+    import torch  # noqa: F401 - loads libtorch and its libraries, which the bindings link against
+
+    from executorch.extension.pybindings import _C
+
+    return _C
+
+
+def load_program(path: str, etdump: bool = False):
+    bindings = executorch_bindings()
+    return bindings._load_program(path, enable_etdump=etdump, debug_buffer_size=0,
+                                  program_verification=bindings.Verification.InternalConsistency, data_path=None)
+
+
+def _pte_callable(path: str, given_inputs=None):
     import torch
 
-    method = runtime.load_program(path).load_method("forward")
-    meta = method.metadata
+    method = load_program(path).load_method("forward")
+    meta = method.method_meta()
     shapes = [(tuple(meta.input_tensor_meta(i).sizes()), np.float32) for i in range(meta.num_inputs())]
     inputs = [torch.from_numpy(a) for a in _inputs_for(shapes, given_inputs)]
-    return (lambda: method.execute(inputs)), inputs
+    return (lambda: method(inputs)), inputs
 
 
 def run_pte(path: str, req: dict) -> dict:
-    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-    from executorch.runtime import Runtime
-
-    _unsafe_reset_threadpool(req["threads"])  # before load_method: a loaded method keeps its pool
-    runtime = Runtime.get()
-    forward, inputs = _pte_callable(runtime, path, req.get("inputs"))
-    result = _timings(forward, req, lambda ref: _pte_callable(runtime, ref)[0])
+    executorch_bindings()._unsafe_reset_threadpool(req["threads"])  # before load_method: a loaded method keeps its pool
+    forward, inputs = _pte_callable(path, req.get("inputs"))
+    result = _timings(forward, req, lambda ref: _pte_callable(ref)[0])
     result["outputs"] = [o.numpy() for o in forward()]
-    result["events"] = _etdump_events(runtime, path, inputs, req) if req.get("op_events") else []
+    result["events"] = _etdump_events(path, inputs, req) if req.get("op_events") else []
     return result
 
 
-def _etdump_events(runtime, path: str, inputs, req: dict) -> list:
+def _etdump_events(path: str, inputs, req: dict) -> list:
     """Per-op times from a second, profiled program (profiling adds overhead: never mixed
     into the unprofiled samples)."""
-    program = runtime.load_program(path, enable_etdump=True, debug_buffer_size=0)
+    program = load_program(path, etdump=True)
     method = program.load_method("forward")
     for _ in range(req["warmup"]):
-        method.execute(inputs)
+        method(inputs)
     for _ in range(req["repeats"]):
-        method.execute(inputs)
+        method(inputs)
     with tempfile.TemporaryDirectory() as tmp:
         dump = str(Path(tmp) / "run.etdump")
         program.write_etdump_result_to_file(dump, str(Path(tmp) / "debug.bin"))
@@ -159,12 +179,10 @@ def run_tflite(path: str, req: dict) -> dict:
 
 def outputs_pte(path: str, req: dict) -> list:
     import torch
-    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-    from executorch.runtime import Runtime
 
-    _unsafe_reset_threadpool(req["threads"])
-    method = Runtime.get().load_program(path).load_method("forward")
-    return [[o.numpy().copy() for o in method.execute([torch.from_numpy(np.load(f)) for f in files])]
+    executorch_bindings()._unsafe_reset_threadpool(req["threads"])
+    method = load_program(path).load_method("forward")
+    return [[o.numpy().copy() for o in method([torch.from_numpy(np.load(f)) for f in files])]
             for files in req["input_sets"]]
 
 
@@ -209,7 +227,7 @@ def _reply_outputs(i: int, path: str, req: dict, out_dir: Path) -> dict:
 # Per artifact suffix: the imports a worker started with ``--preload SUFFIX`` makes before it
 # reads its request (HostRunner.run_in_fresh_processes).
 PRELOAD = {
-    ".pte": ("torch", "executorch.runtime", "executorch.extension.pybindings.portable_lib"),
+    ".pte": ("torch", "executorch.extension.pybindings._C"),
     ".tflite": ("ai_edge_litert.interpreter",),
 }
 READY = "ready"  # the line a preloaded worker prints when its imports are done (not JSON: not a reply)
