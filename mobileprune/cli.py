@@ -15,6 +15,7 @@ from rich.table import Table
 
 def main(argv=None) -> int:
     from .cost.calibrate import CALIBRATIONS
+    from .devices.reference import REFERENCE_MODEL
     from .devices.runtimes import RUNTIMES
     from .errors import MobilepruneError
     from .prune.api import COSTS
@@ -42,6 +43,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--grid", default="0.5", help="fractions of each full width measured besides one "
                    "block and the full width, e.g. 0.25,0.5,0.75 for a denser grid")
+    p.add_argument("--reference", default=REFERENCE_MODEL,
+                   help="model spec of the speed reference every measurement is timed in turns with (default: "
+                        "%(default)s; a smaller one where the device is slow, e.g. an emulator, or for tests)")
     _device_options(p)
     p.set_defaults(func=cmd_profile)
 
@@ -195,7 +199,7 @@ def cmd_profile(args) -> int:
     block = None if args.block == "auto" else int(args.block)
     profiles = profile_devices(args.device or ["host"], args.model or DEFAULT_MODELS, runtimes.get(args.runtime),
                                args.threads, block, args.repeats, fractions, out=args.out,
-                               runner_binary=args.runner, remote_dir=args.remote_dir)
+                               reference=args.reference, runner_binary=args.runner, remote_dir=args.remote_dir)
     for device, profile in profiles.items():
         print(f"{device}: {profile.path}: {len(profile.table)} rows, calibrated for "
               f"{len(profile.meta.overheads_ms)} models")

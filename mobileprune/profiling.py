@@ -16,6 +16,7 @@ from .devices import runtimes
 from .devices.identity import DeviceIdentity
 from .devices.profile import DeviceProfile, default_profile_path
 from .devices.profiler import profile_rows
+from .devices.reference import REFERENCE_MODEL
 from .errors import MobilepruneError
 
 DEFAULT_MODELS = ["torchvision:mobilenet_v2", "torchvision:mobilenet_v3_small", "torchvision:mobilenet_v3_large",
@@ -24,23 +25,29 @@ DEFAULT_MODELS = ["torchvision:mobilenet_v2", "torchvision:mobilenet_v3_small", 
 
 
 def profile_device(specs: list, out, runner, runtime="executorch", threads: int = 1, block: int | None = None,
-                   repeats: int = 50, fractions=(0.5,), show_progress: bool = True, log=print) -> DeviceProfile:
+                   repeats: int = 50, fractions=(0.5,), show_progress: bool = True, log=print, *,
+                   reference: str = REFERENCE_MODEL) -> DeviceProfile:
     """Profile ``specs`` on ``runner``'s device into ``out`` (resuming what is there). ``block``
-    None: the device's probed conv tile, or the block of the profile being resumed."""
+    None: the device's probed conv tile, or the block of the profile being resumed.
+    ``reference``: the speed reference's model spec (devices/reference.py), MobileNetV2 at
+    224x224 by default."""
     runtime = runtimes.get(runtime) if isinstance(runtime, str) else runtime
-    models = profile_rows(specs, out, runner, runtime, threads, block, repeats, fractions, show_progress, log)
+    models = profile_rows(specs, out, runner, runtime, threads, block, repeats, fractions, show_progress, log,
+                          reference=reference)
     return calibrate_models(DeviceProfile.load(out), models, runner, repeats, log)
 
 
 def profile_devices(devices: list[str], specs: list, runtime="executorch", threads: int = 1,
                     block: int | None = None, repeats: int = 50, fractions=(0.5,), out=None,
-                    reconnect_s: float = 600.0, log=print, **adb_options) -> dict:
+                    reconnect_s: float = 600.0, log=print, reference: str = REFERENCE_MODEL,
+                    **adb_options) -> dict:
     """Profile several devices at once, one profile each (named after the device unless ``out``
     is given for a single device), with a progress bar per device. A device whose connection
     drops keeps every row measured so far; it is waited for (up to ``reconnect_s``) and profiling
     resumes where it stopped, without measuring a row twice (rows in the profile are skipped,
     results a cut-off run left on the device are collected: devices/adb.py). Returns {device:
-    DeviceProfile}; raises after all devices finished if any failed, naming each failure."""
+    DeviceProfile}; raises after all devices finished if any failed, naming each failure.
+    ``reference``: the speed reference's model spec, as for profile_device."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -78,7 +85,7 @@ def profile_devices(devices: list[str], specs: list, runtime="executorch", threa
             try:
                 say(f"profiling {runner.identity().describe()} into {path}")
                 results[device] = profile_device(specs, path, runner, runtime, threads, block, repeats, fractions,
-                                                 show_progress=progress, log=say)
+                                                 show_progress=progress, log=say, reference=reference)
                 return
             except DeviceDisconnected as exc:
                 say(f"{exc}; the rows measured so far are kept. Waiting up to {reconnect_s:.0f} s for it to "

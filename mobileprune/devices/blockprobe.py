@@ -29,9 +29,9 @@ PROBES = {
 }
 
 
-def probe_rows(kind: str) -> list[dict]:
+def probe_rows(kind: str, widths=SWEEP) -> list[dict]:
     attrs, cin = PROBES[kind]
-    return [row_from(kind, attrs, cin or c, c) for c in SWEEP]
+    return [row_from(kind, attrs, cin or c, c) for c in widths]
 
 
 def choose_block(times: dict[int, float], flat: float = 0.95) -> int:
@@ -48,13 +48,13 @@ def choose_block(times: dict[int, float], flat: float = 0.95) -> int:
 
 
 def probe_tiles(runner: Runner, runtime, build_dir: Path, threads: int = 1, processes: int = 3,
-                repeats: int = 30) -> tuple[dict[str, int], dict[str, dict[int, float]]]:
-    """Measure every probed kind's sweep in ``processes`` fresh processes; returns
-    ({kind: tile}, {kind: {width: median ms}})."""
+                repeats: int = 30, widths=SWEEP) -> tuple[dict[str, int], dict[str, dict[int, float]]]:
+    """Measure every probed kind's sweep (``widths``, multiples of 8) in ``processes`` fresh
+    processes; returns ({kind: tile}, {kind: {width: median ms}})."""
     from .profiler import build_all
 
     tiles, sweeps = {}, {}
-    rows = {kind: probe_rows(kind) for kind in PROBES}
+    rows = {kind: probe_rows(kind, widths) for kind in PROBES}
     paths = iter(build_all([r for kind in PROBES for r in rows[kind]], runtime, build_dir))
     for kind in PROBES:
         width_of = {str(next(paths).resolve()): int(r["cout"]) for r in rows[kind]}

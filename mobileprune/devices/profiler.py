@@ -33,7 +33,7 @@ from . import runtimes
 from .blockprobe import PROBES, probe_tiles
 from .microbench import grid_rows, op_and_boundary_ms, program, row_from
 from .profile import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
-from .reference import measure_reference, speed_reference
+from .reference import REFERENCE_MODEL, measure_reference, speed_reference
 from .runner import Runner, SpeedReference, measure_artifact
 from .runtimes import Runtime
 
@@ -147,12 +147,14 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtim
 
 
 def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: int = 1, block: int | None = None,
-                 repeats: int = 50, fractions=(0.5,), show_progress: bool | Progress = True, log=print) -> dict:
+                 repeats: int = 50, fractions=(0.5,), show_progress: bool | Progress = True, log=print, *,
+                 reference: str = REFERENCE_MODEL) -> dict:
     """Measure (or resume) the table rows of every model in ``specs`` into the profile at ``out``:
     first the device's tiles (the existing profile's; else, with ``block`` given, that block for
-    every kind; else probed), the speed
-    reference and, for runtimes without per-op times, one call's overhead. Returns {spec:
-    (model, analysis)} for the calibration that follows (cost.calibrate.calibrate_models)."""
+    every kind; else probed), the speed reference (the model spec ``reference``, unless the
+    profile being resumed names its own) and, for runtimes without per-op times, one call's
+    overhead. Returns {spec: (model, analysis)} for the calibration that follows
+    (cost.calibrate.calibrate_models)."""
     meta_path = DeviceProfile.paths(out)[1]
     existing = ProfileMeta.read(meta_path) if meta_path.is_file() else None
     if existing is not None:  # before any measurement: never spend minutes on a run that must be refused
@@ -173,7 +175,7 @@ def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: in
     # The speed reference first: rows without per-op times are timed against it, and every
     # whole-model calibration is.
     meta.reference = (existing.reference if existing and existing.reference
-                      else measure_reference(runner, runtime, cache_dir(runtime), threads))
+                      else measure_reference(runner, runtime, cache_dir(runtime), threads, model=reference))
     log(f"speed reference {meta.reference['model']}: {meta.reference['ms']:.3f} ms")
     reference = speed_reference(meta, cache_dir(runtime))
     if not runtime.per_op_events:  # a row is its program less one call's overhead
