@@ -13,8 +13,11 @@
 5. Export .pte and .tflite, each checked for parity with eager PyTorch and for delegation.
 
 Run with `make demo`; `examples/demo.py SPEC [--steps=N] [--budget=B]` runs it on another model
-spec (data resized to it) with N pruning steps (default 300), budget B (default 50%) and
---finetune-steps=F steps per teacher (default 100).
+spec (data resized to it) with N pruning steps (default 300), budget B (default 50%),
+--finetune-steps=F steps per teacher (default 100), --larger=SPEC as the chain's second teacher
+(default: a Fashion net's larger trained sibling), and for a profile it makes --reference=SPEC
+as its speed reference (default MobileNetV2 at 224x224) and --block=N as its channel block
+(default: the device's tile, probed); the tests give a tiny net, its own reference, block 8.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from mobileprune import fashion
 from mobileprune.cache import cache_root
 from mobileprune.data import load_data, top1
 from mobileprune.devices.profile import DeviceProfile
+from mobileprune.devices.reference import REFERENCE_MODEL
 from mobileprune.finetune import finetune
 from mobileprune.spec import build, default_input_shape
 
@@ -42,6 +46,9 @@ SHIPPED = Path(__file__).resolve().parent.parent / "device_profiles"
 CACHED = cache_root() / "profiles"
 VAL_IMAGES = 2000
 FINETUNE_STEPS = int(OPTIONS.get("finetune-steps", 100))  # per teacher
+LARGER = OPTIONS.get("larger")
+REFERENCE = OPTIONS.get("reference", REFERENCE_MODEL)
+BLOCK = int(OPTIONS["block"]) if "block" in OPTIONS else None
 
 
 def count(model: torch.nn.Module) -> int:
@@ -56,10 +63,14 @@ def profile_of_this_machine(console) -> DeviceProfile:
     runner = HostRunner()
     this = runner.identity()
     profile = find_profile(this, "executorch", 1, [CACHED, SHIPPED], covering=SPECS)
-    if profile is not None and all(spec in profile.meta.overheads_ms for spec in SPECS):
+    if profile is not None and BLOCK is not None and profile.meta.block != BLOCK:
+        console.print(f"{profile.path} is a profile of this machine at block {profile.meta.block}, not {BLOCK}: "
+                      f"profiling this machine at block {BLOCK} into a cached profile.", soft_wrap=True)
+        profile = None
+    elif profile is not None and all(spec in profile.meta.overheads_ms for spec in SPECS):
         console.print(f"profile of this machine: {profile.path}", soft_wrap=True)  # a path unbroken, to copy
         return profile
-    if profile is None:
+    elif profile is None:
         shipped = sorted({DeviceProfile.load(p).meta.device_identity.describe() for p in SHIPPED.glob("*.json")})
         console.print(f"the shipped profiles describe {'; '.join(shipped)};\nthis machine is {this.describe()}.\n"
                       f"A latency table of another CPU does not predict this one: profiling this machine for "
@@ -68,11 +79,13 @@ def profile_of_this_machine(console) -> DeviceProfile:
         console.print(f"{profile.path} is a profile of this machine without {', '.join(SPECS)}: measuring its "
                       f"layers into a cached copy.", soft_wrap=True)
     out = default_profile_path(this, "executorch", 1, CACHED)
+    if BLOCK is not None:  # a profile of this machine may be cached at another block
+        out = out.with_name(f"{out.stem}-block{BLOCK}{out.suffix}")
     if profile is not None and Path(profile.path).resolve() != out.resolve():  # extend a copy, not the shipped file
         profile.save(out)
     start = time.perf_counter()
-    profile = profile_device(SPECS, out, runner, "executorch", threads=1, repeats=30, show_progress=False,
-                             log=lambda line: console.print(f"  {line}"))
+    profile = profile_device(SPECS, out, runner, "executorch", threads=1, block=BLOCK, repeats=30, show_progress=False,
+                             log=lambda line: console.print(f"  {line}"), reference=REFERENCE)
     console.print(f"profiled this machine in {time.perf_counter() - start:.0f} s: {profile.path} "
                   f"({len(profile.table)} rows, block {profile.meta.block})\n", soft_wrap=True)
     return profile
@@ -119,7 +132,7 @@ def teacher_chain(console, spec: str, original: torch.nn.Module) -> tuple[list, 
     """ACPLI's chain of growing teachers: the unpruned original, then its larger sibling when one
     is trained here (a Fashion net's next width up); otherwise the original alone, said plainly."""
     names, teachers = [f"{spec} (original)"], [original]
-    sibling = fashion.larger_sibling(spec)
+    sibling = LARGER or fashion.larger_sibling(spec)
     if sibling and not fashion.untrained(sibling):
         names.append(sibling)
         teachers.append(build(sibling).eval())

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from adbd import AdbDaemon
-from conftest import TINY
+from conftest import SHORT_SWEEP, TINY
 
 from mobileprune.devices import HostRunner, RunnerError
 from mobileprune.devices.adb import AdbRunner, pinned_cores
@@ -199,15 +199,15 @@ def test_a_missing_runner_or_one_of_another_abi_says_what_to_build(tmp_path, run
 
 def test_the_tile_probe_runs_on_the_device(tmp_path, runner_binary):
     from mobileprune.devices import runtimes
-    from mobileprune.devices.blockprobe import CANDIDATES, SWEEP, probe_tiles
+    from mobileprune.devices.blockprobe import CANDIDATES, probe_tiles
     from mobileprune.devices.profiler import cache_dir
 
     runtime = runtimes.get("executorch")
     with AdbDaemon() as daemon:
         tiles, sweeps = probe_tiles(_runner(daemon, tmp_path, runner_binary), runtime, cache_dir(runtime),
-                                    processes=1, repeats=3)
+                                    processes=1, repeats=3, widths=SHORT_SWEEP)
     assert set(tiles) == {"conv", "dwconv"} and all(t in CANDIDATES for t in tiles.values())
-    assert all(sorted(s) == list(SWEEP) and min(s.values()) > 0 for s in sweeps.values())
+    assert all(sorted(s) == list(SHORT_SWEEP) and min(s.values()) > 0 for s in sweeps.values())
 
 
 def test_debians_adb_client_talks_to_the_same_daemon(tmp_path):
@@ -262,6 +262,7 @@ def test_profile_over_adb_gives_the_host_profiles_table(tmp_path, runner_binary,
     out = tmp_path / "phone.csv"
     with AdbDaemon() as daemon:
         done = _cli("profile", "--device", f"adb:{daemon.address}", "--model", TINY, "--repeats", "5", "--block", "8",
+                    "--reference", TINY,
                     "--out", str(out), "--runner", str(runner_binary), "--remote-dir", str(tmp_path / "device"),
                     env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -302,7 +303,7 @@ def test_profiling_resumes_after_a_drop_without_losing_or_repeating_a_row(tmp_pa
     logs = []
     with AdbDaemon(drop_when=after_two_rows) as daemon:
         profiles = profile_devices([f"adb:{daemon.address}"], [TINY], block=8, repeats=3, out=out,
-                                   reconnect_s=60, log=logs.append, runner_binary=runner_binary,
+                                   reconnect_s=60, log=logs.append, reference=TINY, runner_binary=runner_binary,
                                    remote_dir=str(tmp_path / "device"), key_path=tmp_path / "adbkey",
                                    cooldown_s=0)
         commands = list(daemon.commands)
@@ -348,6 +349,7 @@ def test_two_devices_are_profiled_at_once_into_a_profile_each(tmp_path, runner_b
             phone.start()
         done = subprocess.run(
             [sys.executable, "-m", "mobileprune.cli", "profile", "--model", TINY, "--repeats", "3", "--block", "8",
+             "--reference", TINY,
              "--runner", str(runner_binary), "--remote-dir", str(tmp_path / "device"),
              *[a for p in phones for a in ("--device", f"adb:{p.address}")]],
             check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)

@@ -19,14 +19,14 @@ from mobileprune.devices.profiler import on_demand
 from mobileprune.devices import HostRunner
 from mobileprune.devices.profile import DeviceProfile, ProfileMeta
 
-TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
+from conftest import TINY, TINY_SHAPE
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_profile):
     """The tiny model's real profile (conftest.py), the model and its analysis."""
     model = mp.spec.build(TINY).eval()
-    return tiny_profile, model, mp.analyze(model, torch.randn(1, 3, 224, 224))
+    return tiny_profile, model, mp.analyze(model, torch.randn(TINY_SHAPE))
 
 
 def _probs(analysis, value=0.6):
@@ -155,7 +155,7 @@ def test_predict_a_saved_pruned_model(tiny, tmp_path):
     profile, model, analysis = tiny
     plan = mp.PrunePlan.random(analysis, 0.5, 8, seed=0)
     assert plan.keep
-    mp.save(tmp_path / "pruned", TINY, plan, mp.slim(model, analysis, plan), [(1, 3, 224, 224)])
+    mp.save(tmp_path / "pruned", TINY, plan, mp.slim(model, analysis, plan), [TINY_SHAPE])
     runs = {}
     for name, target in (("full", TINY), ("pruned", str(tmp_path / "pruned"))):
         out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", target, "--profile",

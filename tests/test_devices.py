@@ -20,7 +20,7 @@ from torch import nn
 import mobileprune as mp
 from mobileprune.devices import HostRunner, RunnerError
 from mobileprune.devices import runtimes
-from mobileprune.devices.blockprobe import CANDIDATES, PROBES, SWEEP, choose_block, probe_tiles
+from mobileprune.devices.blockprobe import CANDIDATES, PROBES, choose_block, probe_tiles
 from mobileprune.devices.microbench import grid_rows
 from mobileprune.devices.profile import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter
 from mobileprune.devices.programs import to_pte, to_tflite
@@ -28,7 +28,7 @@ from mobileprune.devices.reference import speed_reference
 from mobileprune.devices.runner import SpeedReference, measure_artifact
 from mobileprune.graph.layers import layers
 
-TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
+from conftest import SHORT_SWEEP, TINY, TINY_SHAPE
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +93,14 @@ def test_a_profile_names_its_speed_reference(tmp_path):
     profile = DeviceProfile(meta, pd.DataFrame([_row()]))
     profile.save(tmp_path / "p.csv")
     assert speed_reference(DeviceProfile.load(tmp_path / "p.csv").meta, tmp_path) is None  # wall-clock profile
-    meta.reference = {"model": "torchvision:resnet50", "ms": 40.0}
+    meta.reference = {"model": TINY, "ms": 0.25}  # a profile made with a reference of its own: that one
     DeviceProfile(meta, pd.DataFrame([_row()])).save(tmp_path / "q.csv")
-    with pytest.raises(ProfileError, match="measured against 'torchvision:resnet50'"):
-        speed_reference(DeviceProfile.load(tmp_path / "q.csv").meta, tmp_path)
+    reference = speed_reference(DeviceProfile.load(tmp_path / "q.csv").meta, tmp_path)
+    assert reference.ms == 0.25 and Path(reference.path).is_file() and "reference-make-" in Path(reference.path).name
+    meta.reference = {"model": "torchvision:not_a_model", "ms": 40.0}  # one this machine cannot build: said so
+    DeviceProfile(meta, pd.DataFrame([_row()])).save(tmp_path / "r.csv")
+    with pytest.raises(ProfileError, match="measured against 'torchvision:not_a_model', which cannot be built"):
+        speed_reference(DeviceProfile.load(tmp_path / "r.csv").meta, tmp_path)
 
 
 def test_host_runner_reports_a_missing_artifact(tmp_path):
@@ -190,7 +194,7 @@ def test_writer_refuses_mixing_runtimes(tmp_path):
 
 def _profile_cmd(out):
     cmd = [sys.executable, "-m", "mobileprune.cli", "profile", "--device", "host", "--runtime", "executorch",
-           "--model", TINY, "--out", str(out), "--repeats", "3", "--block", "8"]
+           "--model", TINY, "--out", str(out), "--repeats", "3", "--block", "8", "--reference", TINY]
     return cmd, dict(os.environ)  # built programs: the session's cache (conftest.py)
 
 
@@ -198,7 +202,8 @@ def _data_rows(csv: Path) -> int:
     return max(0, len(csv.read_text().splitlines()) - 1) if csv.exists() else 0
 
 
-def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path):
+def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path, shared_tiny_profile):
+    # (shared_tiny_profile: the rows' programs, built once for the run, are in the session's cache)
     out = tmp_path / "tiny.csv"
     cmd, env = _profile_cmd(out)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -210,7 +215,7 @@ def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path):
     proc.wait()
     written = _data_rows(out)
     model = mp.spec.build(TINY).eval()
-    wanted = {r["key"] for r in grid_rows(layers(mp.analyze(model, torch.randn(1, 3, 224, 224))), 8, (0.5,))}
+    wanted = {r["key"] for r in grid_rows(layers(mp.analyze(model, torch.randn(TINY_SHAPE))), 8, (0.5,))}
     assert 4 <= written < len(wanted), "the kill should land midway"
     lines = out.read_text().splitlines()
     complete = lines[: len(lines) - (not out.read_text().endswith("\n"))]  # a torn last line is cut
@@ -240,10 +245,11 @@ def test_tile_probe_runs_on_the_host(program_cache):
     from mobileprune.devices.profiler import cache_dir
 
     runtime = runtimes.get("executorch")
-    tiles, sweeps = probe_tiles(HostRunner(), runtime, cache_dir(runtime), processes=1, repeats=3)
+    # (a short sweep: each width is a program to lower, 2 s each; the full sweep is 16 per kind)
+    tiles, sweeps = probe_tiles(HostRunner(), runtime, cache_dir(runtime), processes=1, repeats=3, widths=SHORT_SWEEP)
     assert set(tiles) == set(sweeps) == set(PROBES) == {"conv", "dwconv"}
     for kind in PROBES:
-        assert tiles[kind] in CANDIDATES and sorted(sweeps[kind]) == list(SWEEP)
+        assert tiles[kind] in CANDIDATES and sorted(sweeps[kind]) == list(SHORT_SWEEP)
         assert all(ms > 0 for ms in sweeps[kind].values())
 
 
