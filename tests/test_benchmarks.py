@@ -63,8 +63,7 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
     import ablations
     import peers
 
-    # A private copy: the block-1 ablation measures narrow widths on demand and appends them to
-    # the profile, which the other tests share.
+    # A private copy: rows measured on demand are appended to it, not to the module's copy.
     from mobileprune.devices.profile import DeviceProfile
 
     DeviceProfile(tiny_profile.meta, tiny_profile.table.copy()).save(tmp_path / "tiny.csv")
