@@ -23,20 +23,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-import mobileprune
-from mobileprune.cache import cache_root
+from mobileprune.cache import cache_root, source_digest
 
 NOT_RESULTS = {"workers", "threads", "retries", "fresh"}  # options that cannot change a row
 _USED: list[Path] = []  # this process's state files, deleted by forget()
 
 
 def _source_digest() -> str:
-    root = Path(__file__).resolve().parent
-    package = Path(mobileprune.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted([*root.glob("*.py"), *package.rglob("*.py")]):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return source_digest(*Path(__file__).resolve().parent.glob("*.py"))
 
 
 def runs_dir() -> Path:

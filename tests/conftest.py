@@ -48,10 +48,9 @@ def _cache_key() -> str:
 
     from mobileprune.devices.identity import host_identity
 
-    digest = hashlib.sha256()
-    for path in sorted([*(ROOT / "mobileprune").rglob("*.py"), *(ROOT / "tests" / "models").glob("*.py"),
-                        Path(__file__).resolve()]):
-        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    from mobileprune.cache import source_digest
+
+    digest = hashlib.sha256(source_digest(*(ROOT / "tests" / "models").glob("*.py"), Path(__file__)).encode())
     for package in ("torch", "executorch", "ai-edge-litert", "litert-torch"):
         digest.update(f"{package}=={version(package)}".encode())
     digest.update(json.dumps(host_identity().to_dict(), sort_keys=True).encode())
