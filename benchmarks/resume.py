@@ -24,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from mobileprune.cache import cache_root, source_digest
+from mobileprune.spec import load_factory
 
 NOT_RESULTS = {"workers", "threads", "retries", "fresh"}  # options that cannot change a row
 _USED: list[Path] = []  # this process's state files, deleted by forget()
@@ -52,6 +53,7 @@ class RunState:
                 print(f"deleted {stale}: an earlier run's state under another source (it cannot resume)", flush=True)
         self.data: dict = {}
         if self.path.exists() and not getattr(settings, "fresh", False):
+            _import_file_specs(parts)  # the classes of models built from files, for unpickling
             self.data = pickle.loads(self.path.read_bytes())
             print(f"resumed from {self.path} (an earlier run of this command stopped; --fresh starts over)",
                   flush=True)
@@ -62,6 +64,16 @@ class RunState:
         partial = self.path.with_suffix(".partial")
         partial.write_bytes(pickle.dumps(self.data))
         os.replace(partial, self.path)
+
+
+def _import_file_specs(parts) -> None:
+    """Import the model files named among ``parts`` (specs path/to/file.py:factory, nested in
+    tuples): a pickled model of such a file names a module only _load_file creates."""
+    for part in parts:
+        if isinstance(part, (tuple, list)):
+            _import_file_specs(part)
+        elif isinstance(part, str) and part.rpartition(":")[0].endswith(".py"):
+            load_factory(part)
 
 
 def forget() -> None:

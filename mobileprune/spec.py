@@ -8,8 +8,10 @@
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 
 from torch import nn
@@ -26,6 +28,8 @@ USAGE = ("MODEL is torchvision:NAME (e.g. torchvision:resnet18), pretrained:effi
 
 # Input sizes the torchvision models are used at, when not 224x224.
 _DEFAULT_SIZES = {"inception_v3": 299}
+_LOADING = threading.RLock()
+_LOADED: dict = {}  # module name -> the module _load_file imported
 
 
 def build(spec: str) -> nn.Module:
@@ -73,25 +77,35 @@ def load_factory(spec: str):
 
 
 def _load_file(spec: str):
-    """The module of ``path/to/file.py:name``, imported from its file."""
+    """The module of ``path/to/file.py:name``, imported from its file once per process."""
     kind, _, name = spec.rpartition(":")
     path = Path(kind)
     if path.suffix != ".py" or not path.is_file():
         raise SpecError(f"bad spec {spec!r}: {kind!r} is neither 'torchvision' nor an existing .py file. {USAGE}")
-    module_name = f"mobileprune_user_{path.stem}"
-    loaded = sys.modules.get(module_name)
-    if loaded is not None and Path(loaded.__file__).resolve() == path.resolve():
-        # Imported once per process, as Python imports a module: executed again, the file would
-        # define new classes, and models built before could no longer be pickled by name.
-        return loaded
-    mod_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(mod_spec)
-    sys.modules[module_name] = module
-    try:
-        mod_spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - user code: report, do not dump a traceback wall
-        raise SpecError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-    return module
+    # One module name per file (two files named net.py never replace each other), imported once
+    # as Python imports a module: executed again, the file would define new classes, and models
+    # built before could no longer be pickled by name (a peers.py run's saved state). The lock:
+    # profiling threads (one per device) may build the first model of a file at the same time.
+    resolved = path.resolve()
+    module_name = f"mobileprune_user_{path.stem}_{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
+    with _LOADING:
+        loaded = _LOADED.get(module_name)
+        if loaded is not None:  # (kept here too: code that drops it from sys.modules changes nothing)
+            sys.modules[module_name] = loaded
+            return loaded
+        mod_spec = importlib.util.spec_from_file_location(module_name, resolved)
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[module_name] = module
+        try:
+            mod_spec.loader.exec_module(module)
+        except BaseException as exc:
+            del sys.modules[module_name]  # as a failed import: the next call tries again
+            if not isinstance(exc, Exception):
+                raise
+            # user code: report, do not dump a traceback wall
+            raise SpecError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+        _LOADED[module_name] = module
+        return module
 
 
 def default_input_shape(spec: str) -> tuple:

@@ -214,6 +214,38 @@ def _abort_once(marker: str | None, value: int) -> int:
     return 2 * value
 
 
+_RESUME_IN_A_FRESH_PROCESS = """
+import argparse, sys
+sys.path.insert(0, {bench!r})
+import resume
+from mobileprune.spec import build
+state = resume.RunState("fresh", argparse.Namespace(quick=True), ({spec!r},))
+if {save}:
+    state.data["net"] = build({spec!r})
+    state.save()
+else:
+    print(type(state.data["net"]).__name__)
+"""
+
+
+def test_a_state_holding_a_model_of_a_file_resumes_in_a_fresh_process(tmp_path):
+    """A run stopped by a fault resumes in a new process: its saved nets of a model file
+    (path/to/file.py:factory) unpickle there, though no other code has imported that file yet."""
+    import os
+    import subprocess
+
+    src = tmp_path / "net.py"
+    src.write_text("import torch.nn as nn\nclass Net(nn.Sequential):\n    def __init__(self):\n"
+                   "        super().__init__(nn.Conv2d(3, 4, 3))\ndef make():\n    return Net()\n")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    bench = str(Path(__file__).parent.parent / "benchmarks")
+    for save in (True, False):
+        code = _RESUME_IN_A_FRESH_PROCESS.format(bench=bench, spec=f"{src}:make", save=save)
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "Net"
+
+
 def test_fine_tunings_whose_worker_died_run_again_in_fresh_processes(tmp_path, capsys):
     """On 2026-12-05 a fine-tuning worker of peers.py died of "double free or corruption" 45
     minutes into a run, and the broken pool took the run with it. Tasks pending when a worker

@@ -43,6 +43,33 @@ def test_file_factory_spec(tmp_path):
         build("missing.py:make")
 
 
+def test_models_of_a_file_spec_stay_picklable_whatever_is_loaded_after(tmp_path):
+    """A file is imported once per process, and two files of one name never replace each other:
+    a model built before another file (or the same one) is loaded still pickles by name, as a
+    peers.py run saves its pruned nets (it failed in CI with "not the same object")."""
+    import pickle
+
+    first, second = tmp_path / "a" / "net.py", tmp_path / "b" / "net.py"
+    for src, width in ((first, 8), (second, 4)):
+        src.parent.mkdir()
+        src.write_text("import torch.nn as nn\nclass Net(nn.Sequential):\n    def __init__(self):\n"
+                       f"        super().__init__(nn.Conv2d(3, {width}, 3))\ndef make():\n    return Net()\n")
+    import sys
+
+    model = build(f"{first}:make")
+    build(f"{second}:make"), build(f"{first}:make")
+    sys.modules.pop(type(model).__module__)  # as code that cleans up modules might
+    build(f"{first}:make")
+    assert type(pickle.loads(pickle.dumps(model))) is type(model)
+    assert type(build(f"{second}:make")) is not type(model)
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('half-written')\n")
+    with pytest.raises(SpecError, match="half-written"):
+        build(f"{broken}:make")
+    broken.write_text("import torch.nn as nn\ndef make():\n    return nn.ReLU()\n")
+    assert isinstance(build(f"{broken}:make"), torch.nn.ReLU)  # a failed import is not kept
+
+
 def test_load_refuses_a_foreign_directory(tmp_path):
     (tmp_path / "model.json").write_text('{"format": "something-else"}')
     with pytest.raises(mp.storage.StorageError, match="unknown format"):
