@@ -51,6 +51,7 @@ def test_host_runner_runs_both_runtimes_with_parity(conv_programs):
         assert np.abs(m.outputs[0] - want).max() <= 1e-4 * np.abs(want).max()
     names = [e.name for e in got[0].events]
     assert any(n.startswith("Convolution") for n in names), names
+    assert all(len(e.samples_ms) == 5 for e in got[0].events)  # the timed calls' events, not the warm-up's
 
 
 def test_timing_in_turns_with_a_reference_gives_work_ratios(conv_programs, tmp_path):

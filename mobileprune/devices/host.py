@@ -13,7 +13,7 @@ import numpy as np
 
 from . import runtimes
 from .identity import DeviceIdentity, host_identity
-from .host_worker import READY
+from .host_worker import READY, etdump_events
 from .runner import Measurement, OpEvent, RunnerError
 
 
@@ -109,7 +109,7 @@ class HostRunner:
             with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
                 input_files = save_inputs(tmp, inputs, "in") if inputs is not None else None
                 request = {"artifacts": artifacts, "threads": threads, "warmup": warmup, "repeats": repeats,
-                           "op_events": op_events, "inputs": input_files,
+                           "op_events": op_events, "etdump_dir": tmp, "inputs": input_files,
                            "outputs_dir": tmp if keep_outputs else None,
                            "reference": str(Path(reference).resolve()) if reference else None}
                 proc.stdin.write(json.dumps(request))
@@ -140,7 +140,8 @@ class HostRunner:
         return Measurement(
             artifact=path, runtime=runtimes.for_artifact(path).name,
             threads=threads, samples_ms=reply["samples_ms"],
-            events=[OpEvent(e["name"], e["samples_ms"]) for e in reply.get("events", [])],
+            events=[OpEvent(e["name"], e["samples_ms"]) for e in etdump_events(**reply["etdump"])]
+            if reply.get("etdump") else [],
             outputs=outputs, reference_samples_ms=reply.get("reference_samples_ms", []),
             ratios=reply.get("ratios", []), process=reply.get("process", {}))
 

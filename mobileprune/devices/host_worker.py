@@ -4,7 +4,8 @@ Why a subprocess: the caller has its own torch threads, allocator state and impo
 timing in a fresh process with a thread pool set before the method loads is what FACTS-level
 measurements on these VMs showed to be repeatable (1 thread: 2-3 % spread across processes).
 Reads a JSON request on stdin: {"artifacts": [...], "threads", "warmup", "repeats",
-"op_events", "inputs": [npy paths] | null, "outputs_dir": path | null, "reference": path | null},
+"op_events", "etdump_dir": path (with op_events), "inputs": [npy paths] | null, "outputs_dir": path | null,
+"reference": path | null},
 or, to compute outputs
 without timing, {"artifacts", "threads", "input_sets": [[npy paths], ...], "outputs_dir",
 "interpreter": "litert" | "tensorflow"} (tensorflow: tf.lite.Interpreter, a second opinion on
@@ -119,26 +120,31 @@ def run_pte(path: str, req: dict) -> dict:
     forward, inputs = _pte_callable(path, req.get("inputs"))
     result = _timings(forward, req, lambda ref: _pte_callable(ref)[0])
     result["outputs"] = [o.numpy() for o in forward()]
-    result["events"] = _etdump_events(path, inputs, req) if req.get("op_events") else []
+    if req.get("op_events"):
+        result["etdump"] = {"path": _write_etdump(path, inputs, req), "repeats": req["repeats"]}
     return result
 
 
-def _etdump_events(path: str, inputs, req: dict) -> list:
+def _write_etdump(path: str, inputs, req: dict) -> str:
     """Per-op times from a second, profiled program (profiling adds overhead: never mixed
-    into the unprofiled samples)."""
+    into the unprofiled samples), written as an ETDump file in the request's ``etdump_dir`` for
+    the caller to read (etdump_events), as the Android runner's are.
+
+    Why the caller reads it: ExecuTorch's reader (executorch.devtools) imports the whole export
+    stack, 7.5 s of CPU on a 2-core Xeon VM, three times the rest of a fresh worker's start;
+    the caller has it loaded already (it lowered the programs) or loads it once for many workers."""
     program = load_program(path, etdump=True)
     method = program.load_method("forward")
     for _ in range(req["warmup"]):
         method(inputs)
     for _ in range(req["repeats"]):
         method(inputs)
-    with tempfile.TemporaryDirectory() as tmp:
-        dump = str(Path(tmp) / "run.etdump")
-        program.write_etdump_result_to_file(dump, str(Path(tmp) / "debug.bin"))
-        return etdump_events(dump, req["repeats"])
+    dump = Path(tempfile.mkdtemp(prefix="etdump-", dir=req["etdump_dir"])) / "run.etdump"
+    program.write_etdump_result_to_file(str(dump), str(dump.with_name("debug.bin")))
+    return str(dump)
 
 
-def etdump_events(dump: str, repeats: int) -> list:
+def etdump_events(path: str, repeats: int) -> list:
     """The delegate's per-op events of an ETDump file, in execution order, each with its last
     ``repeats`` samples (the calls before them are warm-up). Also reads the files the Android
     runner writes (android_runner/runner.cpp)."""
@@ -148,7 +154,7 @@ def etdump_events(dump: str, repeats: int) -> list:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = Inspector(etdump_path=dump).to_dataframe()
+        df = Inspector(etdump_path=path).to_dataframe()
     skip = {"Method::init", "Program::load_method", "Method::execute", "DELEGATE_CALL"}
     out = []
     for name, block, raw in zip(df["event_name"], df["event_block_name"], df["raw"]):
@@ -173,7 +179,6 @@ def run_tflite(path: str, req: dict) -> dict:
     interp = _tflite_interpreter(path, req["threads"], req.get("inputs"))
     result = _timings(interp.invoke, req, lambda ref: _tflite_interpreter(ref, req["threads"]).invoke)
     result["outputs"] = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
-    result["events"] = []
     return result
 
 
