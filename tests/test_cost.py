@@ -97,34 +97,51 @@ def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path)
     assert reread.table["key"].str.startswith("dwconv").sum() == drop.sum()
 
 
-def test_widths_below_the_grid_are_measured_with_their_tile(tiny, tmp_path):
+@pytest.fixture(scope="module")
+def small():
+    """Three small layers at 16x16 whose groups are 8 channels wide: the tests of on-demand
+    measurement price them with the tiny net's profile, which has none of their rows, so every
+    row they need is measured, and they need few (the tiny net's layers needed about 80, two
+    minutes of lowering and measuring, for the same behaviour)."""
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    return mp.analyze(model, torch.randn(1, 3, 16, 16))
+
+
+def _copy(profile, path, **meta) -> DeviceProfile:
+    DeviceProfile(ProfileMeta(**{**asdict(profile.meta), **meta}), profile.table.copy()).save(path)
+    return DeviceProfile.load(path)
+
+
+def test_widths_below_the_grid_are_measured_with_their_tile(tiny, small, tmp_path):
     """Pruning at a block smaller than the profile's (one channel per group here, under a conv
-    tile of 8) needs rows below the grid's first point, at the exact widths and at the widths
+    tile of 4) needs rows below the grid's first point, at the exact widths and at the widths
     rounded up to the tile: on demand, both are measured and the price exists."""
-    profile, _, analysis = tiny
-    tiled = DeviceProfile(ProfileMeta(**{**asdict(profile.meta), "tiles": {"conv": 8, "dwconv": 8}}), profile.table)
-    tiled.save(tmp_path / "tiled.csv")
-    tiled = DeviceProfile.load(tmp_path / "tiled.csv")
-    one_channel = {g.id: torch.tensor(1 / g.size, dtype=torch.float64) for g in analysis.groups if g.prunable(1)}
+    profile, _, _ = tiny
+    tiled = _copy(profile, tmp_path / "tiled.csv", tiles={"conv": 4, "dwconv": 4})
+    one_channel = {g.id: torch.tensor(1 / g.size, dtype=torch.float64) for g in small.groups if g.prunable(1)}
     with pytest.raises(MissingConfigs):
-        LatencyCost(analysis, tiled)(one_channel)
-    cost = LatencyCost(analysis, tiled, measure=on_demand(tiled, HostRunner(), repeats=5))
+        LatencyCost(small, tiled)(one_channel)
+    cost = LatencyCost(small, tiled, measure=on_demand(tiled, HostRunner(), repeats=5))
     assert 0 < float(cost(one_channel)) < float(cost())
+    measured = {(r.op, r.cin, r.cout) for r in tiled.table.itertuples()}
+    assert {("conv", 3, 1), ("conv", 3, 4)} <= measured  # the first conv: its own width and its tile's
 
 
-def test_fractional_widths_below_the_grid_are_measured_around(tiny, tmp_path):
+def test_fractional_widths_below_the_grid_are_measured_around(tiny, small, tmp_path):
     """A gate's expected width is fractional and, at a block of 1 or 2, below the grid's first
-    point (2.5 of 16 channels): on demand the whole widths either side are measured, and the
+    point (2.5 of 8 channels): on demand the whole widths either side are measured, and the
     price exists and lies between theirs (a block-2 gates run on fashion:mobilenet_w1 at 30%
     stopped on such widths). A missing layer's grid is measured again from one pruning block up,
     so later plans, whatever their widths from one block up, measure nothing more (a
     measured-rounds search at block 2 measured a few rows for each plan it priced, for 10 min)."""
-    profile, _, analysis = tiny
-    profile.save(tmp_path / "p.csv")
-    copy = DeviceProfile.load(tmp_path / "p.csv")
-    groups = [g for g in analysis.groups if g.prunable(1)]
+    profile, _, _ = tiny
+    copy = _copy(profile, tmp_path / "p.csv")
+    groups = [g for g in small.groups if g.prunable(1)]
     at = lambda width: {g.id: torch.tensor(width / g.size, dtype=torch.float64) for g in groups}  # noqa: E731
-    cost = LatencyCost(analysis, copy, measure=on_demand(copy, HostRunner(), repeats=5), measure_step=4)
+    cost = LatencyCost(small, copy, measure=on_demand(copy, HostRunner(), repeats=5), measure_step=4)
     fractional = float(cost(at(2.5)))  # below one step of 4: measured at 2 and 4
     assert float(cost(at(2))) <= fractional <= float(cost(at(4))) and fractional > 0
     rows = len(copy.table)
