@@ -152,6 +152,26 @@ def test_fractional_widths_below_the_grid_are_measured_around(tiny, small, tmp_p
     assert len(copy.table) == rows  # bracketed by what is there: nothing measured
 
 
+def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path):
+    """Calibration measures each profiled model whole, in turns with the speed reference; the
+    reference itself (the tiny net is its own in the tests' profile) is taken at the reference's
+    own latency, measured already. Under another name the same net is measured: about the
+    reference's latency (its ratio to itself is 1; wide bounds for a noisy VM)."""
+    from mobileprune.cost.calibrate import calibrate_models
+
+    profile, model, analysis = tiny
+    copy = _copy(profile, tmp_path / "p.csv", overheads_ms={}, measured_ms={}, layer_counts={})
+    renamed = "the tiny net under another name"
+    calibrate_models(copy, {TINY: (model, analysis), renamed: (model, analysis)}, HostRunner(), repeats=5,
+                     log=lambda *_: None)
+    reread = DeviceProfile.load(tmp_path / "p.csv").meta
+    reference_ms = profile.meta.reference["ms"]
+    assert reread.measured_ms[TINY] == round(reference_ms, 4)
+    assert 0.5 < reread.measured_ms[renamed] / reference_ms < 2, (reread.measured_ms, reference_ms)
+    assert reread.overheads_ms[renamed] == pytest.approx(reread.measured_ms[renamed] - float(LatencyCost(
+        analysis, copy).layers_total()), abs=2e-4)
+
+
 def test_predict_cli_json(tiny, tmp_path):
     profile, _, _ = tiny
     out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", TINY, "--profile", str(profile.path),
