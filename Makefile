@@ -54,13 +54,14 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 demo: $(STAMP) data
 	$(PY) examples/demo.py
 
-# Everything CI runs: the default suite, then the slow marker (big models, long profiles).
+# Everything CI runs, the slow marker (big models, the demo) included, in one run: its long
+# tests start first and each worker takes one test at a time (tests/conftest.py), so neither
+# waits idle while the other finishes a long one.
 test: $(STAMP) data $(RUNNER)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -m slow tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --maxschedchunk=1 tests
 
 test-fast: $(STAMP) data $(RUNNER)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --maxschedchunk=1 -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

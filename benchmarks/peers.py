@@ -221,8 +221,10 @@ def settle(args):
     if args.quick:
         args.specs, args.shares, args.seeds = args.specs[:1], args.shares[:1], 1
         args.prune_steps = args.finetune_steps = 2
-        args.bisect_steps, args.processes, args.workers, args.test_images, args.threads = 2, 1, 1, 200, 1
-        args.measured_rounds = min(args.measured_rounds, 2)
+        # one measured round and one bisection step: each measurement lowers a net and starts a
+        # fresh process (6-8 s); a second round's choice is tested in tests/test_prune.py
+        args.bisect_steps, args.processes, args.workers, args.test_images, args.threads = 1, 1, 1, 200, 1
+        args.measured_rounds = min(args.measured_rounds, 1)
     args.ratio_grid = QUICK_RATIO_GRID if args.quick else RATIO_GRID
     larger = list(args.larger) + [fashion.larger_sibling(s) for s in args.specs[len(args.larger):]]
     args.chains = {spec: (spec, wider) for spec, wider in zip(args.specs, larger)}  # KD: original, then larger

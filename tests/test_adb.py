@@ -253,6 +253,7 @@ def _cli(*args, env, timeout=900):
                           text=True, env=env, timeout=timeout)
 
 
+@pytest.mark.long
 def test_profile_over_adb_gives_the_host_profiles_table(tmp_path, runner_binary, tiny_profile):
     """`mobileprune profile --device adb:127.0.0.1:PORT`: the same rows and columns as the host's
     profile of the same model, and the device's identity."""
@@ -318,6 +319,7 @@ def test_profiling_resumes_after_a_drop_without_losing_or_repeating_a_row(tmp_pa
     assert at_drop["measured"] and not any(m in later for m in at_drop["measured"])
 
 
+@pytest.mark.long
 def test_export_checks_parity_and_latency_on_the_device(tmp_path, runner_binary):
     """`export --device adb:...` runs the parity check and the latency measurement on the device;
     `bench --device adb:...` measures an artifact there."""
@@ -341,6 +343,7 @@ def test_export_checks_parity_and_latency_on_the_device(tmp_path, runner_binary)
         assert runs, "parity was not checked on the device"
 
 
+@pytest.mark.long
 def test_two_devices_are_profiled_at_once_into_a_profile_each(tmp_path, runner_binary, tiny_profile):
     env = dict(os.environ, HOME=str(tmp_path))
     phones = [AdbDaemon(props={"ro.product.model": "Pixel 8"}), AdbDaemon(props={"ro.product.model": "Galaxy S24"})]

@@ -4,11 +4,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import TINY
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 
 
+@pytest.mark.long
 def test_budget_hit_quick(tiny_profile, capsys):
     import budget_hit
 
@@ -20,6 +23,7 @@ def test_budget_hit_quick(tiny_profile, capsys):
     assert "gated training step / plain training step" in out and "latency cost forward+backward" in out
 
 
+@pytest.mark.long
 def test_fashion_prune_quick(tiny_profile, capsys):
     import fashion_prune
 
@@ -58,6 +62,7 @@ def test_hierarchical_kd_quick(tiny_profile, capsys):
     assert "original -> larger" in capsys.readouterr().out
 
 
+@pytest.mark.long
 def test_peers_quick(tiny_profile, tmp_path, capsys):
     """Every contender (ours, Torch-Pruning's two, uniform) with and without KD, then the ablations."""
     import ablations
@@ -191,6 +196,7 @@ def test_a_shared_teacher_changes_the_time_not_the_result():
     assert all(len(s.seen) == 4 for s in shared)  # 3 batches and the shape check's example, each once
 
 
+@pytest.mark.long
 def test_plan_shapes_quick(tiny_profile, capsys):
     """A variant of each kind, and Torch-Pruning, pruned, trained and measured."""
     import plan_shapes

@@ -50,6 +50,7 @@ def test_gradient_wrt_keep_probabilities_is_finite_and_positive(tiny, cost_cls):
     assert float(cost(fractions_from_probs(_probs(analysis, 0.55)))) < float(cost())
 
 
+@pytest.mark.long
 def test_a_pruned_variant_is_predicted_within_a_stated_tolerance(tiny, tmp_path):
     """Independent data: the original and a pruned variant measured whole, here and now, in turns
     with the speed reference; the predicted share of latency the pruning keeps must match the

@@ -203,6 +203,7 @@ def _data_rows(csv: Path) -> int:
     return max(0, len(csv.read_text().splitlines()) - 1) if csv.exists() else 0
 
 
+@pytest.mark.long
 def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path, shared_tiny_profile):
     # (shared_tiny_profile: the rows' programs, built once for the run, are in the session's cache)
     out = tmp_path / "tiny.csv"

@@ -33,6 +33,7 @@ def pruned_tiny(tmp_path_factory):
     return slimmed, plan, saved
 
 
+@pytest.mark.long
 def test_manifest_describes_every_artifact(tmp_path, pruned_tiny):
     slimmed, plan, _ = pruned_tiny
     other = DeviceIdentity("host", {"cpu": "Some Other CPU", "arch": "x86_64", "isa": ["avx2"], "cores": 8})
@@ -105,6 +106,7 @@ def test_nhwc_tflite_takes_channels_last_input(tmp_path, pruned_tiny):
         np.testing.assert_allclose(out, slimmed(X).numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.long
 def test_a_reloaded_pruned_model_exports_identically(tmp_path, pruned_tiny):
     slimmed, plan, saved = pruned_tiny
     reloaded, _ = mp.load(saved)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from zoo import slim_and_compare
 EXAMPLES = int(os.environ.get("MOBILEPRUNE_PROPERTY_EXAMPLES", "500"))
 
 
+@pytest.mark.long
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(spec=net_specs(), ratio=st.sampled_from([0.2, 0.5, 0.8]), block=st.sampled_from([1, 2, 4]),
