@@ -153,18 +153,28 @@ def test_fractional_widths_below_the_grid_are_measured_around(tiny, small, tmp_p
     assert len(copy.table) == rows  # bracketed by what is there: nothing measured
 
 
-def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path):
+def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path, monkeypatch):
     """Calibration measures each profiled model whole, in turns with the speed reference; the
     reference itself (the tiny net is its own in the tests' profile) is taken at the reference's
     own latency, measured already. Under another name the same net is measured: about the
     reference's latency (its ratio to itself is 1; wide bounds for a noisy VM)."""
-    from mobileprune.cost.calibrate import calibrate_models
+    from mobileprune.cost import calibrate
 
     profile, model, analysis = tiny
     copy = _copy(profile, tmp_path / "p.csv", overheads_ms={}, measured_ms={}, layer_counts={})
     renamed = "the tiny net under another name"
-    calibrate_models(copy, {TINY: (model, analysis), renamed: (model, analysis)}, HostRunner(), repeats=5,
-                     log=lambda *_: None)
+    measured = []
+
+    def measure_model(net, *args, **kwargs):
+        measured.append(net)
+        return real(net, *args, **kwargs)
+
+    real = calibrate.measure_model
+    monkeypatch.setattr(calibrate, "measure_model", measure_model)
+    other = mp.spec.build(TINY).eval()  # the same net, other weights
+    calibrate.calibrate_models(copy, {TINY: (model, analysis), renamed: (other, analysis)}, HostRunner(), repeats=5,
+                               log=lambda *_: None)
+    assert measured == [other]  # the reference is not measured again
     reread = DeviceProfile.load(tmp_path / "p.csv").meta
     reference_ms = profile.meta.reference["ms"]
     assert reread.measured_ms[TINY] == round(reference_ms, 4)

@@ -104,6 +104,31 @@ def test_a_profile_names_its_speed_reference(tmp_path):
         speed_reference(DeviceProfile.load(tmp_path / "r.csv").meta, tmp_path)
 
 
+def test_a_model_is_lowered_for_timing_once_per_architecture(tmp_path, monkeypatch):
+    """measure_model keeps what it lowered under the model's architecture: the same net with
+    other weights is timed from that program (a float program's speed does not depend on their
+    values), another width or input shape gets its own, and only the most recently used stay."""
+    import mobileprune.devices.programs
+    from mobileprune.devices import profiler
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(profiler, "TIMING_PROGRAMS_KEPT", 2)
+    runtime = runtimes.get("executorch")
+    net = lambda width: nn.Sequential(nn.Conv2d(3, width, 3), nn.ReLU()).eval()  # noqa: E731
+    small, large = (torch.randn(1, 3, 8, 8),), (torch.randn(1, 3, 12, 12),)
+    first = profiler.timing_program(net(8), small, runtime)
+    with monkeypatch.context() as patched:  # the same architecture again: nothing may be lowered
+
+        def no_lowering(*_, **__):
+            raise AssertionError("lowered again")
+
+        patched.setattr(mobileprune.devices.programs, "to_pte", no_lowering)
+        assert profiler.timing_program(net(8), small, runtime) == first
+    wider, larger = profiler.timing_program(net(16), small, runtime), profiler.timing_program(net(8), large, runtime)
+    assert len({first, wider, larger}) == 3
+    assert sorted((tmp_path / "mobileprune" / "programs" / "executorch" / "models").iterdir()) == sorted([wider, larger])
+
+
 def test_host_runner_reports_a_missing_artifact(tmp_path):
     with pytest.raises(RunnerError, match="no such artifact"):
         HostRunner().run(str(tmp_path / "missing.pte"), repeats=1)

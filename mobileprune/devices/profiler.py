@@ -28,10 +28,12 @@ from rich.progress import (
 
 from ..cache import cache_root
 from ..graph import analyze
+from ..graph.capture import EXPORT_LOCK
 from ..graph.layers import layers
 from . import runtimes
 from .blockprobe import PROBES, probe_tiles
 from .microbench import grid_rows, op_and_boundary_ms, program, row_from
+from .programs import write_atomic
 from .profile import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
 from .reference import REFERENCE_MODEL, measure_reference, speed_reference
 from .runner import Runner, SpeedReference, measure_artifact
@@ -202,11 +204,41 @@ def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: in
 
 def measure_model(model, inputs, runner: Runner, runtime: Runtime, threads: int = 1, repeats: int = 50,
                   processes: int = 5, reference=None) -> dict:
-    """Lower ``model`` and measure it as ``devices.runner.measure_artifact`` does: ``ms`` is
-    speed-normalized when a ``reference`` (devices.reference.speed_reference) is given."""
+    """Lower ``model`` (or find its architecture lowered before: timing_program) and measure it
+    as ``devices.runner.measure_artifact`` does: ``ms`` is speed-normalized when a ``reference``
+    (devices.reference.speed_reference) is given."""
+    path = timing_program(model, tuple(inputs), runtime)
+    return measure_artifact(runner, path, threads, processes, repeats, reference=reference)
+
+
+TIMING_PROGRAMS_KEPT = 64  # whole-model programs kept for timing, the most recently used
+
+
+def timing_program(model, inputs: tuple, runtime: Runtime) -> Path:
+    """``model`` lowered for ``runtime``, for timing only, kept under its architecture: the
+    exported graph (ops and their arguments), the shapes and dtypes of its parameters, buffers
+    and inputs, and the runtime's version. Why not its weights: a float program's speed does not
+    depend on their values (as the speed reference's docstring says), while lowering a net costs
+    3 s (a tiny one) to 35 s (MobileNetV2) and the same architecture is measured again and again
+    (an original before each of its prunings, a plan measured again by another command). Outputs
+    are never taken from it: exports lower their own artifact."""
+    with EXPORT_LOCK, torch.no_grad():  # (the lock: torch.export is not thread-safe; devices profile in threads)
+        exported = torch.export.export(model.eval(), inputs)
+    shapes = sorted((name, tuple(t.shape), str(t.dtype)) for name, t in
+                    [*exported.state_dict.items(), *exported.constants.items()] if hasattr(t, "shape"))
+    architecture = repr((exported.graph_module.code, shapes, [(tuple(x.shape), str(x.dtype)) for x in inputs],
+                         runtime.name, runtime.version()))
+    models = cache_dir(runtime) / "models"
+    path = models / (hashlib.sha256(architecture.encode()).hexdigest()[:24] + runtime.suffix)
+    if path.is_file():
+        os.utime(path)  # used now: the last to go
+        return path
     with tempfile.TemporaryDirectory(prefix="mobileprune-model-") as tmp:
-        path = runtime.lower(model, tuple(inputs), Path(tmp) / f"model{runtime.suffix}")
-        return measure_artifact(runner, path, threads, processes, repeats, reference=reference)
+        built = runtime.lower(model, inputs, Path(tmp) / f"model{runtime.suffix}")
+        write_atomic(built.read_bytes(), path)  # never a half-written program under its final name
+    for old in sorted(models.glob(f"*{runtime.suffix}"), key=lambda f: f.stat().st_mtime)[:-TIMING_PROGRAMS_KEPT]:
+        old.unlink(missing_ok=True)
+    return path
 
 
 def measure_for_profile(model, inputs, runner: Runner, meta: ProfileMeta, processes: int = 5,
