@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from mobileprune.cache import cache_root, source_digest
-from mobileprune.spec import load_factory
+from mobileprune.spec import is_file_spec, load_factory
 
 NOT_RESULTS = {"workers", "threads", "retries", "fresh"}  # options that cannot change a row
 _USED: list[Path] = []  # this process's state files, deleted by forget()
@@ -72,7 +72,7 @@ def _import_file_specs(parts) -> None:
     for part in parts:
         if isinstance(part, (tuple, list)):
             _import_file_specs(part)
-        elif isinstance(part, str) and part.rpartition(":")[0].endswith(".py"):
+        elif isinstance(part, str) and is_file_spec(part):
             load_factory(part)
 
 

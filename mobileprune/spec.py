@@ -98,14 +98,16 @@ def _load_file(spec: str):
         sys.modules[module_name] = module
         try:
             mod_spec.loader.exec_module(module)
-        except BaseException as exc:
-            del sys.modules[module_name]  # as a failed import: the next call tries again
-            if not isinstance(exc, Exception):
-                raise
-            # user code: report, do not dump a traceback wall
+        except Exception as exc:  # noqa: BLE001 - user code: report, do not dump a traceback wall
+            del sys.modules[module_name]  # as a failed import (only _LOADED's modules are reused)
             raise SpecError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
         _LOADED[module_name] = module
         return module
+
+
+def is_file_spec(spec: str) -> bool:
+    """Whether ``spec`` names a factory in a Python file (``path/to/file.py:name``)."""
+    return spec.rpartition(":")[0].endswith(".py")
 
 
 def default_input_shape(spec: str) -> tuple:
@@ -114,7 +116,7 @@ def default_input_shape(spec: str) -> tuple:
         from .fashion import INPUT_SHAPE
 
         return INPUT_SHAPE
-    if kind.endswith(".py"):  # the file's own INPUT_SHAPE, when it sets one
+    if is_file_spec(spec):  # the file's own INPUT_SHAPE, when it sets one
         shape = getattr(_load_file(spec), "INPUT_SHAPE", None)
         if shape is not None:
             return tuple(int(s) for s in shape)
