@@ -161,7 +161,9 @@ def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path,
     from mobileprune.cost import calibrate
 
     profile, model, analysis = tiny
-    copy = _copy(profile, tmp_path / "p.csv", overheads_ms={}, measured_ms={}, layer_counts={})
+    reference_ms = profile.meta.reference["ms"]
+    copy = _copy(profile, tmp_path / "p.csv", overheads_ms={}, measured_ms={}, layer_counts={},
+                 reference={**profile.meta.reference, "model": TINY})  # (stated here: what this test is about)
     renamed = "the tiny net under another name"
     measured = []
 
@@ -172,11 +174,12 @@ def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path,
     real = calibrate.measure_model
     monkeypatch.setattr(calibrate, "measure_model", measure_model)
     other = mp.spec.build(TINY).eval()  # the same net, other weights
+    assert calibrate._is_the_reference(TINY, analysis, copy.meta), (copy.meta.reference, TINY,
+                                                                     [x.shape for x in analysis.example_inputs])
     calibrate.calibrate_models(copy, {TINY: (model, analysis), renamed: (other, analysis)}, HostRunner(), repeats=5,
                                log=lambda *_: None)
     assert measured == [other]  # the reference is not measured again
     reread = DeviceProfile.load(tmp_path / "p.csv").meta
-    reference_ms = profile.meta.reference["ms"]
     assert reread.measured_ms[TINY] == round(reference_ms, 4)
     assert 0.5 < reread.measured_ms[renamed] / reference_ms < 2, (reread.measured_ms, reference_ms)
     assert reread.overheads_ms[renamed] == pytest.approx(reread.measured_ms[renamed] - float(LatencyCost(
