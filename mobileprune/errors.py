@@ -5,3 +5,8 @@ exits 2; anything else is a bug and keeps its traceback."""
 
 class MobilepruneError(Exception):
     """An error in what the user asked for, with a message that says what to do."""
+
+
+class PruneWarning(UserWarning):
+    """Pruning ran, but in a regime where its result is less certain (too few steps, too
+    little evidence): said once, with what would help."""

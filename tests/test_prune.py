@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import inspect
+import itertools
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import TINY, TINY_SHAPE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -87,6 +90,59 @@ def test_fisher_without_grouping_counts_each_block_at_one_place_only():
         places[c.index[c.index < len(places)].unique()] += 1
     assert (first == (places > 0)).all()
     assert (places >= 2).sum() > 50  # coupled blocks: where the ablation changes the importance
+
+
+class _Plain(nn.Module):
+    """Two convs and a linear, no BatchNorm: a sample's gradient does not depend on its batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 32, 3, stride=2, padding=1)
+        self.b = nn.Conv2d(32, 64, 3, stride=2, padding=1)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.b(torch.relu(self.a(x)))).mean((2, 3)))
+
+
+def test_fisher_removes_the_same_blocks_whatever_the_batch_order(fashion):
+    """Removal decisions rest on accumulated evidence: with the weights held still (lr 0) and
+    each round after a whole pass over the 512 samples, the same samples stand behind every
+    decision in any batch order, so the same blocks go. (Decisions on the batches since the
+    last removal, as before 2026-12-06, removed other blocks of this trained net in other orders.)"""
+    torch.manual_seed(0)
+    net = _Plain()
+    optimizer = torch.optim.Adam(net.parameters(), 3e-3)
+    for x, y in itertools.islice(torch.utils.data.DataLoader(fashion.train, batch_size=64, shuffle=True), 300):
+        optimizer.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        optimizer.step()  # (trained: its channels differ by the samples they serve, as real nets' do)
+    samples, plans = torch.randperm(len(fashion.train))[:512], []
+    for order in (samples, samples.flip(0), samples[torch.randperm(512, generator=torch.Generator().manual_seed(1))]):
+        result = mp.prune(net.eval(), TOY_INPUT, Subset(fashion.train, order.tolist()), budget="45%", cost="flops",
+                          method="fisher", block=2, steps=40, batch_size=32, lr=0.0, show=False)
+        info = result.report["method_info"]
+        assert info["rounds"] == 2 and info["samples_per_round"] == [512, 1024] and info["removed_in_training"] > 8
+        plans.append(result.plan.keep)
+    assert plans[0] == plans[1] == plans[2]
+
+
+def test_gates_reach_the_budget_within_the_default_steps(fashion):
+    """mp.prune's default steps (100): the gates' expected cost ends within 5% of the budget (the
+    ranking they leave is then a decision, not Gumbel noise); with too few steps a warning
+    names how many they need."""
+    from mobileprune.errors import PruneWarning
+    from mobileprune.prune.methods.gates import MIN_STEPS
+
+    assert inspect.signature(mp.prune).parameters["steps"].default == 100
+    data = Subset(fashion.train, range(4000))
+    for budget in ("50%", "30%"):
+        torch.manual_seed(0)
+        result = mp.prune(_Plain(), TOY_INPUT, data, budget=budget, cost="flops", method="gates", block=4, show=False)
+        expected, aimed = result.report["method_info"]["expected_cost"], result.report["predicted"]["budget"]
+        assert abs(expected / aimed - 1) <= 0.05, (budget, expected, aimed)
+    with pytest.warns(PruneWarning, match=f"need about {MIN_STEPS}"):
+        mp.prune(_Plain(), TOY_INPUT, data, budget="50%", cost="flops", method="gates", block=4, steps=5, show=False)
 
 
 def test_l1_and_uniform_meet_the_budget_without_data():

@@ -34,7 +34,7 @@ from .context import Context
 from .loop import TrainConfig
 from .measured import meet_measured, selection_key
 from .methods import METHODS, TRAINED
-from .select import select, smallest
+from .select import select, select_by_rank, smallest
 
 COSTS = ("latency", "flops", "memory")
 DEFAULT_BLOCK = 8  # without a profile (FLOPs or memory budgets): a block most mobile kernels like
@@ -218,7 +218,8 @@ def _reselect(method: str, outcome, ctx: Context, budget: Budget):
     the learned importance, or (uniform scaling, which has none) by the method itself. Both
     give the smallest plan for an aim under the floor (measured rounds on a fast device)."""
     if outcome.importance is not None:
-        return lambda aim: select(ctx.blocks, outcome.importance, ctx.cost, aim)
+        choose = select_by_rank if ctx.options.get("normalise") == "none" else select  # (fisher's ablation)
+        return lambda aim: choose(ctx.blocks, outcome.importance, ctx.cost, aim, rank_cost=ctx.saving_cost)
     if method in TRAINED:
         raise AssertionError(f"{method} returned no importance")
     return lambda aim: METHODS[method](dataclasses.replace(ctx, budget=dataclasses.replace(budget, value=aim))).selection

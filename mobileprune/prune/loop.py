@@ -196,6 +196,9 @@ def _train(model, dataset, loss_fn, config, device, method, checkpoint, run_key,
             if config.freeze_bn:
                 freeze_batchnorm(model)
             optimizer.param_groups[0]["lr"] = learning_rate(config, step, loader.sampler.per_epoch)
+            scale = getattr(method, "lr_scale", None)
+            for group in optimizer.param_groups[1:] if scale is not None else ():  # the method's own parameters
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * scale(step)
             x, y = next(batches)
             x, y = x.to(device), y.to(device)
             out = forward(x)
