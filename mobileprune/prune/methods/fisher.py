@@ -39,6 +39,7 @@ from ..select import select, select_by_rank
 REMOVED = -1e12  # importance of removed blocks: below any score, in removal order
 MIN_SAMPLES = 512  # samples of evidence behind each round of removals
 PRUNE_SHARE = 0.8  # the rounds end by this share of the steps: the net recovers after the last
+FLOOR = 0.25  # each group keeps at least this share of its blocks where the budget allows (select.py)
 
 
 class Fisher:
@@ -46,6 +47,7 @@ class Fisher:
         self.ctx = ctx
         self.rank_only = ctx.options.get("normalise") == "none"
         self.min_samples = int(ctx.options.get("min_samples", MIN_SAMPLES))
+        self.floor = float(ctx.options.get("floor", FLOOR))
         self.alone: dict[str, torch.Tensor] | None = None  # grouping=False: blocks each consumer counts
         self.blocks = ctx.blocks
         self.removed = np.zeros(self.blocks.total, dtype=bool)
@@ -104,7 +106,8 @@ class Fisher:
         now = self.ctx.price(self.selection())
         target = now - (now - self.ctx.budget.value) / self.rounds_left(step)
         choose = select_by_rank if self.rank_only else select
-        kept = choose(self.blocks, self.importance(), self.ctx.cost, target, rank_cost=self.ctx.saving_cost)
+        kept = choose(self.blocks, self.importance(), self.ctx.cost, target, rank_cost=self.ctx.saving_cost,
+                      **({} if self.rank_only else {"floor": self.floor}))
         flat = np.concatenate([kept[gb.group.id] for gb in self.blocks.groups])
         for b in np.flatnonzero(~flat & ~self.removed):
             self.removed[b] = True
