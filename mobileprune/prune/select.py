@@ -12,7 +12,7 @@ tiled cost (never a slope):
 1. remove: repeatedly take, over all groups, the next 1..LOOKAHEAD least important blocks of a
    group that lose the least importance per unit of cost they really save, until the budget is
    met (looking ahead past a flat step of the staircase to where the saving is);
-2. fill: put back, while the budget allows, the removed unit that adds the most importance per
+2. fill: put back, while the budget allows, the removed block that adds the most importance per
    unit of cost (tiles make some free or cheap);
 3. exchange: put back a block of one group and remove in another (or greedily in all others)
    until the budget is met again, where that gains importance, until no such exchange is left
@@ -32,7 +32,7 @@ import torch
 
 from .blocks import Blocks
 
-LOOKAHEAD = 4  # units of one group weighed as one removal: a tile of 32 at block 8 is 4 blocks
+LOOKAHEAD = 4  # blocks of one group weighed as one removal: a tile of 32 at block 8 is 4 blocks
 EXCHANGES_PER_GROUP = 8  # bound on exchange moves (each strictly gains importance)
 
 
@@ -101,7 +101,8 @@ def select(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cos
 def select_by_rank(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cost=None) -> dict:
     """Blind to what removals save (fisher's ablation normalise="none", and the selection before
     2026-12-06): blocks go in ascending importance until the budget is met (trim), then the
-    most important ones the budget still allows come back (tiles make some free or cheap)."""
+    most important ones the budget still allows come back (tiles make some free or cheap).
+    (``rank_cost`` is taken and ignored: fisher calls either selection alike.)"""
     importance = np.asarray(importance, dtype=np.float64)
     sel, k = trim(blocks, importance, cost, budget)
     for gid, b in reversed(removal_order(blocks, importance)[:k]):  # most important first
@@ -112,7 +113,8 @@ def select_by_rank(blocks: Blocks, importance: np.ndarray, cost, budget: float, 
 
 
 class _Widths:
-    """A plan as the number of units removed from each group (its least important first)."""
+    """A plan as the number of blocks removed from each group, in its removal order (_units: a
+    unit is one block)."""
 
     def __init__(self, blocks: Blocks, importance: np.ndarray, cost, rank_cost=None, floor: float = 0.0) -> None:
         self.blocks, self.cost, self.rank_cost = blocks, cost, rank_cost

@@ -101,7 +101,7 @@ class Fisher:
 
     def after_step(self, step: int) -> None:
         s = step + 1
-        if self.done or s < self.first or (s - self.first) % self.interval and s < self.last:
+        if self.done or s < self.first or ((s - self.first) % self.interval and s < self.last):
             return
         now = self.ctx.price(self.selection())
         target = now - (now - self.ctx.budget.value) / self.rounds_left(step)
