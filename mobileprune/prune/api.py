@@ -34,7 +34,6 @@ from .context import Context
 from .loop import TrainConfig
 from .measured import meet_measured, selection_key
 from .methods import METHODS, TRAINED
-from .methods.fisher import FLOOR
 from .select import select, select_by_rank, smallest
 
 COSTS = ("latency", "flops", "memory")
@@ -219,10 +218,10 @@ def _reselect(method: str, outcome, ctx: Context, budget: Budget):
     the learned importance, or (uniform scaling, which has none) by the method itself. Both
     give the smallest plan for an aim under the floor (measured rounds on a fast device)."""
     if outcome.importance is not None:
-        if ctx.options.get("normalise") == "none":  # (fisher's ablation)
+        if outcome.by_rank:
             return lambda aim: select_by_rank(ctx.blocks, outcome.importance, ctx.cost, aim)
-        floor = float(ctx.options.get("floor", FLOOR)) if method == "fisher" else 0.0
-        return lambda aim: select(ctx.blocks, outcome.importance, ctx.cost, aim, rank_cost=ctx.saving_cost, floor=floor)
+        return lambda aim: select(ctx.blocks, outcome.importance, ctx.cost, aim, rank_cost=ctx.saving_cost,
+                                  floor=outcome.floor)
     if method in TRAINED:
         raise AssertionError(f"{method} returned no importance")
     return lambda aim: METHODS[method](dataclasses.replace(ctx, budget=dataclasses.replace(budget, value=aim))).selection

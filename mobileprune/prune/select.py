@@ -98,11 +98,11 @@ def select(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cos
     return blocks.legal(search.selection(search.removed))
 
 
-def select_by_rank(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cost=None) -> dict:
+def select_by_rank(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cost=None, floor=0.0) -> dict:
     """Blind to what removals save (fisher's ablation normalise="none", and the selection before
     2026-12-06): blocks go in ascending importance until the budget is met (trim), then the
     most important ones the budget still allows come back (tiles make some free or cheap).
-    (``rank_cost`` is taken and ignored: fisher calls either selection alike.)"""
+    (``rank_cost`` and ``floor`` are taken and ignored: fisher calls either selection alike.)"""
     importance = np.asarray(importance, dtype=np.float64)
     sel, k = trim(blocks, importance, cost, budget)
     for gid, b in reversed(removal_order(blocks, importance)[:k]):  # most important first

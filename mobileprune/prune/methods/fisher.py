@@ -107,7 +107,7 @@ class Fisher:
         target = now - (now - self.ctx.budget.value) / self.rounds_left(step)
         choose = select_by_rank if self.rank_only else select
         kept = choose(self.blocks, self.importance(), self.ctx.cost, target, rank_cost=self.ctx.saving_cost,
-                      **({} if self.rank_only else {"floor": self.floor}))
+                      floor=self.floor)
         flat = np.concatenate([kept[gb.group.id] for gb in self.blocks.groups])
         for b in np.flatnonzero(~flat & ~self.removed):
             self.removed[b] = True
@@ -156,4 +156,5 @@ def run(ctx: Context) -> Outcome:
     return Outcome(method.importance(), info={
         "interval": method.interval, "rounds": method.rounds_done, "samples_per_round": method.samples_per_round,
         "removed_in_training": len(method.order), "budget_met_in_training": method.done,
-        "unmasked_consumers": masks.skipped, **trained})
+        "unmasked_consumers": masks.skipped, **trained}, floor=0.0 if method.rank_only else method.floor,
+        by_rank=method.rank_only)
