@@ -70,7 +70,9 @@ def learning_rate(config: TrainConfig, step: int, per_epoch: int) -> float:
 
 
 class Method(Protocol):
-    """What a method plugs into the loop (see prune/methods)."""
+    """What a method plugs into the loop (see prune/methods). Optional besides: ``lr_scale(step)
+    -> float``, a factor on the learning rate of the method's own parameters at each step (the
+    gates decay theirs over the second half of the run)."""
 
     def parameters(self) -> list: ...  # its own trainable parameters (gates' predictors), with their lr
     def extra_loss(self, step: int, inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor | None: ...
