@@ -1,16 +1,17 @@
 """The seeds' ablations in small: what each choice of Group Fisher and ACPLI's gates buys.
 
-    .venv/bin/python benchmarks/ablations.py --profile device_profiles/host-amd-epyc-f25m17-executorch-1t.csv
-    (benchmarks/peers.py runs them too, after its side-by-side tables)
+    .venv/bin/python benchmarks/ablations.py --profile device_profiles/<this machine's profile>.csv
 
 One net (the first of --specs) at the first budget of --shares (a share of its measured
-latency), each variant pruned and fine-tuned as in peers.py (same steps, no teacher), --seeds
-seeds, with measured .pte latency, MACs, parameters and top-1:
+latency), each variant pruned and fine-tuned as in peers.py (the same training steps and
+learning-rate rule, no teacher), --seeds seeds, with measured .pte latency, MACs, parameters and
+top-1, and each variant's paired difference from the method as we run it:
 - Group Fisher (Liu et al.) as we run it, then without coupled-channel grouping (each block's
   gradient at its first consumer only, as a layer-by-layer method sees it), without
-  normalisation (importance alone), and normalised by FLOPs or memory instead of latency;
-- ACPLI's gates as we run them, then without the logit predictors (plain learned logits) and
-  without the entropy loss;
+  normalisation (importance alone, ranked rather than selected per measured millisecond),
+  normalised by FLOPs or memory instead of latency, and without its per-group floor;
+- ACPLI's gates as we run them, then without the logit predictors (plain learned logits),
+  without the entropy loss, and with the paper's one-sided budget loss;
 - block 1 against the device's block (fisher): does block alignment buy measured speed?
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import copy
 import time
 
 from measured import this_machine
-from peers import Contender, Measured, Pruned, add_arguments, run, settle, table
+from peers import Contender, Measured, add_arguments, run, settle, table
 from resume import forget
 
 ABLATIONS = (
@@ -29,10 +30,12 @@ ABLATIONS = (
     Contender("fisher, not normalised", "fisher", (("normalise", "none"),)),
     Contender("fisher, FLOPs-normalised", "fisher", (("normalise", "flops"),)),
     Contender("fisher, memory-normalised", "fisher", (("normalise", "memory"),)),
+    Contender("fisher, no floor", "fisher", (("floor", 0.0),)),
     Contender("fisher, block 1", "fisher", block=1),
     Contender("gates", "gates"),
     Contender("gates, no predictors", "gates", (("predictors", False),)),
     Contender("gates, no entropy loss", "gates", (("entropy_weight", 0.0),)),
+    Contender("gates, one-sided budget loss", "gates", (("budget_loss", "relu"),)),
 )
 # --quick (the test suite) leaves out block 1: its plans need rows at every narrow width,
 # measured on demand, which cost 200 s of lowering on the tiny test net (3/4 of the quick run);
@@ -40,10 +43,8 @@ ABLATIONS = (
 QUICK = tuple(c for c in ABLATIONS if c.block != 1)
 
 
-def ablations(args, here, measure: Measured, done: list[Pruned] = ()) -> list[dict]:
-    """The ablation table; ``done``: peers' pruned nets, whose fisher and gates rows at this net
-    and budget are reused rather than trained again when they were chosen the same way (the
-    same measured rounds)."""
+def ablations(args, here, measure: Measured) -> list[dict]:
+    """The ablation table of the first net and budget."""
     spec, share = args.specs[0], args.shares[0]
     # Each variant's plan is chosen on the profile's prediction (--ablation-rounds, default 0)
     # and measured once for the table. Measured rounds would move every variant to the same
@@ -51,25 +52,25 @@ def ablations(args, here, measure: Measured, done: list[Pruned] = ()) -> list[di
     # device's block); without them an ablation also costs one lowering instead of three.
     settings = copy.copy(args)
     settings.measured_rounds = args.ablation_rounds
-    same = args.ablation_rounds == args.measured_rounds
-    reused = [p for p in done if same and (p.spec, p.share) == (spec, share) and p.method in ("fisher", "gates")
-              and "no KD" in p.top1]
     chosen = QUICK if args.quick else ABLATIONS
-    todo = [c for c in chosen if c.label not in {p.method for p in reused}]
-    print(f"\nablations: {spec} at {100 * share:g}% of its measured latency ({len(todo)} variants to run"
-          f"{', fisher and gates taken from the tables above' if reused else ''}; "
+    print(f"\nablations: {spec} at {100 * share:g}% of its measured latency ({len(chosen)} variants; "
           + ("plans chosen on the profile's prediction, measured once" if not settings.measured_rounds else
              f"up to {settings.measured_rounds} plans measured") + ")", flush=True)
-    pruned, budgets = run(todo, [spec], [share], ("no KD",), settings, here, measure, name="ablations")
+    pruned, budgets = run(list(chosen), [spec], [share], settings, here, measure, equal_latency=False,
+                          name="ablations")
     if args.quick:
         print("(--quick: without the block-1 ablation)", flush=True)
-    return table(reused + pruned, budgets, list(chosen), ("no KD",), settings)
+    rows = table(pruned, budgets, [c for c in chosen if c.method == "fisher"], settings, headline="fisher")
+    return rows + table(pruned, budgets, [c for c in chosen if c.method == "gates"], settings, headline="gates")
 
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
-    args = settle(parser.parse_args(argv))
+    parser.add_argument("--ablation-rounds", type=int, default=0,
+                        help="measured rounds of the variants (0: plans chosen on the profile's prediction, each "
+                             "measured once for the table)")
+    args = settle(parser.parse_args(argv), quick_seeds=1)
     started = time.perf_counter()
     here = this_machine(args.profile, args.processes, "ablations", args.threads)
     rows = ablations(args, here, Measured(here))

@@ -66,11 +66,16 @@ def this_machine(profile_path: str, processes: int, script: str, threads: int = 
     return ThisMachine(profile, processes)
 
 
-def reachable_block(original, spec, shape, profile, budget, device=None) -> int:
+def reachable_block(original, spec, shape, profile, budget, device=None, room: float = 1.0) -> int:
     """The profile's block, halved until one block per group can meet ``budget`` (ms, or a
-    share like "30%"): at 32 channels a small net cannot reach 30% of its latency. The scripts
-    print the block they use. ``device``: the profile's runner, to measure the narrower widths
-    a smaller block needs."""
+    share like "30%") times ``room``: at 32 channels a small net cannot reach 30% of its
+    latency. With ``room`` under 1 the block also leaves the selection a choice: where one
+    block per group only just meets the budget every method ends at that one plan (peers.py,
+    2026-12-06: fashion:mobilenet_w1 at 50% on an AMX Xeon, block 32, the smallest plan 47%),
+    and a comparison of pruners tells nothing. The scripts print the block they use.
+    ``device``: the profile's runner, to measure the narrower widths a smaller block needs."""
+    if room != 1.0:
+        budget = f"{room * float(budget[:-1])}%" if str(budget).endswith("%") else room * float(budget)
     block = profile.meta.block
     while True:
         try:

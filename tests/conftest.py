@@ -61,8 +61,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cache_key() -> str:
     """What the run's built programs and measured tiny profile depend on: the package's source,
-    the tests' models and this file, the runtimes' versions, and this machine (a profile is a
-    fact about one device). The same key in a later run reuses them; any change builds afresh."""
+    the tests' models and this file, the runtimes' versions, this machine (a profile is a fact
+    about one device), and where the tests' models are: the tiny profile names its speed
+    reference by path (TINY). Without the path, a checkout elsewhere with the same source (a CI
+    clone beside a working tree, one cache) reused a profile whose reference was the other
+    checkout's tiny.py: calibration then did not see TINY as the reference and measured it
+    (the CI failure of 2026-12-06), and a profile whose reference file had gone refused to load.
+    The same key in a later run reuses them; any change builds afresh."""
     from importlib.metadata import version
 
     from mobileprune.devices.identity import host_identity
@@ -73,6 +78,7 @@ def _cache_key() -> str:
     for package in ("torch", "executorch", "ai-edge-litert", "litert-torch"):
         digest.update(f"{package}=={version(package)}".encode())
     digest.update(json.dumps(host_identity().to_dict(), sort_keys=True).encode())
+    digest.update(TINY.encode())
     return digest.hexdigest()[:16]
 
 

@@ -20,14 +20,28 @@ def enliven(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     for t in tensors:
         if not t.is_floating_point() or t.numel() < 2:
             continue
-        scale = torch.empty(t.shape).uniform_(0.5, 1.5, generator=gen).to(t.dtype)
         if t.abs().max() == 0:  # zero-initialised: small distinct values
             t.copy_(torch.empty(t.shape).normal_(0, 0.02, generator=gen).to(t.dtype))
         elif bool((t == t.flatten()[0]).all()):  # one value on every channel: spread it
-            t.mul_(scale)
-        else:  # random init already, but make sure no two channels share a value
+            t.mul_(torch.empty(t.shape).uniform_(0.5, 1.5, generator=gen).to(t.dtype))
+        elif _channels_repeat(t, gen):  # random init, yet two channels alike: tell them apart
             t.add_(torch.empty(t.shape).normal_(0, 1e-3, generator=gen).to(t.dtype) * t.abs().mean())
     return model
+
+
+def _channels_repeat(t: torch.Tensor, gen: torch.Generator) -> bool:
+    """Whether two slices of ``t`` along its first or second dimension (the output and input
+    channels a cut selects) are equal, seen through one random projection each. Why not noise on
+    every tensor, as before: drawing it for the 644 M parameters of regnet_y_128gf cost more
+    than half of that model's zoo test, and a random initialisation repeats a channel with
+    probability zero; this checks that it did not, at the cost of one pass over the tensor."""
+    dims = range(min(t.dim(), 2))
+    for d in dims:
+        rows = t.detach().float().movedim(d, 0).reshape(t.shape[d], -1)
+        seen = rows @ torch.randn(rows.shape[1], generator=gen)
+        if torch.unique(seen).numel() < seen.numel():
+            return True
+    return False
 
 
 def distinct_per_channel(model: torch.nn.Module) -> bool:
