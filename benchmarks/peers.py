@@ -13,9 +13,10 @@ Per Fashion-MNIST net (--specs, trained weights) and budget (--shares of the ori
      measured latency until it meets the budget (search_ratio); one shot from the trained weights;
    - uniform: the one width share that meets the budget (measured rounds), trained from scratch;
    - ours (--methods among gates, fisher, l1, all with our latency-aware selection): pruned to
-     the *lowest measured latency of those contenders for this seed* (at most the budget), with
-     measured rounds, so that each row of ours measures at or under every contender it is
-     compared with. Gates and fisher train while they prune (--prune-steps).
+     --margin under the *lowest measured latency of those contenders for this seed* (at most
+     the budget), with measured rounds; then ``--ours`` is timed in turns with each contender
+     (its program as the reference): a pair counts at equal latency only at a ratio of at most
+     1. Gates and fisher train while they prune (--prune-steps).
 2. Fine-tuning, in --workers processes of one thread, no teacher (distillation has its own
    table: hierarchical_kd.py): every contender trains --prune-steps + --finetune-steps steps in
    all (ours have trained --prune-steps while pruning; the one-shot and from-scratch contenders
@@ -195,6 +196,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--room", type=float, default=0.8,
                         help="the block: the profile's, halved until one block per group reaches this share of the "
                              "budget (where it only just reaches it, every method ends at that one plan)")
+    parser.add_argument("--margin", type=float, default=0.02,
+                        help="ours aim this share under the lowest measured latency of the contenders: timed in turns "
+                             "with them, a plan at their measured latency ran 0.4%% slower (peers.py, 2026-12-06)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--bisect-steps", type=int, default=4)
     parser.add_argument("--processes", type=int, default=5,
@@ -294,7 +298,8 @@ def run(contenders: list[Contender], specs, shares, args, here, measure, equal_l
             entries = []
             for seed in range(args.seeds):
                 done = [place.prune(c, seed, budget_ms) for c in theirs]
-                aim = min([budget_ms] + [p.measured_ms for p in done]) if equal_latency else budget_ms
+                aim = min([budget_ms] + [(1 - args.margin) * p.measured_ms for p in done]) if equal_latency \
+                    else budget_ms
                 mine = [place.prune(c, seed, aim) for c in ours]
                 for headline in [p for p in mine if equal_latency and p.method == getattr(args, "ours", None)]:
                     place.compare(headline, done)
