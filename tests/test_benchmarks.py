@@ -274,8 +274,11 @@ def test_paired_differences_are_seed_by_seed_with_a_t_interval_and_say_when_ours
     pair = peers.paired(ours, theirs)
     assert pair["diffs"] == pytest.approx([0.01, 0.02, 0.03]) and pair["mean"] == pytest.approx(0.02)
     assert pair["high"] - pair["mean"] == pytest.approx(4.302653 * 0.01 / 3 ** 0.5, rel=1e-5)
-    assert pair["equal_latency"]
-    ours[1].measured_ms = 1.01
+    assert pair["equal_latency"] is None  # not timed together: latencies measured apart say nothing
+    for p, ratio in zip(ours, (0.99, 1.0, 0.97)):  # timed in turns (Place.compare)
+        p.against["tp-magnitude"] = ratio
+    assert peers.paired(ours, theirs)["equal_latency"] is True
+    ours[1].against["tp-magnitude"] = 1.004
     slower = peers.paired(ours, theirs)
     assert not slower["equal_latency"]
     rows = [{"spec": TINY, "share": 0.5, "method": "tp-magnitude", "top1_mean": 0.83, "paired": slower}]
