@@ -272,7 +272,7 @@ def run(contenders: list[Contender], specs, shares, args, here, measure, equal_l
     pruned: list[Pruned] = state.data.setdefault("pruned", [])
     budgets: dict[tuple, dict] = state.data.setdefault("budgets", {})
     plans: dict = state.data.setdefault("plans", {})  # seed-independent plans, once per place
-    aims: dict = state.data.setdefault("aims", {})  # where a method's measured rounds met a budget (prune_one)
+    aims: dict = state.data.setdefault("aims", {})  # where a method's measured rounds met a budget (Place)
     for spec in specs:
         if all((spec, share) in budgets for share in shares):
             continue  # pruned and measured before a fault stopped an earlier run
