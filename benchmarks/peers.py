@@ -489,7 +489,10 @@ def _worker_init(args) -> None:
 
 def fine_tune(spec, net: bytes, steps, lr, seed, args) -> dict:
     """One pruned net (as bytes) trained for ``steps`` steps at ``lr``, cosine-decayed, its
-    BatchNorm statistics re-estimated; its held-out and test top-1."""
+    BatchNorm statistics re-estimated; its held-out and test top-1. The training loop itself,
+    not mobileprune.finetune: that one decays its rate per epoch and stops early on the held-out
+    split, while every contender here gets one fixed schedule, and the held-out split chooses
+    only the learning rate."""
     data, model = _DATA[spec], pickle.loads(net)
     if steps > 0:
         config = TrainConfig(steps=steps, batch_size=args.batch_size, lr=lr, seed=seed, schedule="cosine")
