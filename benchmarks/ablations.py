@@ -56,7 +56,7 @@ def ablations(args, here, measure: Measured) -> list[dict]:
     print(f"\nablations: {spec} at {100 * share:g}% of its measured latency ({len(chosen)} variants; "
           + ("plans chosen on the profile's prediction, measured once" if not settings.measured_rounds else
              f"up to {settings.measured_rounds} plans measured") + ")", flush=True)
-    pruned, budgets = run(list(chosen), [spec], [share], settings, here, measure, equal_latency=False,
+    pruned, budgets = run(list(chosen), [spec], [share], settings, here, measure, headline=None,
                           name="ablations")
     if args.quick:
         print("(--quick: without the block-1 ablation)", flush=True)

@@ -53,6 +53,7 @@ import mobileprune as mp
 from mobileprune import fashion
 from mobileprune.data import load_data, top1
 from mobileprune.devices.profiler import timing_program
+from mobileprune.devices.runner import SpeedReference, measure_artifact
 from mobileprune.finetune.batchnorm import reestimate_batchnorm
 from mobileprune.prune.loop import TrainConfig, train
 from mobileprune.prune.measured import aim_per_ms
@@ -252,7 +253,7 @@ def main(argv=None) -> list[dict]:
     started = time.perf_counter()
     here = this_machine(args.profile, args.processes, "peers", args.threads)
     contenders = [Contender(m, m) for m in args.methods]
-    pruned, budgets = run(contenders, args.specs, args.shares, args, here, Measured(here), equal_latency=True)
+    pruned, budgets = run(contenders, args.specs, args.shares, args, here, Measured(here), headline=args.ours)
     rows = table(pruned, budgets, contenders, args, headline=args.ours)
     targets(rows, args.ours)
     forget()
@@ -260,15 +261,17 @@ def main(argv=None) -> list[dict]:
     return rows
 
 
-def run(contenders: list[Contender], specs, shares, args, here, measure, equal_latency: bool,
+def run(contenders: list[Contender], specs, shares, args, here, measure, headline: str | None,
         name="peers") -> tuple[list, dict]:
     """Prune with every contender and measure every distinct architecture (this process, alone),
-    then fine-tune each pruned net (--workers processes). ``equal_latency``: ours are pruned to
-    the lowest measured latency of the other contenders of their seed (else to the budget).
+    then fine-tune each pruned net (--workers processes). ``headline``: the method of ours the
+    target is judged on; given, ours are pruned to --margin under the lowest measured latency of
+    the other contenders of their seed and the headline is timed in turns with each (None: ours
+    pruned to the budget, nothing timed together: the ablations).
     Each place's pruned nets, and each score, are kept on disk as they come (resume.py): a run
     stopped by a fault resumes where it was."""
     started = time.perf_counter()
-    state = RunState(name, args, tuple(contenders), tuple(specs), tuple(shares), equal_latency)
+    state = RunState(name, args, tuple(contenders), tuple(specs), tuple(shares), headline)
     pruned: list[Pruned] = state.data.setdefault("pruned", [])
     budgets: dict[tuple, dict] = state.data.setdefault("budgets", {})
     plans: dict = state.data.setdefault("plans", {})  # seed-independent plans, once per place
@@ -298,11 +301,12 @@ def run(contenders: list[Contender], specs, shares, args, here, measure, equal_l
             entries = []
             for seed in range(args.seeds):
                 done = [place.prune(c, seed, budget_ms) for c in theirs]
-                aim = min([budget_ms] + [(1 - args.margin) * p.measured_ms for p in done]) if equal_latency \
+                aim = min([budget_ms] + [(1 - args.margin) * p.measured_ms for p in done]) if headline \
                     else budget_ms
                 mine = [place.prune(c, seed, aim) for c in ours]
-                for headline in [p for p in mine if equal_latency and p.method == getattr(args, "ours", None)]:
-                    place.compare(headline, done)
+                for p in mine:
+                    if p.method == headline:
+                        place.compare(p, done)
                 entries += done + mine
             pruned.extend(entries)  # the place is kept whole or not at all (a fault midway prunes it again)
             budgets[(spec, share)] = {"budget_ms": budget_ms, "original_ms": original_ms, "block": block}
@@ -431,11 +435,10 @@ class Measured:
         if signature(model) == signature(other):
             return 1.0
         here, inputs = self.here, (torch.randn(shape),)
-        runs = here.runner.run_in_fresh_processes(
-            str(timing_program(model.eval(), inputs, here.runtime)), here.processes,
-            threads=here.profile.meta.threads, repeats=50,
-            reference=str(timing_program(other.eval(), inputs, here.runtime)))
-        return statistics.median(m.reference_ratio for m in runs)
+        # the other program as the speed reference, at 1 ms: the measurement's ratio is the answer
+        other_program = SpeedReference(str(timing_program(other.eval(), inputs, here.runtime)), 1.0)
+        return measure_artifact(here.runner, timing_program(model.eval(), inputs, here.runtime),
+                                here.profile.meta.threads, here.processes, reference=other_program)["ratio"]
 
 
 # ---- fine-tuning -------------------------------------------------------------------------------

@@ -314,7 +314,7 @@ def test_a_run_stopped_by_a_fault_resumes_without_pruning_or_measuring_again(tin
     with monkeypatch.context() as patched:
         patched.setattr(peers, "fine_tune_all", fault)
         with pytest.raises(RuntimeError, match="the fault"):
-            peers.run(uniform, [TINY], [0.85], args, here, peers.Measured(here), equal_latency=True)
+            peers.run(uniform, [TINY], [0.85], args, here, peers.Measured(here), headline="fisher")
     assert not older.exists() and other.exists()
     other.unlink()
     first = _saved_state(tmp_path / "runs")
@@ -324,7 +324,7 @@ def test_a_run_stopped_by_a_fault_resumes_without_pruning_or_measuring_again(tin
     monkeypatch.setattr(peers.Place, "prune", fault)
     monkeypatch.setattr(peers, "reachable_block", fault)
     monkeypatch.setattr(here, "measure", fault)
-    pruned, budgets = peers.run(uniform, [TINY], [0.85], args, here, peers.Measured(here), equal_latency=True)
+    pruned, budgets = peers.run(uniform, [TINY], [0.85], args, here, peers.Measured(here), headline="fisher")
     assert "resumed from" in capsys.readouterr().out
     assert budgets == first["budgets"] and pruned[0].measured_ms == first["pruned"][0].measured_ms
     assert 0 <= pruned[0].top1 <= 1 and _saved_state(tmp_path / "runs")["pruned"][0].scores == pruned[0].scores
