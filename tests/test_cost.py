@@ -3,9 +3,7 @@ measurement), FLOPs and memory."""
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import asdict
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from mobileprune.devices import HostRunner
 from mobileprune.devices.profile import DeviceProfile, ProfileMeta
 
 from conftest import TINY, TINY_SHAPE
+from in_process import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -186,15 +185,13 @@ def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path,
         analysis, copy).layers_total()), abs=2e-4)
 
 
-def test_predict_cli_json(tiny, tmp_path):
+def test_predict_cli_json(tiny, capsys):
     profile, _, _ = tiny
-    out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", TINY, "--profile", str(profile.path),
-                          "--json"], capture_output=True, text=True, timeout=600)
+    out = run_cli(capsys, "predict", TINY, "--profile", profile.path, "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["measured_ms"] is None and data["predicted_ms"] > 0
-    out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", TINY, "--profile", str(profile.path),
-                          "--measure", "--json"], capture_output=True, text=True, timeout=600)
+    out = run_cli(capsys, "predict", TINY, "--profile", profile.path, "--measure", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     m = data["measurement"]  # timed in turns with the profile's reference, which profiling measured
@@ -202,15 +199,14 @@ def test_predict_cli_json(tiny, tmp_path):
     assert data["measured_ms"] == pytest.approx(m["ratio"] * m["reference_ms"], rel=1e-3) and m["raw_ms"] > 0
 
 
-def test_predict_a_saved_pruned_model(tiny, tmp_path):
+def test_predict_a_saved_pruned_model(tiny, tmp_path, capsys):
     profile, model, analysis = tiny
     plan = mp.PrunePlan.random(analysis, 0.5, 8, seed=0)
     assert plan.keep
     mp.save(tmp_path / "pruned", TINY, plan, mp.slim(model, analysis, plan), [TINY_SHAPE])
     runs = {}
     for name, target in (("full", TINY), ("pruned", str(tmp_path / "pruned"))):
-        out = subprocess.run([sys.executable, "-m", "mobileprune.cli", "predict", target, "--profile",
-                              str(profile.path), "--json"], capture_output=True, text=True, timeout=600)
+        out = run_cli(capsys, "predict", target, "--profile", profile.path, "--json")
         assert out.returncode == 0, out.stderr
         runs[name] = json.loads(out.stdout)["predicted_ms"]
     assert runs["pruned"] < runs["full"]

@@ -4,14 +4,13 @@ made with another device's table says so on every surface."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from in_process import run_cli
 from mobileprune.devices import HostRunner
 from mobileprune.devices.identity import DeviceIdentity, compare, host_identity, legacy_identity
 from mobileprune.devices.profile import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter, default_profile_path
@@ -93,13 +92,8 @@ def foreign(tiny_profile, tmp_path_factory):
     return d / "other.csv"
 
 
-def _cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "mobileprune.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def test_predict_says_when_the_profile_is_of_another_device(foreign):
-    out = _cli("predict", TINY, "--profile", str(foreign), "--json")
+def test_predict_says_when_the_profile_is_of_another_device(foreign, capsys):
+    out = run_cli(capsys, "predict", TINY, "--profile", str(foreign), "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["device_match"] is False and data["predicted_ms"] > 0
@@ -107,37 +101,37 @@ def test_predict_says_when_the_profile_is_of_another_device(foreign):
     assert data["this_device"] == host_identity().describe()
     assert any(d.startswith("cores: 64 vs") for d in data["differences"])
     assert data["measured_ms"] is None and data["error_pct"] is None
-    text = _cli("predict", TINY, "--profile", str(foreign))
+    text = run_cli(capsys, "predict", TINY, "--profile", str(foreign))
     assert text.returncode == 0, text.stderr
     assert "another device" in text.stdout and "Imaginary CPU 9000" in text.stdout
     assert host_identity().facts["cpu"] in text.stdout
 
 
-def test_predict_on_this_device_matches(tiny_profile):
-    out = _cli("predict", TINY, "--profile", str(tiny_profile.path), "--json")
+def test_predict_on_this_device_matches(tiny_profile, capsys):
+    out = run_cli(capsys, "predict", TINY, "--profile", str(tiny_profile.path), "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["device_match"] is True and data["differences"] == []
 
 
-def test_measuring_against_another_devices_profile_is_refused_and_changes_nothing(foreign):
+def test_measuring_against_another_devices_profile_is_refused_and_changes_nothing(foreign, capsys):
     """`predict --device host` would append rows measured here (the profile lacks the pruned
     widths' rows here: every dwconv row is dropped) or compare two devices' latencies."""
     table = DeviceProfile.load(foreign).table
     table[~table["key"].str.startswith("dwconv")].to_csv(foreign, index=False)
     before = (foreign.read_bytes(), foreign.with_suffix(".json").read_bytes())
     for extra in ([], ["--measure"]):
-        out = _cli("predict", TINY, "--profile", str(foreign), "--device", "host", *extra)
+        out = run_cli(capsys, "predict", TINY, "--profile", str(foreign), "--device", "host", *extra)
         assert out.returncode == 2, out.stdout + out.stderr
         assert "Imaginary CPU 9000" in out.stderr and host_identity().facts["cpu"] in out.stderr
         assert "mobileprune profile --device host" in out.stderr and "Traceback" not in out.stderr
     assert (foreign.read_bytes(), foreign.with_suffix(".json").read_bytes()) == before
 
 
-def test_profiling_into_another_devices_profile_is_refused_before_measuring(foreign, tmp_path):
+def test_profiling_into_another_devices_profile_is_refused_before_measuring(foreign, tmp_path, capsys):
     before = foreign.read_bytes()
-    out = _cli("profile", "--device", "host", "--model", TINY, "--out", str(foreign), "--repeats", "3",
-               "--block", "8", timeout=120)
+    out = run_cli(capsys, "profile", "--device", "host", "--model", TINY, "--out", foreign, "--repeats", "3",
+                  "--block", "8")
     assert out.returncode == 2 and "is a profile of host Imaginary CPU 9000" in out.stderr, out.stderr
     assert "rows measured here are never added" in out.stderr
     assert foreign.read_bytes() == before
@@ -146,18 +140,18 @@ def test_profiling_into_another_devices_profile_is_refused_before_measuring(fore
         ProfileWriter(foreign, meta)
 
 
-def test_a_profile_whose_cpu_generation_was_not_recorded_is_never_extended_here(tiny_profile, tmp_path):
+def test_a_profile_whose_cpu_generation_was_not_recorded_is_never_extended_here(tiny_profile, tmp_path, capsys):
     """Two VMs both named "Intel(R) Xeon(R) Processor" can be generations apart: rows measured on
     this one must not join a table that never said which one it was measured on."""
     unrecorded = legacy_identity(host_identity().facts["cpu"])
     meta = ProfileMeta(**{**asdict(tiny_profile.meta), "identity": unrecorded.to_dict()})
     DeviceProfile(meta, tiny_profile.table.copy()).save(tmp_path / "legacy.csv")
     before = (tmp_path / "legacy.csv").read_bytes()
-    out = _cli("profile", "--device", "host", "--model", TINY, "--out", str(tmp_path / "legacy.csv"), "--repeats", "3",
-               "--block", "8", timeout=120)
+    out = run_cli(capsys, "profile", "--device", "host", "--model", TINY, "--out", tmp_path / "legacy.csv",
+                  "--repeats", "3", "--block", "8")
     assert out.returncode == 2 and "cpu_id: unknown vs " in out.stderr, out.stderr
     assert (tmp_path / "legacy.csv").read_bytes() == before
-    predicted = _cli("predict", TINY, "--profile", str(tmp_path / "legacy.csv"), "--json")
+    predicted = run_cli(capsys, "predict", TINY, "--profile", str(tmp_path / "legacy.csv"), "--json")
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout)["device_match"] is False
 

@@ -13,8 +13,16 @@ import numpy as np
 
 from . import runtimes
 from .identity import DeviceIdentity, host_identity
+from . import host_worker
 from .host_worker import READY, etdump_events
 from .runner import Measurement, OpEvent, RunnerError
+
+# The worker started as a script, not as ``-m mobileprune.devices.host_worker``: ``-m`` runs the
+# package's __init__ first, which imports torch and the whole library (about 3 s of CPU per
+# fresh process on a 2-core Xeon VM, and a .tflite worker needs neither). The worker imports
+# only the standard library and numpy at module level; ``-P`` keeps its own folder off sys.path
+# (devices/profile.py would shadow the standard library's ``profile``, which cProfile imports).
+WORKER = [sys.executable, "-P", host_worker.__file__]
 
 
 class HostRunner:
@@ -44,7 +52,7 @@ class HostRunner:
     def _ask(self, request: dict) -> list[dict]:
         env = dict(os.environ, OMP_NUM_THREADS=str(request["threads"]))
         try:
-            proc = subprocess.run([sys.executable, "-m", "mobileprune.devices.host_worker"],
+            proc = subprocess.run(WORKER,
                                   input=json.dumps(request), capture_output=True, text=True, env=env,
                                   timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
@@ -84,8 +92,7 @@ class HostRunner:
     @staticmethod
     def _start(threads: int, preload: str | None = None) -> subprocess.Popen:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        return subprocess.Popen([sys.executable, "-m", "mobileprune.devices.host_worker",
-                                 *(["--preload", preload] if preload else [])],
+        return subprocess.Popen([*WORKER, *(["--preload", preload] if preload else [])],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env)
 
