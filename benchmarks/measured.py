@@ -13,7 +13,8 @@ import mobileprune as mp
 from mobileprune.devices import HostRunner, runtimes
 from mobileprune.devices.identity import compare
 from mobileprune.devices.profile import DeviceProfile
-from mobileprune.devices.profiler import cache_dir, measure_model
+from mobileprune.devices.builds import cache_dir
+from mobileprune.devices.profiler import measure_model
 from mobileprune.devices.reference import speed_reference
 from mobileprune.prune import BudgetError
 

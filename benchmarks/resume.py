@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from mobileprune.cache import cache_root, source_digest
-from mobileprune.spec import is_file_spec, load_factory
+from mobileprune.user_code import is_file_spec, load_factory
 
 NOT_RESULTS = {"workers", "threads", "retries", "fresh"}  # options that cannot change a row
 _USED: list[Path] = []  # this process's state files, deleted by forget()
@@ -68,7 +68,7 @@ class RunState:
 
 def _import_file_specs(parts) -> None:
     """Import the model files named among ``parts`` (specs path/to/file.py:factory, nested in
-    tuples): a pickled model of such a file names a module only _load_file creates."""
+    tuples): a pickled model of such a file names a module only user_code.load_file creates."""
     for part in parts:
         if isinstance(part, (tuple, list)):
             _import_file_specs(part)

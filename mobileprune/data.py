@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from .errors import MobilepruneError
 from .layout import channels_last
-from .spec import load_factory
+from .user_code import load_factory
 
 FASHION_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)  # where Debian's package puts it
 FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

@@ -1,7 +1,7 @@
 """Make (or extend) a device profile: the table rows of every model, then each model measured
-whole to calibrate it. The two steps live in their stages (devices/profiler.py measures rows,
-cost/calibrate.py calibrates); this is the one call that runs both, for the CLI, the demo and
-notebooks.
+whole to calibrate it (the table's prices become a model's latency with cost/calibrate.py's
+``calibrate``). devices/profiler.py measures rows; this is the one workflow that runs both steps,
+for the CLI, the demo and notebooks.
 """
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .cost.calibrate import calibrate_models
+from .cost.latency import LatencyCost
 from .devices import runtimes
 from .devices.identity import DeviceIdentity
-from .devices.profile import DeviceProfile, default_profile_path
-from .devices.profiler import profile_rows
-from .devices.reference import REFERENCE_MODEL
+from .devices.profile import DeviceProfile, check_same_device, default_profile_path
+from .devices.builds import cache_dir
+from .devices.profiler import measure_model, profile_rows
+from .devices.reference import REFERENCE_MODEL, speed_reference
 from .errors import MobilepruneError
+from .spec import default_input_shape
 
 DEFAULT_MODELS = ["torchvision:mobilenet_v2", "torchvision:mobilenet_v3_small", "torchvision:mobilenet_v3_large",
                   "torchvision:efficientnet_b0", "torchvision:shufflenet_v2_x1_0", "torchvision:squeezenet1_1",
@@ -35,6 +37,40 @@ def profile_device(specs: list, out, runner, runtime="executorch", threads: int 
     models = profile_rows(specs, out, runner, runtime, threads, block, repeats, fractions, show_progress, log,
                           reference=reference)
     return calibrate_models(DeviceProfile.load(out), models, runner, repeats, log)
+
+
+def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int = 50, log=print) -> DeviceProfile:
+    """Measure every model of ``models`` ({spec: (model, analysis)}) the profile has not
+    calibrated yet, on ``runner``'s device, and record it in the profile's metadata."""
+    check_same_device(profile.meta, runner.identity(), profile.path, runner.device)  # meta is a device fact too
+    runtime = runtimes.get(profile.meta.runtime)
+    reference = speed_reference(profile.meta, cache_dir(runtime))
+    for spec, (model, analysis) in models.items():
+        if spec in profile.meta.overheads_ms:
+            continue
+        if _is_the_reference(spec, analysis, profile.meta):
+            # Timed in turns with itself, the reference's ratio is 1 by construction: its whole
+            # latency is the reference's own, measured already (lowering and timing it again would
+            # add only noise, and 15 s on a tiny net of the tests, which is its own reference).
+            measured = float(profile.meta.reference["ms"])
+        else:
+            measured = measure_model(model, analysis.example_inputs, runner, runtime, profile.meta.threads, repeats,
+                                     reference=reference)["ms"]
+        cost = LatencyCost(analysis, profile)
+        layers_ms = float(cost.layers_total())
+        profile.meta.overheads_ms[spec] = round(measured - layers_ms, 4)
+        profile.meta.measured_ms[spec] = round(measured, 4)
+        profile.meta.layer_counts[spec] = len(cost.layers)
+        profile.save_meta()
+        log(f"{spec}: whole model {measured:.3f} ms, layers {layers_ms:.3f} ms, overhead {measured - layers_ms:.3f} ms")
+    return profile
+
+
+def _is_the_reference(spec: str, analysis, meta) -> bool:
+    """Whether ``spec`` at the analysed input shape is the profile's speed reference program."""
+    inputs = analysis.example_inputs
+    return (bool(meta.reference) and meta.reference.get("model") == spec and len(inputs) == 1
+            and tuple(inputs[0].shape) == tuple(default_input_shape(spec)))
 
 
 def profile_devices(devices: list[str], specs: list, runtime="executorch", threads: int = 1,

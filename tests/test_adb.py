@@ -200,7 +200,7 @@ def test_a_missing_runner_or_one_of_another_abi_says_what_to_build(tmp_path, run
 def test_the_tile_probe_runs_on_the_device(tmp_path, runner_binary):
     from mobileprune.devices import runtimes
     from mobileprune.devices.blockprobe import CANDIDATES, probe_tiles
-    from mobileprune.devices.profiler import cache_dir
+    from mobileprune.devices.builds import cache_dir
 
     runtime = runtimes.get("executorch")
     with AdbDaemon() as daemon:

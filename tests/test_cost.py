@@ -58,7 +58,7 @@ def test_a_pruned_variant_is_predicted_within_a_stated_tolerance(tiny, tmp_path)
     test suite (one CI run predicted 0.43 ms for 0.25 ms measured). The check still fails for a
     cost that ignores the widths (share 1.0 against a measured 0.4-0.7) or drops whole layers."""
     from mobileprune.devices import runtimes
-    from mobileprune.devices.profiler import cache_dir
+    from mobileprune.devices.builds import cache_dir
     from mobileprune.devices.runner import measure_artifact
     from mobileprune.devices.reference import speed_reference
 
@@ -157,7 +157,7 @@ def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path,
     reference itself (the tiny net is its own in the tests' profile) is taken at the reference's
     own latency, measured already. Under another name the same net is measured: about the
     reference's latency (its ratio to itself is 1; wide bounds for a noisy VM)."""
-    from mobileprune.cost import calibrate
+    from mobileprune import profiling
 
     profile, model, analysis = tiny
     reference_ms = profile.meta.reference["ms"]
@@ -170,12 +170,12 @@ def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path,
         measured.append(net)
         return real(net, *args, **kwargs)
 
-    real = calibrate.measure_model
-    monkeypatch.setattr(calibrate, "measure_model", measure_model)
+    real = profiling.measure_model
+    monkeypatch.setattr(profiling, "measure_model", measure_model)
     other = mp.spec.build(TINY).eval()  # the same net, other weights
-    assert calibrate._is_the_reference(TINY, analysis, copy.meta), (copy.meta.reference, TINY,
+    assert profiling._is_the_reference(TINY, analysis, copy.meta), (copy.meta.reference, TINY,
                                                                      [x.shape for x in analysis.example_inputs])
-    calibrate.calibrate_models(copy, {TINY: (model, analysis), renamed: (other, analysis)}, HostRunner(), repeats=5,
+    profiling.calibrate_models(copy, {TINY: (model, analysis), renamed: (other, analysis)}, HostRunner(), repeats=5,
                                log=lambda *_: None)
     assert measured == [other]  # the reference is not measured again
     reread = DeviceProfile.load(tmp_path / "p.csv").meta

@@ -269,7 +269,7 @@ def test_block_choice_from_a_measured_staircase():
 
 def test_tile_probe_runs_on_the_host(program_cache):
     # The session's program cache: the probe over ADB (test_adb.py) runs the same programs.
-    from mobileprune.devices.profiler import cache_dir
+    from mobileprune.devices.builds import cache_dir
 
     runtime = runtimes.get("executorch")
     # (a short sweep: each width is a program to lower, 2 s each; the full sweep is 16 per kind)
@@ -286,7 +286,8 @@ def test_litert_rows_run_channels_last_and_are_timed_against_the_reference(tmp_p
     from ai_edge_litert.interpreter import Interpreter
 
     from mobileprune.devices.microbench import row_from
-    from mobileprune.devices.profiler import build, call_overhead_program, measure_rows
+    from mobileprune.devices.builds import build, call_overhead_program
+    from mobileprune.devices.profiler import measure_rows
 
     attrs = dict(k=3, stride=1, padding=1, dilation=1, h=16, w=16, act="relu", group_width=0)
     rows = [row_from("conv", attrs, 16, c) for c in (16, 128)]

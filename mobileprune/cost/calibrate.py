@@ -1,17 +1,13 @@
 """Calibration: how a sum of table prices becomes a whole model's latency on the device.
 
-``calibrate_models`` measures each profiled model whole (timed in turns with the speed
-reference) and records, in the profile, its latency and the sum of its layers' table prices;
-``calibrate`` turns those records into a scale (default), a per-layer fit or an offset.
+Profiling (profiling.py's ``calibrate_models``) measures each profiled model whole, timed in
+turns with the speed reference, and records in the profile its latency and the sum of its
+layers' table prices; ``calibrate`` turns those records into a scale (default), a per-layer fit
+or an offset.
 """
 from __future__ import annotations
 
 import numpy as np
-
-from ..devices import runtimes
-from ..devices.profile import DeviceProfile, check_same_device
-from ..devices.profiler import cache_dir, measure_model
-from ..devices.reference import speed_reference
 
 CALIBRATIONS = ("scale", "per-layer", "offset")
 
@@ -57,41 +53,3 @@ def calibrate(meta, model_key: str | None, mode: str = "scale", exclude: tuple =
         return mode, float(scales.get(model_key, np.median(list(scales.values())))), 0.0
     offset = overheads.get(model_key, float(np.median(list(overheads.values()))) if overheads else 0.0)
     return "offset", 1.0, float(offset)
-
-
-def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int = 50, log=print) -> DeviceProfile:
-    """Measure every model of ``models`` ({spec: (model, analysis)}) the profile has not
-    calibrated yet, on ``runner``'s device, and record it in the profile's metadata."""
-    from .latency import LatencyCost
-
-    check_same_device(profile.meta, runner.identity(), profile.path, runner.device)  # meta is a device fact too
-    runtime = runtimes.get(profile.meta.runtime)
-    reference = speed_reference(profile.meta, cache_dir(runtime))
-    for spec, (model, analysis) in models.items():
-        if spec in profile.meta.overheads_ms:
-            continue
-        if _is_the_reference(spec, analysis, profile.meta):
-            # Timed in turns with itself, the reference's ratio is 1 by construction: its whole
-            # latency is the reference's own, measured already (lowering and timing it again would
-            # add only noise, and 15 s on a tiny net of the tests, which is its own reference).
-            measured = float(profile.meta.reference["ms"])
-        else:
-            measured = measure_model(model, analysis.example_inputs, runner, runtime, profile.meta.threads, repeats,
-                                     reference=reference)["ms"]
-        cost = LatencyCost(analysis, profile)
-        layers_ms = float(cost.layers_total())
-        profile.meta.overheads_ms[spec] = round(measured - layers_ms, 4)
-        profile.meta.measured_ms[spec] = round(measured, 4)
-        profile.meta.layer_counts[spec] = len(cost.layers)
-        profile.save_meta()
-        log(f"{spec}: whole model {measured:.3f} ms, layers {layers_ms:.3f} ms, overhead {measured - layers_ms:.3f} ms")
-    return profile
-
-
-def _is_the_reference(spec: str, analysis, meta) -> bool:
-    """Whether ``spec`` at the analysed input shape is the profile's speed reference program."""
-    from ..spec import default_input_shape
-
-    inputs = analysis.example_inputs
-    return (bool(meta.reference) and meta.reference.get("model") == spec and len(inputs) == 1
-            and tuple(inputs[0].shape) == tuple(default_input_shape(spec)))

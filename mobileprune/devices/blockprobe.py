@@ -17,6 +17,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from .builds import build_all
 from .microbench import op_and_boundary_ms, row_from
 from .runner import Runner
 
@@ -51,8 +52,6 @@ def probe_tiles(runner: Runner, runtime, build_dir: Path, threads: int = 1, proc
                 repeats: int = 30, widths=SWEEP) -> tuple[dict[str, int], dict[str, dict[int, float]]]:
     """Measure every probed kind's sweep (``widths``, multiples of 8) in ``processes`` fresh
     processes; returns ({kind: tile}, {kind: {width: median ms}})."""
-    from .profiler import build_all
-
     tiles, sweeps = {}, {}
     rows = {kind: probe_rows(kind, widths) for kind in PROBES}
     paths = iter(build_all([r for kind in PROBES for r in rows[kind]], runtime, build_dir))

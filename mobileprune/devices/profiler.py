@@ -26,25 +26,18 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..cache import cache_root
 from ..graph import analyze
 from ..graph.capture import EXPORT_LOCK
 from ..graph.layers import layers
 from . import runtimes
 from .blockprobe import PROBES, probe_tiles
-from .microbench import grid_rows, op_and_boundary_ms, program, row_from
+from .builds import build_all, cache_dir, call_overhead_program
+from .microbench import grid_rows, op_and_boundary_ms
 from .programs import write_atomic
 from .profile import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
 from .reference import REFERENCE_MODEL, measure_reference, speed_reference
 from .runner import Runner, SpeedReference, measure_artifact
 from .runtimes import Runtime
-
-
-def cache_dir(runtime: Runtime) -> Path:
-    """Built programs (micro-benchmarks, the speed reference), per runtime, outside the repo."""
-    base = cache_root() / "programs" / runtime.name
-    base.mkdir(parents=True, exist_ok=True)
-    return base
 
 
 def new_meta(runner: Runner, runtime: Runtime, threads: int, block: int) -> ProfileMeta:
@@ -55,56 +48,6 @@ def new_meta(runner: Runner, runtime: Runtime, threads: int, block: int) -> Prof
                        runtime_version=runtime.version(), threads=threads, block=block,
                        date=datetime.date.today().isoformat(), mobileprune_version=__version__,
                        identity=identity.to_dict())
-
-
-def program_path(row: dict, runtime: Runtime, build_dir) -> Path:
-    return Path(build_dir) / (hashlib.sha1(row["key"].encode()).hexdigest()[:16] + runtime.row_suffix(row["op"]))
-
-
-def build(row: dict, runtime: Runtime, build_dir: Path) -> Path:
-    """The row's micro-program. A runtime without per-op times (LiteRT) gives nothing that would
-    let edge transposes be subtracted afterwards (ExecuTorch's ETDump does: see
-    op_and_boundary_ms), so its programs have no transpose in them: channels-last I/O for the
-    kinds it runs NHWC (as inside a converted model, where the layout pass cancels the
-    transposes between layers), plain I/O for layout-free ops."""
-    path = program_path(row, runtime, build_dir)
-    if not path.is_file():
-        mod, inputs = program(row)
-        runtime.lower(mod, inputs, path, channels_last=row["op"] in runtime.channels_last_kinds)
-    return path
-
-
-POOL_MIN_PROGRAMS = 12  # below this, a build pool's start-up (torch + the runtime, ~10 s) costs more
-
-
-def build_all(rows: list[dict], runtime: Runtime, build_dir, workers: int | None = None) -> list[Path]:
-    """Every row's micro-program (``build``), the missing ones lowered in parallel processes.
-
-    Why: lowering dominates a fresh profile. One micro-program takes 1.5-3 s to export and lower
-    (torch.export, edge lowering, XNNPACK partitioning) and 0.3-1 s to measure; on 2 cores two
-    builders halve the wait. Built before any measurement, never beside one.
-    """
-    build_dir = Path(build_dir)
-    paths = [program_path(r, runtime, build_dir) for r in rows]
-    missing = [r for r, path in zip(rows, paths) if not path.is_file()]
-    workers = min(workers or os.cpu_count() or 1, len(missing))
-    if workers > 1 and len(missing) >= POOL_MIN_PROGRAMS:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
-
-        try:  # spawn, not fork: torch's thread pools do not survive a fork
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                list(pool.map(build, missing, [runtime] * len(missing), [build_dir] * len(missing)))
-        except BrokenProcessPool:
-            pass  # e.g. a script without `if __name__ == "__main__":` cannot spawn: build below, serially
-    return [build(r, runtime, build_dir) for r in rows]  # built ones are only looked up
-
-
-def call_overhead_program(runtime: Runtime, build_dir: Path) -> Path:
-    """A program that does (almost) nothing: one ReLU on 8 values. Its time is what one call of a
-    micro-program costs besides its op, subtracted from rows that have no per-op times."""
-    return build(row_from("relu", {}, 8, 8), runtime, Path(build_dir))
 
 
 def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtime: Runtime, build_dir,
@@ -156,7 +99,7 @@ def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: in
     every kind; else probed), the speed reference (the model spec ``reference``, unless the
     profile being resumed names its own) and, for runtimes without per-op times, one call's
     overhead. Returns {spec: (model, analysis)} for the calibration that follows
-    (cost.calibrate.calibrate_models)."""
+    (profiling.calibrate_models)."""
     meta_path = DeviceProfile.paths(out)[1]
     existing = ProfileMeta.read(meta_path) if meta_path.is_file() else None
     if existing is not None:  # before any measurement: never spend minutes on a run that must be refused
