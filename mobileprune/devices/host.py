@@ -11,10 +11,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import runtimes
-from .identity import DeviceIdentity, host_identity
-from . import host_worker
+from . import host_worker, runtimes
 from .host_worker import READY, etdump_events
+from .identity import DeviceIdentity, host_identity
 from .runner import Measurement, OpEvent, RunnerError
 
 # The worker started as a script, not as ``-m mobileprune.devices.host_worker``: ``-m`` runs the
@@ -52,8 +51,7 @@ class HostRunner:
     def _ask(self, request: dict) -> list[dict]:
         env = dict(os.environ, OMP_NUM_THREADS=str(request["threads"]))
         try:
-            proc = subprocess.run(WORKER,
-                                  input=json.dumps(request), capture_output=True, text=True, env=env,
+            proc = subprocess.run(WORKER, input=json.dumps(request), capture_output=True, text=True, env=env,
                                   timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
             raise RunnerError(f"host worker timed out after {self.timeout_s:.0f} s") from None
