@@ -191,7 +191,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--prune-steps", type=int, default=300,
                         help="training steps of ours while they prune (gates need about 300 to reach a budget)")
     parser.add_argument("--finetune-steps", type=int, default=400)
-    parser.add_argument("--lrs", type=float, nargs="*", default=[3e-4, 1e-3],
+    parser.add_argument("--lrs", type=float, nargs="*", default=[1e-3, 3e-3],
                         help="the fine-tuning learning rates each contender's is chosen from (validation, seed 0)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--room", type=float, default=0.8,
@@ -204,7 +204,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--bisect-steps", type=int, default=4)
     parser.add_argument("--processes", type=int, default=5,
                         help="fresh processes per latency measurement (its median, in turns with the reference)")
-    parser.add_argument("--measured-rounds", type=int, default=3,
+    parser.add_argument("--measured-rounds", type=int, default=6,
                         help="ours and uniform: plans measured at most until one meets its measured budget (0: the "
                              "plan the profile predicts within the budget, unmeasured until the table)")
     parser.add_argument("--workers", type=int, default=2, help="processes for the fine-tunings (1 thread each)")

@@ -80,15 +80,17 @@ def trim(blocks: Blocks, importance: np.ndarray, cost, budget: float) -> tuple[d
     return _without(blocks, order, hi), hi
 
 
-def select(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cost=None, floor: float = 0.0) -> dict:
+def select(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cost=None, floor=0.0) -> dict:
     """The selection: blocks of the most total importance whose tiled cost is at or below
     ``budget`` (the smallest plan when none is). ``rank_cost``: what removals save is priced
     with this cost model instead (fisher's ablations: FLOPs savings under a latency budget).
     ``floor``: every group keeps at least this share of its full blocks where the budget allows
     (summed per-block importance does not see that cutting one group to its last block costs
-    more than its blocks one by one: fisher's plans collapsed expansions to one block)."""
+    more than its blocks one by one: fisher's plans collapsed expansions to one block), or, a
+    dict, per group id the number of full blocks it keeps at least (fisher: a share of the
+    blocks its evidence says are used)."""
     importance = np.asarray(importance, dtype=np.float64)
-    for share in dict.fromkeys((floor, 0.0)):
+    for share in (floor, 0.0) if floor else (0.0,):
         search = _Widths(blocks, importance, cost, rank_cost, share)
         search.removed, search.current = search.remove_until(budget, search.removed, search.current, search.moves())
         search.removed, search.current = search.fill(budget, search.removed, search.current)
@@ -116,11 +118,13 @@ class _Widths:
     """A plan as the number of blocks removed from each group, in its removal order (_units: a
     unit is one block)."""
 
-    def __init__(self, blocks: Blocks, importance: np.ndarray, cost, rank_cost=None, floor: float = 0.0) -> None:
+    def __init__(self, blocks: Blocks, importance: np.ndarray, cost, rank_cost=None, floor=0.0) -> None:
         self.blocks, self.cost, self.rank_cost = blocks, cost, rank_cost
         self.gids = [gb.group.id for gb in blocks.groups]
         scores = blocks.split(importance)
-        self.units = {gb.group.id: _units(gb, scores[gb.group.id], floor) for gb in blocks.groups}
+        self.units = {gb.group.id: _units(gb, scores[gb.group.id],
+                                          floor.get(gb.group.id, 1) if isinstance(floor, dict) else
+                                          math.ceil(floor * gb.full_blocks)) for gb in blocks.groups}
         self.lost = {gid: [float(scores[gid][b]) for b in units] for gid, units in self.units.items()}
         self.neighbours = _neighbours(cost, self.gids)
         self.prices: dict[tuple, float] = {}
@@ -236,14 +240,14 @@ class _Widths:
             _, self.removed, self.current = best
 
 
-def _units(gb, scores, floor: float = 0.0) -> list[int]:
+def _units(gb, scores, at_least: int = 1) -> list[int]:
     """A group's removable units in the order they go: a partial tail first (the plan rule keeps
     a tail only with every full block), then its full blocks, least important first, but the most
-    important one (and as many more as ``floor`` keeps)."""
+    important one (and as many more as it keeps ``at_least``)."""
     scores = np.asarray(scores, dtype=np.float64)
     keep = int(np.argmax(scores[:gb.full_blocks]))
     order = sorted((b for b in range(gb.full_blocks) if b != keep), key=lambda b: (scores[b], b))
-    kept = max(1, math.ceil(floor * gb.full_blocks))
+    kept = max(1, at_least)
     return ([gb.n - 1] if gb.tail else []) + order[:max(0, gb.full_blocks - kept)]
 
 

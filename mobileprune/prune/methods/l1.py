@@ -7,15 +7,19 @@ group (the usual "global" L1 ranking, e.g. Torch-Pruning's normalised group impo
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..context import Context, Outcome
 
 
 def run(ctx: Context) -> Outcome:
-    blocks = ctx.blocks
+    return Outcome(magnitude(ctx.blocks, ctx.model), info={"normalised": "per group mean"},
+                   floor=float(ctx.options.get("floor", 0.0)))
+
+
+def magnitude(blocks, model) -> np.ndarray:
+    """Each block's L1 norm over its coupled producers, per position, over its group's mean."""
     of_root = blocks.block_of_roots()
-    params = dict(ctx.model.named_parameters())
+    params = dict(model.named_parameters())
     score = np.zeros(blocks.total)
     for cut in blocks.analysis.cuts:
         if cut.role != "producer" or cut.fqn not in params:
@@ -32,4 +36,4 @@ def run(ctx: Context) -> Outcome:
         o = blocks.offsets[gb.group.id]
         per_position = score[o:o + gb.n] / gb.sizes()
         importance[o:o + gb.n] = per_position / max(per_position.mean(), 1e-12)
-    return Outcome(torch.as_tensor(importance).numpy(), info={"normalised": "per group mean"})
+    return importance
