@@ -9,7 +9,8 @@ top-1, and each variant's paired difference from the method as we run it:
 - Group Fisher (Liu et al.) as we run it, then without coupled-channel grouping (each block's
   gradient at its first consumer only, as a layer-by-layer method sees it), without
   normalisation (importance alone, ranked rather than selected per measured millisecond),
-  normalised by FLOPs or memory instead of latency, and without its per-group floor;
+  normalised by FLOPs or memory instead of latency, without its per-group floor and with the
+  earlier floor of a quarter, and with magnitude choosing which blocks of a group go;
 - ACPLI's gates as we run them, then without the logit predictors (plain learned logits),
   without the entropy loss, and with the paper's one-sided budget loss;
 - block 1 against the device's block (fisher): does block alignment buy measured speed?
@@ -31,6 +32,8 @@ ABLATIONS = (
     Contender("fisher, FLOPs-normalised", "fisher", (("normalise", "flops"),)),
     Contender("fisher, memory-normalised", "fisher", (("normalise", "memory"),)),
     Contender("fisher, no floor", "fisher", (("floor", 0.0),)),
+    Contender("fisher, floor a quarter", "fisher", (("floor", 0.25),)),
+    Contender("fisher, magnitude order in groups", "fisher", (("magnitude_order", True),)),
     Contender("fisher, block 1", "fisher", block=1),
     Contender("gates", "gates"),
     Contender("gates, no predictors", "gates", (("predictors", False),)),

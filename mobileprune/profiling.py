@@ -11,7 +11,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .cost.latency import LatencyCost
+from .cost.base import fractions_from_plan
+from .cost.calibrate import fixed_share
+from .cost.latency import LatencyCost, MissingConfigs
 from .devices import runtimes
 from .devices.identity import DeviceIdentity
 from .devices.profile import DeviceProfile, check_same_device, default_profile_path
@@ -19,6 +21,8 @@ from .devices.builds import cache_dir
 from .devices.profiler import measure_model, profile_rows
 from .devices.reference import REFERENCE_MODEL, speed_reference
 from .errors import MobilepruneError
+from .plan import PrunePlan
+from .slim.slimming import slim
 from .spec import default_input_shape
 
 DEFAULT_MODELS = ["torchvision:mobilenet_v2", "torchvision:mobilenet_v3_small", "torchvision:mobilenet_v3_large",
@@ -41,28 +45,52 @@ def profile_device(specs: list, out, runner, runtime="executorch", threads: int 
 
 def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int = 50, log=print) -> DeviceProfile:
     """Measure every model of ``models`` ({spec: (model, analysis)}) the profile has not
-    calibrated yet, on ``runner``'s device, and record it in the profile's metadata."""
+    calibrated yet, on ``runner``'s device, and record it in the profile's metadata: its whole
+    latency, and its fixed share (cost/calibrate.py), from a random half-width variant measured
+    beside it (both timed in turns with the speed reference, so the machine's drift between
+    two measurements cancels in their ratio; a model calibrated before fixed shares existed gets
+    its share measured the same way)."""
     check_same_device(profile.meta, runner.identity(), profile.path, runner.device)  # meta is a device fact too
     runtime = runtimes.get(profile.meta.runtime)
     reference = speed_reference(profile.meta, cache_dir(runtime))
-    for spec, (model, analysis) in models.items():
-        if spec in profile.meta.overheads_ms:
-            continue
-        if _is_the_reference(spec, analysis, profile.meta):
+    meta = profile.meta
+
+    def whole(spec, model, analysis) -> float:
+        if _is_the_reference(spec, analysis, meta):
             # Timed in turns with itself, the reference's ratio is 1 by construction: its whole
             # latency is the reference's own, measured already (lowering and timing it again would
             # add only noise, and 15 s on a tiny net of the tests, which is its own reference).
-            measured = float(profile.meta.reference["ms"])
-        else:
-            measured = measure_model(model, analysis.example_inputs, runner, runtime, profile.meta.threads, repeats,
-                                     reference=reference)["ms"]
+            return float(meta.reference["ms"])
+        return measure_model(model, analysis.example_inputs, runner, runtime, meta.threads, repeats,
+                             reference=reference)["ms"]
+
+    for spec, (model, analysis) in models.items():
+        if spec in meta.overheads_ms and spec in meta.fixed_shares:
+            continue
+        measured = whole(spec, model, analysis)
         cost = LatencyCost(analysis, profile)
         layers_ms = float(cost.layers_total())
-        profile.meta.overheads_ms[spec] = round(measured - layers_ms, 4)
-        profile.meta.measured_ms[spec] = round(measured, 4)
-        profile.meta.layer_counts[spec] = len(cost.layers)
+        if spec not in meta.overheads_ms:
+            meta.overheads_ms[spec] = round(measured - layers_ms, 4)
+            meta.measured_ms[spec] = round(measured, 4)
+            meta.layer_counts[spec] = len(cost.layers)
+            log(f"{spec}: whole model {measured:.3f} ms, layers {layers_ms:.3f} ms, "
+                f"overhead {measured - layers_ms:.3f} ms")
+        plan = PrunePlan.random(analysis, 0.5, meta.block, seed=0)
+        try:
+            predicted_share = float(cost.layers_total(fractions_from_plan(analysis, plan))) / layers_ms
+        except MissingConfigs:  # (rows at the grid's half widths are measured with the model's)
+            plan.keep.clear()
+        share = None
+        if plan.keep:
+            variant = slim(model, analysis, plan, verify=False).eval()
+            variant_ms = measure_model(variant, analysis.example_inputs, runner, runtime, meta.threads, repeats,
+                                       reference=reference)["ms"]
+            share = fixed_share(predicted_share, variant_ms / measured)
+            log(f"{spec}: a half-width variant's layers {predicted_share:.2f} of the original's, measured "
+                f"{variant_ms / measured:.2f}: fixed share " + (f"{share:.2f}" if share is not None else "unknown"))
+        meta.fixed_shares[spec] = round(share, 4) if share is not None else 0.0
         profile.save_meta()
-        log(f"{spec}: whole model {measured:.3f} ms, layers {layers_ms:.3f} ms, overhead {measured - layers_ms:.3f} ms")
     return profile
 
 

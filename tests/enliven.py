@@ -34,14 +34,15 @@ def _channels_repeat(t: torch.Tensor, gen: torch.Generator) -> bool:
     channels a cut selects) are equal, seen through one random projection each. Why not noise on
     every tensor, as before: drawing it for the 644 M parameters of regnet_y_128gf cost more
     than half of that model's zoo test, and a random initialisation repeats a channel with
-    probability zero; this checks that it did not, at the cost of one pass over the tensor."""
-    dims = range(min(t.dim(), 2))
-    for d in dims:
-        rows = t.detach().float().movedim(d, 0).reshape(t.shape[d], -1)
-        seen = rows @ torch.randn(rows.shape[1], generator=gen)
-        if torch.unique(seen).numel() < seen.numel():
-            return True
-    return False
+    probability zero; this checks that it did not, at the cost of one pass over the tensor per
+    dimension. The second dimension is projected with a product of two random vectors (over
+    the first and over the rest), so no moved copy of the tensor is made (vit_h_14: 5.2 s)."""
+    flat = t.detach().float().reshape(t.shape[0], t.shape[1] if t.dim() > 1 else 1, -1)
+    rest = torch.randn(flat.shape[2], generator=gen)
+    seen = [flat.reshape(flat.shape[0], -1) @ torch.randn(flat.shape[1] * flat.shape[2], generator=gen)]
+    if t.dim() > 1:
+        seen.append(torch.einsum("oir,o,r->i", flat, torch.randn(flat.shape[0], generator=gen), rest))
+    return any(torch.unique(s).numel() < s.numel() for s in seen)
 
 
 def distinct_per_channel(model: torch.nn.Module) -> bool:

@@ -53,17 +53,21 @@ def test_gradient_wrt_keep_probabilities_is_finite_and_positive(tiny, cost_cls):
 def test_a_pruned_variant_is_predicted_within_a_stated_tolerance(tiny, tmp_path):
     """Independent data: the original and a pruned variant measured whole, here and now, in turns
     with the speed reference; the predicted share of latency the pruning keeps must match the
-    measured share within 0.3. Why shares and why so wide: the tiny model is mostly per-layer
-    overhead (0.2-0.6 ms), its profile has few repeats per row and is measured beside a parallel
-    test suite (one CI run predicted 0.43 ms for 0.25 ms measured). The check still fails for a
-    cost that ignores the widths (share 1.0 against a measured 0.4-0.7) or drops whole layers."""
+    measured share within 0.2. The tiny model is mostly per-layer overhead (a half-width plan
+    measured at 0.85 of the original on an AMX Xeon): without the fixed share the profile
+    measures with a half-width variant of its own (cost/calibrate.py) the table predicted 0.52
+    and this failed at a bound of 0.3 (make test, 2026-12-06). Why 0.2: the profile's rows have
+    few repeats and are measured beside a parallel test suite. It fails for a cost that ignores
+    the widths (share 1.0: the first assertion) and for one without the fixed share. The plan is
+    narrower than the half-width variant the fixed share was measured with (the head at 8 of 32
+    channels, not 16): the prediction is checked away from its calibration point."""
     from mobileprune.devices import runtimes
     from mobileprune.devices.builds import cache_dir
     from mobileprune.devices.runner import measure_artifact
     from mobileprune.devices.reference import speed_reference
 
     profile, model, analysis = tiny
-    plan = mp.PrunePlan.random(analysis, 0.5, 8, seed=3)
+    plan = mp.PrunePlan.random(analysis, 0.75, 8, seed=3)  # (narrower than the calibration's half-width variant)
     cost = LatencyCost(analysis, profile, model_key=TINY)
     predicted_share = float(cost(fractions_from_plan(analysis, plan))) / float(cost())
     runtime = runtimes.get(profile.meta.runtime)
@@ -79,8 +83,8 @@ def test_a_pruned_variant_is_predicted_within_a_stated_tolerance(tiny, tmp_path)
             for _ in range(3)]
     measured = [min(ms) for ms in zip(*runs)]
     measured_share = measured[1] / measured[0]
-    assert predicted_share < 0.9 and measured_share < 0.9, (predicted_share, measured)
-    assert abs(predicted_share - measured_share) <= 0.3, (predicted_share, measured_share, measured)
+    assert predicted_share < 0.95 and measured_share < 0.95, (predicted_share, measured)
+    assert abs(predicted_share - measured_share) <= 0.2, (predicted_share, measured_share, measured)
 
 
 def test_configuration_outside_the_table_is_reported_or_measured(tiny, tmp_path):
@@ -156,12 +160,13 @@ def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path,
     """Calibration measures each profiled model whole, in turns with the speed reference; the
     reference itself (the tiny net is its own in the tests' profile) is taken at the reference's
     own latency, measured already. Under another name the same net is measured: about the
-    reference's latency (its ratio to itself is 1; wide bounds for a noisy VM)."""
+    reference's latency (its ratio to itself is 1; wide bounds for a noisy VM). Beside each, a
+    half-width variant is measured for the model's fixed share."""
     from mobileprune import profiling
 
     profile, model, analysis = tiny
     reference_ms = profile.meta.reference["ms"]
-    copy = _copy(profile, tmp_path / "p.csv", overheads_ms={}, measured_ms={}, layer_counts={},
+    copy = _copy(profile, tmp_path / "p.csv", overheads_ms={}, measured_ms={}, layer_counts={}, fixed_shares={},
                  reference={**profile.meta.reference, "model": TINY})  # (stated here: what this test is about)
     renamed = "the tiny net under another name"
     measured = []
@@ -177,10 +182,12 @@ def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path,
                                                                      [x.shape for x in analysis.example_inputs])
     profiling.calibrate_models(copy, {TINY: (model, analysis), renamed: (other, analysis)}, HostRunner(), repeats=5,
                                log=lambda *_: None)
-    assert measured == [other]  # the reference is not measured again
+    assert len(measured) == 3 and measured[1] is other and model not in measured  # the reference is not measured again
+    assert [type(net) for net in measured] == [type(model)] * 3  # (its variant and the other's: slimmed copies)
     reread = DeviceProfile.load(tmp_path / "p.csv").meta
     assert reread.measured_ms[TINY] == round(reference_ms, 4)
     assert 0.5 < reread.measured_ms[renamed] / reference_ms < 2, (reread.measured_ms, reference_ms)
+    assert all(0 <= reread.fixed_shares[k] <= 0.9 for k in (TINY, renamed)), reread.fixed_shares
     assert reread.overheads_ms[renamed] == pytest.approx(reread.measured_ms[renamed] - float(LatencyCost(
         analysis, copy).layers_total()), abs=2e-4)
 
@@ -307,6 +314,24 @@ def test_rows_added_later_leave_the_unpruned_model_at_its_measured_latency(tiny)
     assert sum(ms for _, ms in cost.per_layer()) < 0.95 * sum(before)
     assert float(cost()) == pytest.approx(measured)
     assert float(cost(fractions_from_probs(_probs(analysis, 0.5))).detach()) < measured
+
+
+def test_a_fixed_share_stays_when_pruning_shrinks_the_layers():
+    """A model measured at 2 ms whose half-width variant, its layers predicted at 0.5 of the
+    original's, measured 0.6 of it: a fifth of its latency does not shrink with the widths. The
+    scale calibration then predicts the original at what it measured and any variant at
+    0.2 + 0.8 x its layers' share; a model the profile never measured keeps the median scale."""
+    from mobileprune.cost.calibrate import calibrate, fixed_share
+
+    assert fixed_share(0.5, 0.6) == pytest.approx(0.2)
+    assert fixed_share(0.5, 0.45) == 0.0 and fixed_share(0.95, 0.97) is None  # noise; too close to tell
+    meta = ProfileMeta(device="host", cpu="x", runtime="executorch", runtime_version="0", threads=1,
+                       measured_ms={"m": 2.0, "n": 3.0}, overheads_ms={"m": 0.4, "n": 1.0}, fixed_shares={"m": 0.2})
+    layers = 1.6  # the table's sum for "m" now
+    mode, scale, overhead = calibrate(meta, "m", "scale", layers_ms=layers)
+    assert mode == "scale" and layers * scale + overhead == pytest.approx(2.0)
+    assert (0.5 * layers * scale + overhead) / 2.0 == pytest.approx(0.6)
+    assert calibrate(meta, "other", "scale")[1:] == (pytest.approx(np.median([2.0 / 1.6, 3.0 / 2.0])), 0.0)
 
 
 def test_per_layer_calibration_fits_a_scale_and_a_cost_per_layer():

@@ -474,6 +474,9 @@ def test_bad_inputs_give_their_errors_and_write_nothing(tmp_path, tiny_profile):
         mp.prune(toy, TOY_INPUT, budget="50%", cost="latency", method="l1", out=out, show=False)
     with pytest.raises(PruneError, match="give data"):
         mp.prune(toy, TOY_INPUT, budget="50%", cost="flops", method="fisher", out=out, show=False)
+    with pytest.raises(PruneError, match="has no option 'flor': its options are interval, min_samples, floor"):
+        mp.prune(toy, TOY_INPUT, budget="50%", cost="flops", method="fisher", out=out, show=False,
+                 options={"flor": 0.5})
     frozen = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
     with pytest.raises(PruneError, match="nothing to prune: of 1 channel groups, 1 are frozen"):
         mp.prune(frozen, TOY_INPUT, budget="50%", cost="flops", method="l1", out=out, show=False)

@@ -45,6 +45,7 @@ class ProfileMeta:
     overheads_ms: dict = field(default_factory=dict)  # model spec -> calibrated per-call overhead
     measured_ms: dict = field(default_factory=dict)  # model spec -> whole-model latency at calibration
     layer_counts: dict = field(default_factory=dict)  # model spec -> priced layers (per-layer calibration)
+    fixed_shares: dict = field(default_factory=dict)  # model spec -> share of its latency widths do not change
     tiles: dict = field(default_factory=dict)  # layer kind -> channel tile its width is computed in (blockprobe.py)
     tile_probes: dict = field(default_factory=dict)  # layer kind -> {width: ms} of its probe sweep
     reference: dict = field(default_factory=dict)  # {"model", "ms"}: the speed reference (devices/reference.py)
@@ -170,6 +171,7 @@ class ProfileWriter:
             meta.overheads_ms = {**old.overheads_ms, **meta.overheads_ms}
             meta.measured_ms = {**old.measured_ms, **meta.measured_ms}
             meta.layer_counts = {**old.layer_counts, **meta.layer_counts}
+            meta.fixed_shares = {**old.fixed_shares, **meta.fixed_shares}
             meta.tiles = meta.tiles or old.tiles
             meta.tile_probes = meta.tile_probes or old.tile_probes
             meta.reference = meta.reference or old.reference

@@ -33,7 +33,7 @@ from .budget import Budget, resolve
 from .context import Context
 from .loop import TrainConfig
 from .measured import meet_measured, selection_key
-from .methods import METHODS, TRAINED
+from .methods import METHODS, OPTIONS, SHARED_OPTIONS, TRAINED
 from .select import select, select_by_rank, smallest
 
 COSTS = ("latency", "flops", "memory")
@@ -117,6 +117,10 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     dataset = getattr(data, "train", data)
+    unknown = sorted(set(options or {}) - set(OPTIONS[method]) - set(SHARED_OPTIONS))
+    if unknown:
+        raise PruneError(f"method {method!r} has no option {', '.join(map(repr, unknown))}: its options are "
+                         f"{', '.join(OPTIONS[method] + SHARED_OPTIONS)}")
     if method in TRAINED and dataset is None:
         raise PruneError(f"method {method!r} trains: give data (e.g. --data fashion-mnist)")
     if method in TRAINED and steps < 1:

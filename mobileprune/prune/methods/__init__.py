@@ -9,3 +9,7 @@ from . import fisher, gates, l1, uniform
 
 METHODS = {"gates": gates.run, "fisher": fisher.run, "l1": l1.run, "uniform": uniform.run}
 TRAINED = {"gates", "fisher"}  # need data and steps
+# The settings each method reads from ``options`` (api.prune refuses others: a misspelt setting
+# would otherwise be ignored without a word); "blocks" (which channels form a block) is every method's.
+OPTIONS = {"gates": tuple(gates.DEFAULTS), "fisher": fisher.OPTIONS, "l1": l1.OPTIONS, "uniform": ()}
+SHARED_OPTIONS = ("blocks",)

@@ -46,6 +46,7 @@ PRUNE_SHARE = 0.8  # the rounds end by this share of the steps: the net recovers
 # kept 31 k of 309 k parameters (its 128-channel stage cut to 32) and fine-tuned to 86.68% where
 # a half kept 78 k and reached 87.79%, Torch-Pruning's even cut 88.84% (one seed, 2026-12-06).
 FLOOR = 0.5
+OPTIONS = ("interval", "min_samples", "floor", "magnitude_order", "normalise", "grouping")
 NEGLIGIBLE = 0.01  # a block whose Fisher is under this share of the mean block's carries no evidence
 
 

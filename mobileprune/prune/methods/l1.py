@@ -10,6 +10,8 @@ import numpy as np
 
 from ..context import Context, Outcome
 
+OPTIONS = ("floor",)  # each group keeps at least this share of its blocks where the budget allows (select.py)
+
 
 def run(ctx: Context) -> Outcome:
     return Outcome(magnitude(ctx.blocks, ctx.model), info={"normalised": "per group mean"},
