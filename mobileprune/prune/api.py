@@ -244,7 +244,9 @@ class TrainedRuns:
     over the budget; those chosen again under it kept 59-72% top-1, plans chosen on the
     prediction alone 83%). So an aim tighter than every run so far is trained for again, from
     the user's weights with the same seed; any other aim is chosen from the run trained at the
-    nearest aim under it. Methods that do not train (l1, uniform) choose again as before.
+    nearest aim under it, unless that run cannot answer it (the plan it gives is the run's own:
+    fisher never puts back the blocks it removed while training), which is trained for too.
+    Methods that do not train (l1, uniform) choose again as before.
 
     Only the first run is checkpointed (OUT/checkpoint.pt): the later runs' aims come from
     measurements, which a restarted run makes again, so a killed run trains them again.
