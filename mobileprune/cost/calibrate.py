@@ -37,8 +37,9 @@ def calibrate(meta, model_key: str | None, mode: str = "scale", exclude: tuple =
     classifier: the model's "fixed share", ``meta.fixed_shares``, measured with a pruned variant
     by profiling.calibrate_models) is kept apart as a fixed cost, so a pruned model keeps its
     original's ratio on the rest. Without it a half-width fashion:resnet_w0.5 was predicted at
-    0.50 and measured at 0.60 of its original (AMX Xeon, 2026-12-06). "per-layer": ``a * sum + b * n_layers``, with (a, b) fit by least squares
-    over the profile's calibrated models, a fixed cost per executed layer (6-10 us here) that a
+    0.50 and measured at 0.60 of its original (AMX Xeon, 2026-12-06).
+    "per-layer": ``a * sum + b * n_layers``, with (a, b) fit by least squares over the profile's
+    calibrated models, a fixed cost per executed layer (6-10 us here) that a
     micro-benchmark repeated alone does not show; a calibrated model's own residual scales both
     terms. It predicts models the profile never measured better than the median scale (4 vs 2
     of 7 within 10% here) but prices pruned variants too slow (the excess shrinks with the
