@@ -40,6 +40,7 @@ ABLATIONS = (
     Contender("gates, no entropy loss", "gates", (("entropy_weight", 0.0),)),
     Contender("gates, one-sided budget loss", "gates", (("budget_loss", "relu"),)),
 )
+FAMILIES = ("fisher", "gates")
 # --quick (the test suite) leaves out block 1: its plans need rows at every narrow width,
 # measured on demand, which cost 200 s of lowering on the tiny test net (3/4 of the quick run);
 # measuring narrow rows on demand is tested in tests/test_cost.py.
@@ -55,7 +56,7 @@ def ablations(args, here, measure: Measured) -> list[dict]:
     # device's block); without them an ablation also costs one lowering instead of three.
     settings = copy.copy(args)
     settings.measured_rounds = args.ablation_rounds
-    chosen = QUICK if args.quick else ABLATIONS
+    chosen = [c for c in (QUICK if args.quick else ABLATIONS) if c.method in args.families]
     print(f"\nablations: {spec} at {100 * share:g}% of its measured latency ({len(chosen)} variants; "
           + ("plans chosen on the profile's prediction, measured once" if not settings.measured_rounds else
              f"up to {settings.measured_rounds} plans measured") + ")", flush=True)
@@ -63,8 +64,8 @@ def ablations(args, here, measure: Measured) -> list[dict]:
                           name="ablations")
     if args.quick:
         print("(--quick: without the block-1 ablation)", flush=True)
-    rows = table(pruned, budgets, [c for c in chosen if c.method == "fisher"], settings, headline="fisher")
-    return rows + table(pruned, budgets, [c for c in chosen if c.method == "gates"], settings, headline="gates")
+    return [row for family in args.families
+            for row in table(pruned, budgets, [c for c in chosen if c.method == family], settings, headline=family)]
 
 
 def main(argv=None) -> list[dict]:
@@ -73,6 +74,10 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--ablation-rounds", type=int, default=0,
                         help="measured rounds of the variants (0: plans chosen on the profile's prediction, each "
                              "measured once for the table)")
+    # Each family's rows are paired with its own reference row only, so the run splits into parts
+    # by family (the whole run takes about 3 hours here; each part resumes on its own).
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=FAMILIES,
+                        help="which method's variants to run (default: all)")
     args = settle(parser.parse_args(argv), quick_seeds=1)
     started = time.perf_counter()
     here = this_machine(args.profile, args.processes, "ablations", args.threads)

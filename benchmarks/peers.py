@@ -390,9 +390,10 @@ class Place:
         result = mp.prune(start, torch.randn(self.shape), self.data, budget=budget, profile=self.here.profile,
                           method=method, block=block, steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3,
                           seed=seed, spec=self.spec, show=False, device=self.here.runner,
-                          options=dict(contender.options), measured_rounds=args.measured_rounds,
-                          measure_processes=args.processes, first_aim=calibrated * aim_ms if calibrated else None,
-                          original_ms=self.original_ms if args.measured_rounds else None)
+                          options=dict(contender.options),
+                          measured=mp.MeasuredRounds(rounds=args.measured_rounds, processes=args.processes,
+                                                     first_aim=calibrated * aim_ms if calibrated else None,
+                                                     original_ms=self.original_ms) if args.measured_rounds else None)
         measured = result.report.get("measured", {})
         if calibration := aim_per_ms(measured):
             self.aims[(self.spec, block, contender.label)] = calibration

@@ -364,7 +364,7 @@ def cmd_prune(args) -> int:
     import torch
 
     from .data import load_data, top1
-    from .prune import prune
+    from .prune import MeasuredRounds, prune
     from .prune.methods import TRAINED
     from .spec import build, default_input_shape, parse_shape
 
@@ -383,7 +383,8 @@ def cmd_prune(args) -> int:
     result = prune(model, torch.randn(shape), data, budget=budget, cost=cost, profile=args.profile,
                    method=args.method, block=args.block, steps=args.steps, out=args.out, spec=args.model,
                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, show=not args.json,
-                   device=_runner(args.device, args) if args.device else None, measured_rounds=args.measured_rounds)
+                   device=_runner(args.device, args) if args.device else None,
+                   measured=MeasuredRounds(rounds=args.measured_rounds) if args.measured_rounds else None)
     report = result.report
     if before is not None:
         report["top1"] = {"before": before, "after": top1(result.model, data.val, args.eval_images),

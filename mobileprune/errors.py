@@ -10,3 +10,7 @@ class MobilepruneError(Exception):
 class PruneWarning(UserWarning):
     """Pruning ran, but in a regime where its result is less certain (too few steps, too
     little evidence): said once, with what would help."""
+
+
+class SettingsError(MobilepruneError, ValueError):
+    """A settings object (e.g. prune.MeasuredRounds) built with a value it cannot take."""

@@ -33,6 +33,7 @@ from mobileprune.cost import (
     fractions_from_plan,
 )
 from mobileprune.data import DataError, load_data
+from mobileprune.errors import SettingsError
 from mobileprune.prune import BudgetError, PruneError
 from mobileprune.prune.api import BLOCK_ORDERS
 from mobileprune.prune.blocks import Blocks, magnitude_order
@@ -241,9 +242,9 @@ def test_measured_rounds_keep_the_slowest_plan_the_device_measures_within_the_bu
     model, example = build(TINY).eval(), torch.randn(TINY_SHAPE)
     with pytest.raises(PruneError, match="need a latency budget and a device"):
         mp.prune(model, example, budget="70%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                 measured_rounds=2)
+                 measured=mp.MeasuredRounds(rounds=2))
     result = mp.prune(model, example, budget="70%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                      device=HostRunner(), measured_rounds=3, measure_processes=1)
+                      device=HostRunner(), measured=mp.MeasuredRounds(rounds=3, processes=1))
     measured = result.report["measured"]
     rounds = measured["rounds"]
     assert 1 <= len(rounds) <= 3 and all(r["measured"] > 0 for r in rounds)
@@ -257,12 +258,11 @@ def test_measured_rounds_keep_the_slowest_plan_the_device_measures_within_the_bu
     assert result.report["predicted"]["after"] == pytest.approx(chosen["predicted"])
     assert measured["aim"] == chosen["aim"]
     # a first aim (where an earlier run met the budget) is where the rounds start
-    with pytest.raises(PruneError, match="first_aim"):
-        mp.prune(model, example, budget="70%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                 first_aim=0.5)
+    with pytest.raises(SettingsError, match="first_aim"):
+        mp.MeasuredRounds(rounds=1, first_aim=0.0)
     aim = 0.9 * rounds[0]["aim"]
     again = mp.prune(model, example, budget="70%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                     device=HostRunner(), measured_rounds=1, measure_processes=1, first_aim=aim)
+                     device=HostRunner(), measured=mp.MeasuredRounds(rounds=1, processes=1, first_aim=aim))
     assert again.report["measured"]["rounds"][0]["aim"] == aim
     # The plan for that aim, or the smallest plan when the aim is under the predicted floor: on
     # the tiny net most of the latency is out of pruning's reach, and the floor moves with the
@@ -281,7 +281,7 @@ def test_measured_rounds_take_a_budget_under_the_predicted_floor(tiny_profile):
     with pytest.raises(BudgetError, match="below the smallest cost pruning can reach"):
         mp.prune(model, example, budget="2%", profile=tiny_profile, method="uniform", spec=TINY, show=False)
     result = mp.prune(model, example, budget="2%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                      device=HostRunner(), measured_rounds=2, measure_processes=1)
+                      device=HostRunner(), measured=mp.MeasuredRounds(rounds=2, processes=1))
     measured = result.report["measured"]
     assert result.report["budget"]["share"] == pytest.approx(0.02)
     assert _smallest_plan(result.report)
@@ -304,15 +304,14 @@ def test_a_measured_budget_is_checked_against_the_measured_original_not_its_pred
     slow = 2.5 * predicted  # the original as measured by a caller on a device 2.5x slower than the table
     # (90%: above the 70-75% the tiny net at its input can reach with every group at one block)
     result = mp.prune(model, example, budget=2.25 * predicted, profile=tiny_profile, method="uniform", spec=TINY,
-                      show=False, device=HostRunner(), measured_rounds=1, measure_processes=1, original_ms=slow)
+                      show=False, device=HostRunner(), measured=mp.MeasuredRounds(rounds=1, processes=1, original_ms=slow))
     assert result.report["budget"]["share"] == pytest.approx(0.9)
     assert result.report["measured"]["rounds"][0]["aim"] == pytest.approx(0.9 * predicted)
-    with pytest.raises(PruneError, match="original_ms"):
-        mp.prune(model, example, budget="50%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                 original_ms=slow)
+    with pytest.raises(SettingsError, match="original_ms"):
+        mp.MeasuredRounds(rounds=1, original_ms=-slow)
     with pytest.raises(BudgetError, match="already fits"):
         mp.prune(model, example, budget=slow, profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                 device=HostRunner(), measured_rounds=1, measure_processes=1, original_ms=slow)
+                 device=HostRunner(), measured=mp.MeasuredRounds(rounds=1, processes=1, original_ms=slow))
 
 
 def test_measured_rounds_search_on_a_device_slower_than_its_table():

@@ -2,6 +2,7 @@
 from .api import PruneError, PruneResult, prune
 from .budget import Budget, BudgetError
 from .loop import CheckpointError, TrainConfig
+from .measured import MeasuredRounds
 from .methods import METHODS
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
            "Budget",
            "BudgetError",
            "CheckpointError",
+           "MeasuredRounds",
            "PruneError",
            "PruneResult",
            "TrainConfig",

@@ -32,7 +32,7 @@ from .blocks import Blocks, magnitude_order
 from .budget import Budget, resolve
 from .context import Context
 from .loop import TrainConfig
-from .measured import meet_measured, selection_key
+from .measured import MeasuredRounds, meet_measured, selection_key
 from .methods import METHODS, OPTIONS, SHARED_OPTIONS, TRAINED
 from .select import select, select_by_rank, smallest
 
@@ -82,9 +82,8 @@ def default_loss(output, target):
 def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%", cost: str = "latency",
           profile=None, method: str = "fisher", block: int | None = None, steps: int = 100,
           out=None, spec=None, batch_size: int = 32, lr: float = 1e-4, seed: int = 0, show: bool = True,
-          options: dict | None = None, checkpoint_every: int = 25, device=None, measured_rounds: int = 0,
-          measure_processes: int = 3, first_aim: float | None = None,
-          original_ms: float | None = None) -> PruneResult:
+          options: dict | None = None, checkpoint_every: int = 25, device=None,
+          measured: MeasuredRounds | None = None) -> PruneResult:
     """Prune ``model`` to ``budget`` and slim it.
 
     ``data``: a training Dataset of (input, target), or a DataSplits (its train split is used);
@@ -96,16 +95,12 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     the cost fisher divides by when it is not the budget's, or "none"; "grouping": False for
     fisher's importance without the coupled places summed). ``device``: a Runner of the
     profile's device: layer widths the profile lacks are measured on it and added to the profile.
-    ``measured_rounds`` (latency budgets, with ``device``): up to this many plans are lowered and
-    measured on the device (``measure_processes`` fresh processes each), the selection made
-    again until one measures at or just under the budget (measured.py): from the same
+    ``measured`` (latency budgets, with ``device``): a MeasuredRounds, e.g.
+    ``MeasuredRounds(rounds=3)``: plans are lowered and measured on the device, the selection
+    made again until one measures at or just under the budget (measured.py): from the same
     importance, or, for a trained method asked for a tighter plan than it trained towards,
-    trained again at that aim (TrainedRuns). ``first_aim`` (with measured rounds): the predicted
-    latency to train towards and select at first instead of the budget, e.g. the aim ("aim" in
-    the report's "measured") at which an earlier run of this method on this net and device met
-    its budget: the rounds go on from there. With measured rounds the budget is a measured
-    latency: a share ("50%") is of the original's latency measured on the device
-    (``original_ms`` if the caller measured it the same way, else measured here), and the first
+    trained again at that aim (TrainedRuns). With measured rounds the budget is a measured
+    latency: a share ("50%") is of the original's latency measured on the device, and the first
     plan is chosen at the same share of the original's predicted latency (the table may sum the
     whole net faster or slower than the device runs it).
     """
@@ -144,15 +139,9 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     with torch.no_grad():
         original = float(cost_model())
         least = float(cost_model(blocks.fractions(smallest(blocks))))
-    if measured_rounds and (cost != "latency" or device is None):
+    if measured is not None and (cost != "latency" or device is None):
         raise PruneError("measured rounds measure the plan's latency on the profile's device: they need a "
                          "latency budget and a device (--device host)")
-    if first_aim is not None and (not measured_rounds or not first_aim > 0):
-        raise PruneError(f"first_aim={first_aim!r}: a positive predicted latency, given with measured rounds "
-                         "(without them the plan is chosen at the budget itself)")
-    if original_ms is not None and (not measured_rounds or not original_ms > 0):
-        raise PruneError(f"original_ms={original_ms!r}: the original's positive measured latency, given with "
-                         "measured rounds")
     if out is not None and (out / "model.json").exists():
         raise PruneError(f"{out} already holds a saved model: choose another --out (nothing was changed)")
     # With measured rounds the budget is a measured latency, and the floor only the profile's
@@ -163,21 +152,22 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     # the original's measurement, not its prediction (a table summing to 0.56 ms for a net that
     # measured 1.50 ms refused a budget of 1.28 ms as "already fits").
     def on_device(net: nn.Module) -> float:  # as the profile's rows were measured
-        return measure_for_profile(net, tuple(example_inputs), device, profile.meta, measure_processes)["ms"]
+        return measure_for_profile(net, tuple(example_inputs), device, profile.meta, measured.processes)["ms"]
 
     measured_original = None
-    if measured_rounds:
-        measured_original = original_ms if original_ms is not None else on_device(work)
-    the_budget = resolve(budget, cost_model.unit, measured_original or original, 0.0 if measured_rounds else least)
+    if measured is not None:
+        measured_original = measured.original_ms if measured.original_ms is not None else on_device(work)
+    the_budget = resolve(budget, cost_model.unit, measured_original or original, 0.0 if measured else least)
+    first_aim = measured.first_aim if measured is not None else None
     # a measured budget's share of the original, on the prediction's scale
-    aim = first_aim or (the_budget.share * original if measured_rounds else the_budget.value)
+    aim = first_aim or (the_budget.share * original if measured else the_budget.value)
     trained_to = dataclasses.replace(the_budget, value=max(aim, least))
 
     torch.manual_seed(seed)
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                          freeze_bn=method == "gates")
     # (a measured original varies from run to run: a killed run's checkpoint resumes on the budget as asked)
-    run_key = {"method": method, "budget": {"measured": the_budget.asked} if measured_rounds else the_budget.to_dict(),
+    run_key = {"method": method, "budget": {"measured": the_budget.asked} if measured else the_budget.to_dict(),
                "cost": cost, "block": block,
                "fingerprint": analysis.fingerprint(), "options": options or {}, "data": len(dataset or []),
                **({"first_aim": first_aim} if first_aim else {})}  # a checkpoint resumes the same aim only
@@ -190,13 +180,13 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
                   saving_cost)
     outcome = METHODS[method](ctx)
     measured_report = None
-    if measured_rounds:
+    if measured is not None:
         runs = TrainedRuns(method, ctx, model, outcome, least, seed)
 
         def measure(sel: dict) -> float:
             return on_device(slim(runs.run_of(sel)[0], analysis, blocks.plan(sel)).eval())
 
-        selection, rounds = meet_measured(runs.select, ctx.price, measure, the_budget.value, measured_rounds,
+        selection, rounds = meet_measured(runs.select, ctx.price, measure, the_budget.value, measured.rounds,
                                           first_aim=aim)
         work, outcome = runs.run_of(selection)
         measured_report = {**rounds.to_dict(), "original_ms": measured_original, "trained_aims": runs.aims()}

@@ -28,11 +28,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import SettingsError
+
 CLOSE = 0.05  # a plan measured within 5% under the budget is close enough
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class MeasuredRounds:
+    """How ``mobileprune.prune`` meets a latency budget as measured on the profile's device (given
+    as ``device``): up to ``rounds`` plans lowered and measured there, each in ``processes``
+    fresh processes, the selection made again until one measures at or just under the budget.
+    ``first_aim``: the predicted latency to train towards and select at first instead of the
+    budget, e.g. the aim at which an earlier run of this method on this net and device met its
+    budget (the report's "measured"/"aim"): the rounds go on from there. ``original_ms``: the
+    original's latency if the caller measured it the same way (else measured here); a share
+    budget ("50%") is of it."""
+    rounds: int = 3
+    processes: int = 3
+    first_aim: float | None = None
+    original_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.processes < 1:
+            raise SettingsError(f"measured rounds need rounds >= 1 and processes >= 1, not {self.rounds} and "
+                             f"{self.processes}")
+        if self.first_aim is not None and not self.first_aim > 0:
+            raise SettingsError(f"first_aim={self.first_aim!r}: a positive predicted latency")
+        if self.original_ms is not None and not self.original_ms > 0:
+            raise SettingsError(f"original_ms={self.original_ms!r}: the original's positive measured latency")
+
+
+@dataclass
+class RoundsLog:
     budget: float  # ms on the profile's device
     rounds: list = field(default_factory=list)  # {"aim", "predicted", "measured"} per plan measured
     chosen: int | None = None  # index into rounds
@@ -48,7 +75,7 @@ class MeasuredRounds:
 
 
 def aim_per_ms(measured: dict, close: float = CLOSE) -> float | None:
-    """From a met ``MeasuredRounds.to_dict()``: the predicted aim per measured ms that would land
+    """From a met ``RoundsLog.to_dict()``: the predicted aim per measured ms that would land
     a plan mid-window (where the rounds aim), to start a later, similar run at (``first_aim`` =
     this x its budget); None if the budget was not met."""
     if not measured.get("met") or not measured.get("aim"):
@@ -58,7 +85,7 @@ def aim_per_ms(measured: dict, close: float = CLOSE) -> float | None:
 
 def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], float],
                   measure: Callable[[dict], float], budget: float, rounds: int,
-                  close: float = CLOSE, first_aim: float | None = None) -> tuple[dict, MeasuredRounds]:
+                  close: float = CLOSE, first_aim: float | None = None) -> tuple[dict, RoundsLog]:
     """The selection whose measured latency best meets ``budget``, and the rounds that found it.
 
     ``reselect(aim)``: the method's selection for a predicted budget ``aim``; ``price``: a
@@ -66,7 +93,7 @@ def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], flo
     device). At most ``rounds`` measurements; a selection already measured is not measured again
     (its aim still moves on from its measurement). ``first_aim``: the predicted budget of the
     first round (default: ``budget``)."""
-    log = MeasuredRounds(budget)
+    log = RoundsLog(budget)
     selections, measured = [], {}  # measured: selection key -> ms
     tried = []  # (aim, measured ms) of every round, repeated plans included
     aim = budget if first_aim is None else first_aim
