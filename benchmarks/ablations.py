@@ -6,11 +6,13 @@ One net (the first of --specs) at the first budget of --shares (a share of its m
 latency), each variant pruned and fine-tuned as in peers.py (the same training steps and
 learning-rate rule, no teacher), --seeds seeds, with measured .pte latency, MACs, parameters and
 top-1, and each variant's paired difference from the method as we run it:
-- Group Fisher (Liu et al.) as we run it, then without coupled-channel grouping (each block's
-  gradient at its first consumer only, as a layer-by-layer method sees it), without
-  normalisation (importance alone, ranked rather than selected per measured millisecond),
-  normalised by FLOPs or memory instead of latency, without its per-group floor and with the
-  earlier floor of a quarter, and with magnitude choosing which blocks of a group go;
+- Group Fisher (Liu et al.) as we run it, then with rounds of removals 64 samples apart instead
+  of 512 (decisions on less evidence, nearer the run of 2026-12-05), without coupled-channel
+  grouping (each block's gradient at its first consumer only, as a layer-by-layer method sees
+  it), without normalisation (importance alone, ranked rather than selected per measured
+  millisecond), normalised by FLOPs or memory instead of latency, without its per-group floor
+  and with the earlier floor of a quarter, and with magnitude choosing which blocks of a group
+  go;
 - ACPLI's gates as we run them, then without the logit predictors (plain learned logits),
   without the entropy loss, and with the paper's one-sided budget loss;
 - block 1 against the device's block (fisher): does block alignment buy measured speed?
@@ -27,6 +29,7 @@ from resume import forget
 
 ABLATIONS = (
     Contender("fisher", "fisher"),
+    Contender("fisher, rounds 64 samples apart", "fisher", (("min_samples", 64),)),
     Contender("fisher, no grouping", "fisher", (("grouping", False),)),
     Contender("fisher, not normalised", "fisher", (("normalise", "none"),)),
     Contender("fisher, FLOPs-normalised", "fisher", (("normalise", "flops"),)),

@@ -33,7 +33,7 @@ from mobileprune.data import load_data
 from mobileprune.prune.blocks import Blocks
 from mobileprune.prune.budget import Budget
 from mobileprune.prune.context import Context
-from mobileprune.prune.loop import TrainConfig, freeze_batchnorm
+from mobileprune.train.loop import TrainConfig, freeze_batchnorm
 from mobileprune.prune.methods.gates import attach
 from mobileprune.spec import build, default_input_shape, parse_shape
 

@@ -28,7 +28,7 @@ from measured import from_scratch, this_machine
 
 import mobileprune as mp
 from mobileprune.data import load_data, top1
-from mobileprune.prune.loop import TrainConfig, train
+from mobileprune.train.loop import TrainConfig, train
 from mobileprune.spec import build, default_input_shape
 
 METHODS = ["gates", "fisher", "l1", "uniform"]

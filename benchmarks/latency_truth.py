@@ -30,9 +30,9 @@ from mobileprune.cost import FlopsCost, LatencyCost, fractions_from_plan
 from mobileprune.cost.calibrate import CALIBRATIONS
 from mobileprune.devices import HostRunner, runtimes
 from mobileprune.devices.identity import compare
-from mobileprune.devices.profile import DeviceProfile
+from mobileprune.devices.latency_table import DeviceProfile
 from mobileprune.devices.builds import cache_dir
-from mobileprune.devices.profiler import measure_model
+from mobileprune.devices.measuring import measure_model
 from mobileprune.devices.reference import speed_reference
 from mobileprune.profiling import DEFAULT_MODELS
 from mobileprune.spec import build, default_input_shape

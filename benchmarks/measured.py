@@ -12,9 +12,9 @@ import torch
 import mobileprune as mp
 from mobileprune.devices import HostRunner, runtimes
 from mobileprune.devices.identity import compare
-from mobileprune.devices.profile import DeviceProfile
+from mobileprune.devices.latency_table import DeviceProfile
 from mobileprune.devices.builds import cache_dir
-from mobileprune.devices.profiler import measure_model
+from mobileprune.devices.measuring import measure_model
 from mobileprune.devices.reference import speed_reference
 from mobileprune.prune import BudgetError
 

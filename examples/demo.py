@@ -34,7 +34,7 @@ import mobileprune as mp
 from mobileprune import fashion
 from mobileprune.cache import cache_root
 from mobileprune.data import load_data, top1
-from mobileprune.devices.profile import DeviceProfile
+from mobileprune.devices.latency_table import DeviceProfile
 from mobileprune.devices.reference import REFERENCE_MODEL
 from mobileprune.finetune import finetune
 from mobileprune.spec import build, default_input_shape
@@ -58,7 +58,7 @@ def count(model: torch.nn.Module) -> int:
 def profile_of_this_machine(console) -> DeviceProfile:
     """A profile of this machine covering SPECS: shipped, cached, or measured now and cached."""
     from mobileprune.devices import HostRunner
-    from mobileprune.devices.profile import default_profile_path
+    from mobileprune.devices.latency_table import default_profile_path
     from mobileprune.profiling import find_profile, profile_device
 
     runner = HostRunner()

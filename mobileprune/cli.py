@@ -207,7 +207,7 @@ def cmd_profile(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .devices.profile import DeviceProfile
+    from .devices.latency_table import DeviceProfile
     from .export import FORMATS, export
     from .predict import predict, resolve
     from .spec import SpecError
@@ -270,7 +270,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .devices.profile import DeviceProfile
+    from .devices.latency_table import DeviceProfile
     from .predict import predict, resolve
 
     if args.measure and not args.device:

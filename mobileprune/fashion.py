@@ -196,8 +196,8 @@ def train(name: str, epochs: int = 3, batch_size: int = 128, lr: float = 2e-3, s
     """Train ``name`` on Fashion-MNIST (train split), report top-1 on the held-out test split,
     and store the weights (+ a .json with the figures) in ``out`` (default: the cache)."""
     from .data import load_data, top1
-    from .prune.loop import TrainConfig
-    from .prune.loop import train as run_loop
+    from .train.loop import TrainConfig
+    from .train.loop import train as run_loop
 
     torch.manual_seed(seed)
     model = architecture(name)

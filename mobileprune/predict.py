@@ -15,8 +15,8 @@ from torch import nn
 from .cost import LatencyCost, fractions_from_plan
 from .devices import runtimes
 from .devices.identity import compare, host_identity
-from .devices.profile import DeviceProfile, ProfileError, profile_command
-from .devices.profiler import measure_for_profile, on_demand
+from .devices.latency_table import DeviceProfile, ProfileError, profile_command
+from .devices.measuring import measure_for_profile, on_demand
 from .graph import Analysis
 from .plan import PrunePlan
 from .slim import analyze

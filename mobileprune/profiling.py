@@ -1,6 +1,6 @@
 """Make (or extend) a device profile: the table rows of every model, then each model measured
 whole to calibrate it (the table's prices become a model's latency with cost/calibrate.py's
-``calibrate``). devices/profiler.py measures rows; this is the one workflow that runs both steps,
+``calibrate``). devices/measuring.py measures rows; this is the one workflow that runs both steps,
 for the CLI, the demo and notebooks.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ from .cost.calibrate import fixed_share
 from .cost.latency import LatencyCost, MissingConfigs
 from .devices import runtimes
 from .devices.identity import DeviceIdentity
-from .devices.profile import DeviceProfile, check_same_device, default_profile_path
+from .devices.latency_table import DeviceProfile, check_same_device, default_profile_path
 from .devices.builds import cache_dir
-from .devices.profiler import measure_model, profile_rows
+from .devices.measuring import measure_model, profile_rows
 from .devices.reference import REFERENCE_MODEL, speed_reference
 from .errors import MobilepruneError
 from .plan import PrunePlan

@@ -137,7 +137,7 @@ def tiny_profile(shared_tiny_profile, tmp_path_factory):
     """A copy of the run's tiny profile for one test module: rows its tests measure on demand are
     appended to the copy, never to the file the other xdist worker reads (two processes
     appending to one profile can write a key twice)."""
-    from mobileprune.devices.profile import DeviceProfile
+    from mobileprune.devices.latency_table import DeviceProfile
 
     out = tmp_path_factory.mktemp("tiny-profile") / "tiny.csv"
     DeviceProfile(shared_tiny_profile.meta, shared_tiny_profile.table.copy()).save(out)

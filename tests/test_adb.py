@@ -257,7 +257,7 @@ def _cli(*args, env, timeout=900):
 def test_profile_over_adb_gives_the_host_profiles_table(tmp_path, runner_binary, tiny_profile):
     """`mobileprune profile --device adb:127.0.0.1:PORT`: the same rows and columns as the host's
     profile of the same model, and the device's identity."""
-    from mobileprune.devices.profile import DeviceProfile
+    from mobileprune.devices.latency_table import DeviceProfile
 
     env = dict(os.environ, HOME=str(tmp_path))  # the CLI makes its adb key under ~/.android
     out = tmp_path / "phone.csv"
@@ -284,7 +284,7 @@ def test_profiling_resumes_after_a_drop_without_losing_or_repeating_a_row(tmp_pa
     """The link drops while a batch of rows runs, after two of its programs were measured: the
     profile waits for the device, collects those two results from the device, measures the rest
     once, and the table is whole."""
-    from mobileprune.devices.profile import DeviceProfile
+    from mobileprune.devices.latency_table import DeviceProfile
     from mobileprune.profiling import profile_devices
 
     at_drop = {}
@@ -360,7 +360,7 @@ def test_two_devices_are_profiled_at_once_into_a_profile_each(tmp_path, runner_b
         for phone in phones:
             phone.stop()
     assert done.returncode == 0, done.stderr[-3000:]
-    from mobileprune.devices.profile import DeviceProfile
+    from mobileprune.devices.latency_table import DeviceProfile
 
     made = sorted(p.name for p in (tmp_path / "device_profiles").glob("*.csv"))
     assert made == ["android-galaxy-s24-executorch-1t.csv", "android-pixel-8-executorch-1t.csv"]

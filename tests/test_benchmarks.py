@@ -70,7 +70,7 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
     import peers
 
     # A private copy: rows measured on demand are appended to it, not to the module's copy.
-    from mobileprune.devices.profile import DeviceProfile
+    from mobileprune.devices.latency_table import DeviceProfile
 
     DeviceProfile(tiny_profile.meta, tiny_profile.table.copy()).save(tmp_path / "tiny.csv")
     rows = peers.main(["--profile", str(tmp_path / "tiny.csv"), "--specs", TINY, "--shares", "0.85", "--quick"])
@@ -109,7 +109,7 @@ def test_ablations_quick(tiny_profile, tmp_path, capsys):
     does, with its paired difference from the method as we run it."""
     import ablations
 
-    from mobileprune.devices.profile import DeviceProfile
+    from mobileprune.devices.latency_table import DeviceProfile
 
     DeviceProfile(tiny_profile.meta, tiny_profile.table.copy()).save(tmp_path / "tiny.csv")
     rows = ablations.main(["--profile", str(tmp_path / "tiny.csv"), "--specs", TINY, "--shares", "0.85", "--quick"])
@@ -284,6 +284,41 @@ def test_paired_differences_are_seed_by_seed_with_a_t_interval_and_say_when_ours
     rows = [{"spec": TINY, "share": 0.5, "method": "tp-magnitude", "top1_mean": 0.83, "paired": slower}]
     (verdict,) = peers.targets(rows, "fisher")
     assert not verdict["met"] and verdict["gain"] == pytest.approx(0.02)
+
+
+def test_ours_is_pruned_again_until_level_with_the_fastest_contender_in_turns(capsys):
+    """Place.level_with: ours is pruned at an aim, timed in turns with each contender, and pruned
+    again at the aim scaled by its ratio to the fastest while it runs over it or more than twice
+    the margin under it; the slowest try at a ratio of at most 1 is kept."""
+    import argparse
+
+    import peers
+
+    def place(ratios):
+        tried = []
+        stand_in = argparse.Namespace(args=argparse.Namespace(pair_tries=3, margin=0.02))
+
+        def prune(contender, seed, aim_ms):
+            tried.append(aim_ms)
+            return peers.Pruned(TINY, 0.3, contender.label, seed, None, steps=0, aim_ms=aim_ms)
+
+        def compare(entry, theirs):  # the fastest contender decides: the other runs slower
+            ratio = ratios[len(tried) - 1]
+            entry.against = {"tp-taylor": ratio, "uniform": ratio - 0.05}
+
+        stand_in.prune, stand_in.compare = prune, compare
+        return stand_in, tried
+
+    fisher = peers.Contender("fisher", "fisher")
+    stand_in, tried = place([0.62, 0.97])  # far under, then within the window: done
+    kept = peers.Place.level_with(stand_in, fisher, 0, 0.243, [])
+    assert tried == pytest.approx([0.243, 0.243 * 0.98 / 0.62]) and kept.aim_ms == tried[1]
+    stand_in, tried = place([0.80, 1.04, 0.93])  # over the fastest once: the slowest try under it is kept
+    kept = peers.Place.level_with(stand_in, fisher, 0, 0.3, [])
+    assert len(tried) == 3 and kept.aim_ms == tried[2]
+    assert tried[2] == pytest.approx(tried[1] * 0.98 / 1.04)
+    stand_in, tried = place([1.10, 1.05, 1.02])  # never under: the last, which the table marks unequal
+    assert peers.Place.level_with(stand_in, fisher, 0, 0.3, []).aim_ms == tried[2]
 
 
 def test_a_run_stopped_by_a_fault_resumes_without_pruning_or_measuring_again(tiny_profile, tmp_path, monkeypatch,

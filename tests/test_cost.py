@@ -13,9 +13,9 @@ import torch
 
 import mobileprune as mp
 from mobileprune.cost import FlopsCost, LatencyCost, MemoryCost, MissingConfigs, fractions_from_plan, fractions_from_probs
-from mobileprune.devices.profiler import on_demand
+from mobileprune.devices.measuring import on_demand
 from mobileprune.devices import HostRunner
-from mobileprune.devices.profile import DeviceProfile, ProfileMeta
+from mobileprune.devices.latency_table import DeviceProfile, ProfileMeta
 
 from conftest import TINY, TINY_SHAPE
 from in_process import run_cli

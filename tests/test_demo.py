@@ -98,7 +98,7 @@ def test_demo_uses_a_cached_profile_of_this_machine(tmp_path, program_cache, sha
     """A profile of this machine in the cache, covering the model: no profiling, its path printed
     whole (a long one, e.g. an Intel Xeon's profile name, once wrapped mid-name); then the job:
     pruned to the budget, fine-tuned along the teacher chain, predicted vs measured, exported."""
-    from mobileprune.devices.profile import DeviceProfile
+    from mobileprune.devices.latency_table import DeviceProfile
 
     cache = _fresh_cache(tmp_path, program_cache)
     profile = cache / "mobileprune" / "profiles" / "a-profile-of-this-machine-with-a-long-name-executorch-1t.csv"

@@ -21,8 +21,8 @@ import mobileprune as mp
 from mobileprune.devices import HostRunner, RunnerError
 from mobileprune.devices import runtimes
 from mobileprune.devices.blockprobe import CANDIDATES, PROBES, choose_block, probe_tiles
+from mobileprune.devices.latency_table import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter
 from mobileprune.devices.microbench import grid_rows
-from mobileprune.devices.profile import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter
 from mobileprune.devices.programs import to_pte, to_tflite
 from mobileprune.devices.reference import speed_reference
 from mobileprune.devices.runner import SpeedReference, measure_artifact
@@ -257,6 +257,26 @@ def test_killed_profiling_run_resumes_without_duplicates_or_gaps(tmp_path, share
     assert TINY in prof.meta.overheads_ms
 
 
+def test_a_killed_runs_scratch_folder_is_removed_by_the_next_runner():
+    """A process killed mid-request leaves its scratch folder (TemporaryDirectory cannot clean up
+    on SIGKILL); the next scratch folder made removes it once it is old enough, and never the
+    folder of a live process."""
+    from mobileprune.devices import host
+
+    made = subprocess.run([sys.executable, "-c", "import os, sys; from mobileprune.devices.host import scratch_dir; "
+                           "held = scratch_dir(); print(held.name, flush=True); os.kill(os.getpid(), 9)"],
+                          capture_output=True, text=True, timeout=120)
+    left = Path(made.stdout.strip())
+    assert made.returncode == -signal.SIGKILL and left.is_dir(), made.stderr[-500:]
+    with host.scratch_dir() as live:
+        later = time.time() + host.ORPHAN_AGE_S + 1
+        host.remove_orphans(now=time.time())
+        assert left.is_dir()  # too young to be taken for an orphan
+        removed = host.remove_orphans(now=later)
+        assert left in removed and not left.exists()
+        assert Path(live).is_dir() and Path(live) not in removed  # this process is alive
+
+
 def test_block_choice_from_a_measured_staircase():
     # A sweep measured on an AVX-512 host (3x3 conv, 28x28, 64 inputs; ms per output width):
     # flat from 40 to 64 and from 72 to 96, so the device computes outputs in blocks of 32.
@@ -287,7 +307,7 @@ def test_litert_rows_run_channels_last_and_are_timed_against_the_reference(tmp_p
 
     from mobileprune.devices.microbench import row_from
     from mobileprune.devices.builds import build, call_overhead_program
-    from mobileprune.devices.profiler import measure_rows
+    from mobileprune.devices.measuring import measure_rows
 
     attrs = dict(k=3, stride=1, padding=1, dilation=1, h=16, w=16, act="relu", group_width=0)
     rows = [row_from("conv", attrs, 16, c) for c in (16, 128)]

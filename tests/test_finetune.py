@@ -90,7 +90,7 @@ def test_a_teacher_is_left_as_given_and_can_be_pruned_next():
     import mobileprune as mp
     from mobileprune.data import DataSplits
     from mobileprune.finetune import finetune
-    from mobileprune.prune.loop import LoopError, TrainConfig, train
+    from mobileprune.train.loop import LoopError, TrainConfig, train
 
     torch.manual_seed(0)
     x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))

@@ -13,7 +13,7 @@ import pytest
 from in_process import run_cli
 from mobileprune.devices import HostRunner
 from mobileprune.devices.identity import DeviceIdentity, compare, host_identity, legacy_identity
-from mobileprune.devices.profile import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter, default_profile_path
+from mobileprune.devices.latency_table import COLUMNS, DeviceProfile, ProfileError, ProfileMeta, ProfileWriter, default_profile_path
 
 TINY = str(Path(__file__).parent / "models" / "tiny.py") + ":make"
 OTHER = DeviceIdentity("host", {"cpu": "Imaginary CPU 9000", "arch": "x86_64", "isa": ["avx2", "fma"], "cores": 64,

@@ -76,11 +76,11 @@ def test_no_module_of_the_product_imports_one_that_imports_it_back():
 
 
 def test_the_check_sees_a_cycle_through_a_function_level_import(tmp_path):
-    """As devices/blockprobe.py imported build_all from devices/profiler.py inside a function
+    """As devices/blockprobe.py imported build_all from devices/measuring.py inside a function
     while the profiler imported the probe (one of the three cycles removed on 2026-12-06)."""
     package = tmp_path / "pkg"
     (package / "sub").mkdir(parents=True)
-    (package / "__init__.py").write_text("from .profiler import run\n")  # a re-export: not an edge
+    (package / "__init__.py").write_text("from .measuring import run\n")  # a re-export: not an edge
     (package / "sub" / "__init__.py").write_text("")
     (package / "profiler.py").write_text("from .sub.probe import probe\n\ndef run():\n    return probe()\n")
     (package / "sub" / "probe.py").write_text("def probe():\n    from ..profiler import run\n    return run\n")

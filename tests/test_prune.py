@@ -317,7 +317,7 @@ def test_a_measured_budget_is_checked_against_the_measured_original_not_its_pred
 def test_measured_rounds_search_on_a_device_slower_than_its_table():
     """The search alone, on a stand-in device that runs every plan 12% slower than predicted
     (FLOPs as the table): it lands the plan under the budget and keeps the slowest that is."""
-    from mobileprune.prune.measured import meet_measured
+    from mobileprune.prune.measured_rounds import meet_measured
 
     analysis = mp.analyze(TwoBranch(), TOY_INPUT)
     blocks, cost = Blocks(analysis, 1), FlopsCost(analysis)
@@ -335,7 +335,7 @@ def test_measured_rounds_search_on_a_device_slower_than_its_table():
     assert not floor.met and len(floor.rounds) <= 2
     # started where the search above ended, scaled to mid-window (as a later seed starts in
     # benchmarks/peers.py), the first plan is the one kept: one round
-    from mobileprune.prune.measured import aim_per_ms
+    from mobileprune.prune.measured_rounds import aim_per_ms
     first_aim = aim_per_ms(log.to_dict()) * budget
     _, warm = meet_measured(lambda aim: select(blocks, importance, cost, aim), price,
                             lambda sel: 1.12 * price(sel), budget, rounds=4, first_aim=first_aim)
@@ -347,7 +347,7 @@ def test_measured_rounds_stay_inside_the_bracket_they_found():
     the cost, 20% faster below), once one plan measured over the budget and another under it,
     every later plan is chosen between the two aims: scaling the last aim by its error alone
     jumped out (0.434 -> 0.322 -> 0.563 ms for a 0.409 ms budget, seen on fashion:mobilenet_w1)."""
-    from mobileprune.prune.measured import meet_measured
+    from mobileprune.prune.measured_rounds import meet_measured
 
     analysis = mp.analyze(TwoBranch(), TOY_INPUT)
     blocks, cost = Blocks(analysis, 1), FlopsCost(analysis)
@@ -540,10 +540,10 @@ def test_a_tighter_aim_in_the_measured_rounds_trains_again(fashion):
     it when that puts back blocks the run removed (gates), and trained for when the run cannot
     answer it (fisher: blocks it removed while training never come back)."""
     from mobileprune.prune.api import TrainedRuns, default_loss
-    from mobileprune.prune.measured import selection_key
+    from mobileprune.prune.measured_rounds import selection_key
     from mobileprune.prune.budget import resolve
     from mobileprune.prune.context import Context
-    from mobileprune.prune.loop import TrainConfig
+    from mobileprune.train.loop import TrainConfig
     from mobileprune.prune.methods import METHODS
 
     data = Subset(fashion.train, range(2000))

@@ -22,7 +22,7 @@ import torch
 
 from ..devices import runtimes
 from ..devices.microbench import grid_rows, row_from
-from ..devices.profile import DeviceProfile
+from ..devices.latency_table import DeviceProfile
 from ..errors import MobilepruneError
 from ..graph.kinds import kind
 from ..graph.layers import SIGNATURE_FIELDS, Layer, layers

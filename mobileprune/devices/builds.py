@@ -1,7 +1,7 @@
 """The micro-programs of profile rows: where built programs are kept and building them, in
 parallel processes when there are many.
 
-Its own module because both the row profiler (profiler.py) and the tile probe (blockprobe.py),
+Its own module because both the row profiler (measuring.py) and the tile probe (blockprobe.py),
 which the profiler runs first, build programs this way.
 """
 from __future__ import annotations

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -19,9 +21,47 @@ from .runner import Measurement, OpEvent, RunnerError
 # The worker started as a script, not as ``-m mobileprune.devices.host_worker``: ``-m`` runs the
 # package's __init__ first, which imports torch and the whole library (about 3 s of CPU per
 # fresh process on a 2-core Xeon VM, and a .tflite worker needs neither). The worker imports
-# only the standard library and numpy at module level; ``-P`` keeps its own folder off sys.path
-# (devices/profile.py would shadow the standard library's ``profile``, which cProfile imports).
+# only the standard library and numpy at module level; ``-P`` keeps its own folder off sys.path,
+# so no module of devices/ can shadow a standard one (devices/profile.py, as latency_table.py
+# was named until 2026-12-06, shadowed ``profile``, which cProfile imports).
 WORKER = [sys.executable, "-P", host_worker.__file__]
+SCRATCH = "mobileprune-run-"  # + the pid of the process that made it: a folder for a worker's files
+ORPHAN_AGE_S = 3600  # a scratch folder of a dead process this old is removed by the next runner
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory:
+    """A temporary folder for one request's files. Removed when the request ends, but not when
+    the process is killed (SIGKILL; tests kill profiling runs on purpose): so each is named after
+    its process, and folders of processes no longer alive, older than ORPHAN_AGE_S, go first."""
+    remove_orphans()
+    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH}{os.getpid()}-")
+
+
+def remove_orphans(now: float | None = None) -> list[Path]:
+    """Remove the scratch folders whose process is gone (by pid; a pid reused by a live process
+    keeps its folder) and that were last changed ORPHAN_AGE_S ago; returns those removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*-*"):
+        pid = folder.name[len(SCRATCH):].split("-", 1)[0]
+        try:
+            old = now - folder.stat().st_mtime > ORPHAN_AGE_S
+        except OSError:
+            continue  # removed meanwhile
+        if pid.isdigit() and old and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 class HostRunner:
@@ -41,7 +81,7 @@ class HostRunner:
         """The artifact's outputs for each input set (a tuple of arrays), computed without timing;
         ``interpreter`` "tensorflow" runs a .tflite with tf.lite.Interpreter instead of LiteRT."""
         artifact = str(Path(artifact).resolve())
-        with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
+        with scratch_dir() as tmp:
             files = [save_inputs(tmp, arrays, f"set{k}_") for k, arrays in enumerate(input_sets)]
             request = {"artifacts": [artifact], "threads": threads, "input_sets": files, "outputs_dir": tmp,
                        "interpreter": interpreter}
@@ -111,7 +151,7 @@ class HostRunner:
         try:
             if reference is not None and not Path(reference).is_file():
                 raise RunnerError(f"no such reference program: {reference}")
-            with tempfile.TemporaryDirectory(prefix="mobileprune-run-") as tmp:
+            with scratch_dir() as tmp:
                 input_files = save_inputs(tmp, inputs, "in") if inputs is not None else None
                 request = {"artifacts": artifacts, "threads": threads, "warmup": warmup, "repeats": repeats,
                            "op_events": op_events, "etdump_dir": tmp, "inputs": input_files,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from . import runtimes
-from .profile import ProfileError, ProfileMeta
+from .latency_table import ProfileError, ProfileMeta
 from .runner import Runner, SpeedReference, measure_artifact
 from .runtimes import Runtime
 

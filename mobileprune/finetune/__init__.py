@@ -1,5 +1,5 @@
 """Stage: finetune. Recover a pruned model's accuracy with a chain of teachers (hierarchical
-knowledge distillation), in prune/loop.py's loop, on one process or under torchrun."""
+knowledge distillation), in train/loop.py's loop, on one process or under torchrun."""
 from .chain import FinetuneError, FinetuneResult, check_teachers, finetune
 from .distill import Distillation, kd_loss
 

@@ -8,7 +8,7 @@ training batches (batchnorm.py: a short fine-tuning leaves them stale), then the
 is scored and a stage stops early when it has not improved for ``patience`` epochs, keeping its
 best weights for the next stage.
 
-Everything runs in prune/loop.py's loop (one loop in the codebase), so the same call runs under
+Everything runs in train/loop.py's loop (one loop in the codebase), so the same call runs under
 torchrun with DistributedDataParallel. A checkpoint is written after every epoch and every stage
 (rank 0 only): a run started again with the same arguments resumes from where it stopped, and
 ends with the same weights as an uninterrupted run.
@@ -30,7 +30,7 @@ from torch import nn
 from ..data import DataSplits, top1
 from ..errors import MobilepruneError
 from ..layout import channels_last
-from ..prune.loop import TrainConfig, rank_and_world, save_checkpoint, train
+from ..train.loop import TrainConfig, rank_and_world, save_checkpoint, train
 from .batchnorm import reestimate_batchnorm
 from .distill import Distillation
 

@@ -1,4 +1,4 @@
-"""Knowledge distillation as a method of the training loop (prune/loop.py): the teacher's
+"""Knowledge distillation as a method of the training loop (train/loop.py): the teacher's
 softened outputs on the same batch, a KL term added to the student's cross-entropy.
 
 ACPLI fine-tunes a pruned network with loss = CE + 5 x KD, one teacher at a time along a chain

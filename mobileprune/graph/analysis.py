@@ -1,4 +1,4 @@
-"""``analyze(model, example_inputs) -> Analysis``: the channel groups of a model.
+"""``find_groups(model, example_inputs) -> Analysis``: the channel groups of a model, as captured.
 
 A ChannelGroup is a set of channel positions that are kept or removed together; each position
 is one root atom. Positions share a group when they index exactly the same parameter slices
@@ -89,7 +89,7 @@ class Analysis:
         }
 
 
-def analyze(model: nn.Module, example_inputs) -> Analysis:
+def find_groups(model: nn.Module, example_inputs) -> Analysis:
     """Find the channel groups of ``model`` by capturing it with torch.export.
 
     ``example_inputs``: a tensor or tuple of tensors at the size the model is used with.

@@ -1,8 +1,8 @@
 """Pruning to a budget: methods that score blocks of channels, one selection, one loop."""
 from .api import PruneError, PruneResult, prune
 from .budget import Budget, BudgetError
-from .loop import CheckpointError, TrainConfig
-from .measured import MeasuredRounds
+from ..train.loop import CheckpointError, TrainConfig
+from .measured_rounds import MeasuredRounds
 from .methods import METHODS
 
 __all__ = [

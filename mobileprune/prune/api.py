@@ -3,7 +3,7 @@
 Order of work, so that bad input changes nothing: analyse, price, check the budget and the
 output directory, then train (checkpointing into OUT/checkpoint.pt, resumed when the same run
 is started again), select (and, with measured rounds, measure on the device and select again:
-measured.py), slim (checked equal to the masked model), save, report.
+measured_rounds.py), slim (checked equal to the masked model), save, report.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from torch import nn
 from ..cost import FlopsCost, LatencyCost, MemoryCost
 from ..devices import runtimes
 from ..devices.identity import compare, host_identity
-from ..devices.profile import DeviceProfile
-from ..devices.profiler import measure_for_profile, on_demand
+from ..devices.latency_table import DeviceProfile
+from ..devices.measuring import measure_for_profile, on_demand
 from ..errors import MobilepruneError
 from ..graph import Analysis
 from ..plan import PrunePlan
@@ -31,8 +31,8 @@ from ..slim import analyze, slim
 from .blocks import Blocks, magnitude_order
 from .budget import Budget, resolve
 from .context import Context
-from .loop import TrainConfig
-from .measured import MeasuredRounds, meet_measured, selection_key
+from ..train.loop import TrainConfig
+from .measured_rounds import MeasuredRounds, meet_measured, selection_key
 from .methods import METHODS, OPTIONS, SHARED_OPTIONS, TRAINED
 from .select import select, select_by_rank, smallest
 
@@ -97,7 +97,7 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     profile's device: layer widths the profile lacks are measured on it and added to the profile.
     ``measured`` (latency budgets, with ``device``): a MeasuredRounds, e.g.
     ``MeasuredRounds(rounds=3)``: plans are lowered and measured on the device, the selection
-    made again until one measures at or just under the budget (measured.py): from the same
+    made again until one measures at or just under the budget (measured_rounds.py): from the same
     importance, or, for a trained method asked for a tighter plan than it trained towards,
     trained again at that aim (TrainedRuns). With measured rounds the budget is a measured
     latency: a share ("50%") is of the original's latency measured on the device, and the first

@@ -13,7 +13,7 @@ from torch import nn
 
 from .blocks import Blocks
 from .budget import Budget
-from .loop import TrainConfig
+from ..train.loop import TrainConfig
 
 
 @dataclass

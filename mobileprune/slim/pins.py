@@ -16,15 +16,15 @@ import numpy as np
 from torch import nn
 
 from ..graph import Analysis
-from ..graph import analyze as capture_and_group
+from ..graph import find_groups
 from ..plan import PrunePlan
 from .slimming import check_equal, slim
 
 
 def analyze(model: nn.Module, example_inputs) -> Analysis:
-    """Find the channel groups of ``model`` (graph.analyze) and freeze the ones a size fixed in
+    """Find the channel groups of ``model`` (graph.find_groups) and freeze the ones a size fixed in
     the model's code pins down (see the module docstring)."""
-    analysis = capture_and_group(model, example_inputs)
+    analysis = find_groups(model, example_inputs)
     settle_pins(model, analysis)
     return analysis
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..context import Context, Outcome
-from ..loop import train
+from ...train.loop import train
 from ..masks import ConsumerMasks
 from ..select import select, select_by_rank
 from .l1 import magnitude

@@ -45,7 +45,7 @@ from torch import nn
 
 from ...errors import PruneWarning
 from ..context import Context, Outcome
-from ..loop import train
+from ...train.loop import train
 from ..masks import ConsumerMasks
 
 POOLED = 14  # predictors read feature maps average-pooled to at most 14x14 (a 224 model's last stage)

@@ -26,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..graph import analyze
+from ..graph import find_groups
 from ..graph.capture import EXPORT_LOCK
 from ..graph.layers import layers
 from . import runtimes
@@ -34,7 +34,7 @@ from .blockprobe import PROBES, probe_tiles
 from .builds import build_all, cache_dir, call_overhead_program
 from .microbench import grid_rows, op_and_boundary_ms
 from .programs import write_atomic
-from .profile import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
+from .latency_table import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
 from .reference import REFERENCE_MODEL, measure_reference, speed_reference
 from .runner import Runner, SpeedReference, measure_artifact
 from .runtimes import Runtime
@@ -135,7 +135,7 @@ def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: in
     with ProfileWriter(out, meta) as writer:
         for spec in specs:
             model = build_model(spec).eval()
-            analysis = analyze(model, (torch.randn(default_input_shape(spec)),))
+            analysis = find_groups(model, (torch.randn(default_input_shape(spec)),))
             models[spec] = (model, analysis)
             rows = grid_rows(layers(analysis, runtime.fused_activations), block, fractions)
             added = measure_rows(rows, runner, writer, runtime, cache_dir(runtime), threads, repeats,

@@ -1,4 +1,4 @@
-"""The one training loop: pruning methods train inside it, fine-tuning will reuse it.
+"""The one training loop: pruning methods train inside it, and so do fine-tuning and the Fashion trainer.
 
 Small on purpose: deterministic batches (a seeded permutation per epoch, so step s always sees
 the same batch and a resumed run continues exactly where it stopped), an optimizer over the
