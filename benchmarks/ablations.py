@@ -14,7 +14,9 @@ top-1, and each variant's paired difference from the method as we run it:
   and with the earlier floor of a quarter, and with magnitude choosing which blocks of a group
   go;
 - ACPLI's gates as we run them, then without the logit predictors (plain learned logits),
-  without the entropy loss, and with the paper's one-sided budget loss;
+  without the entropy loss, with the paper's one-sided budget loss, and with all the settings of
+  before 2026-12-06 (one-sided loss at weight 5, gate rate 0.02, momentum 0.9: the gates did not
+  reach their budget in 40 steps);
 - block 1 against the device's block (fisher): does block alignment buy measured speed?
 """
 from __future__ import annotations
@@ -42,6 +44,8 @@ ABLATIONS = (
     Contender("gates, no predictors", "gates", (("predictors", False),)),
     Contender("gates, no entropy loss", "gates", (("entropy_weight", 0.0),)),
     Contender("gates, one-sided budget loss", "gates", (("budget_loss", "relu"),)),
+    Contender("gates, settings before 2026-12-06", "gates",
+              (("budget_loss", "relu"), ("budget_weight", 5.0), ("gate_lr", 0.02), ("momentum", 0.9))),
 )
 FAMILIES = ("fisher", "gates")
 # --quick (the test suite) leaves out block 1: its plans need rows at every narrow width,

@@ -23,7 +23,7 @@ from measured import reachable_block, this_machine
 import mobileprune as mp
 from mobileprune import fashion
 from mobileprune.data import load_data, top1
-from mobileprune.finetune import finetune
+from mobileprune.finetune import FinetuneConfig, finetune
 from mobileprune.spec import build, default_input_shape
 
 SIDES = ("no teacher", "original", "original -> larger")
@@ -73,9 +73,9 @@ def main(argv=None) -> dict:
                 student = copy.deepcopy(pruned)
                 # Same total epochs: without the chain, its two stages' epochs run as one.
                 epochs = args.epochs if len(chains[side]) == 2 else 2 * args.epochs
-                result = finetune(student, data, chains[side], epochs_per_teacher=epochs, batch_size=args.batch_size,
-                                  steps_per_epoch=args.steps_per_epoch, eval_images=args.eval_images, seed=seed,
-                                  show=False)
+                config = FinetuneConfig(epochs_per_teacher=epochs, batch_size=args.batch_size,
+                                        steps_per_epoch=args.steps_per_epoch, eval_images=args.eval_images, seed=seed)
+                result = finetune(student, data, chains[side], config=config, show=False)
                 scores[side].append(top1(result.model, data.test, args.test_images))
                 print(f"  {100 * share:g}% seed {seed} {side:20s}: top-1 {100 * scores[side][-1]:.2f}%", flush=True)
         results[share] = {side: (statistics.mean(v), (max(v) - min(v)) / 2) for side, v in scores.items()}

@@ -349,26 +349,41 @@ class Place:
     def level_with(self, contender: Contender, seed: int, aim_ms: float, theirs: list[Pruned]) -> Pruned:
         """The headline pruned at ``aim_ms`` and timed in turns with each contender; while it runs
         over the fastest of them (ratio > 1) or more than twice --margin under it, pruned again at
-        the aim scaled by that ratio, up to --pair-tries times. Kept: the slowest try at a ratio of
-        at most 1 (else the last). Why: a latency measured alone (in turns with the profile's
-        reference) and the same plans timed against each other disagreed by up to 26%: at 30% of
-        fashion:resnet_w0.5 fisher measured 0.207 ms alone against uniform's 0.248 (0.83), and
-        0.662 of it in turns (2026-12-06); aimed by the lone measurements, fisher ran at 0.62-0.79
-        of the contenders' latency, pruned far deeper than equal latency asks."""
-        kept = None
+        an aim from the ratios so far (_next_aim), up to --pair-tries times. Kept: the slowest try
+        at a ratio of at most 1 (else the last). Why: a latency measured alone (in turns with the
+        profile's reference) and the same plans timed against each other disagreed by up to 26%: at
+        30% of fashion:resnet_w0.5 fisher measured 0.207 ms alone against uniform's 0.248 (0.83),
+        and 0.662 of it in turns (2026-12-06); aimed by the lone measurements, fisher ran at
+        0.62-0.79 of the contenders' latency, pruned far deeper than equal latency asks."""
+        kept, tried = None, []  # tried: (aim, ratio)
         for attempt in range(self.args.pair_tries):
             entry = self.prune(contender, seed, aim_ms)
             self.compare(entry, theirs)
             ratio = max(entry.against.values(), default=1.0)
+            tried.append((aim_ms, ratio))
             if ratio <= 1 and (kept is None or ratio > max(kept.against.values(), default=1.0)):
                 kept = entry
             if 1 - 2 * self.args.margin <= ratio <= 1:
                 break
-            aim_ms *= (1 - self.args.margin) / ratio
+            aim_ms = self._next_aim(tried)
             if attempt + 1 < self.args.pair_tries:
                 print(f"    {contender.label}, seed {seed}: {ratio:.3f} of the fastest contender in turns: "
                       f"pruned again at {aim_ms:.3f} ms", flush=True)
         return kept or entry
+
+    def _next_aim(self, tried: list[tuple[float, float]]) -> float:
+        """Aimed at a ratio of 1 - margin: between the closest tries under and over it when there
+        are both (interpolated: at 30% of resnet_w0.5 the ratio went 0.744 -> 1.250 for aims
+        0.292 -> 0.385 ms, and scaling the last aim alone would step back past the middle),
+        else the last aim scaled by its ratio."""
+        goal = 1 - self.args.margin
+        under = [t for t in tried if t[1] < goal]
+        over = [t for t in tried if t[1] > 1]
+        if under and over:
+            (a0, r0), (a1, r1) = max(under, key=lambda t: t[1]), min(over, key=lambda t: t[1])
+            return a0 + (goal - r0) / (r1 - r0) * (a1 - a0)
+        aim, ratio = tried[-1]
+        return aim * goal / ratio
 
     def compare(self, ours: Pruned, theirs: list[Pruned]) -> None:
         """Ours' latency over each contender's, timed against each other: the contender's program

@@ -75,7 +75,7 @@ def prune_and_train(variant, seed: int, spec: str, profile, budget: str, args, p
     other work made the original slower than its prediction) (or Torch-Pruning's net, given as
     ``pruned``), then trained for the rest of the steps. Returns the net as bytes, its
     prediction and top-1."""
-    from mobileprune.finetune import finetune
+    from mobileprune.finetune import FinetuneConfig, finetune
 
     label, method, options, block, steps = variant
     data = _DATA[spec]
@@ -94,9 +94,9 @@ def prune_and_train(variant, seed: int, spec: str, profile, budget: str, args, p
                           batch_size=args.batch_size, lr=1e-3, seed=seed, spec=spec, show=False, options=options)
         model, predicted = result.model, result.report["predicted"]["after"]
         before = result.report["method_info"].get("steps", steps) if method == "fisher" else 0
-    trained = finetune(model, data, [], epochs_per_teacher=1, batch_size=args.batch_size,
-                       steps_per_epoch=max(1, total - before), eval_images=500, seed=seed, show=False,
-                       log=lambda *a, **k: None)
+    config = FinetuneConfig(batch_size=args.batch_size, steps_per_epoch=max(1, total - before), eval_images=500,
+                            seed=seed)
+    trained = finetune(model, data, [], config=config, show=False, log=lambda *a, **k: None)
     return label, seed, pickle.dumps(trained.model), predicted, top1(trained.model, data.test, args.test_images)
 
 

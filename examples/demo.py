@@ -36,7 +36,7 @@ from mobileprune.cache import cache_root
 from mobileprune.data import load_data, top1
 from mobileprune.devices.latency_table import DeviceProfile
 from mobileprune.devices.reference import REFERENCE_MODEL
-from mobileprune.finetune import finetune
+from mobileprune.finetune import FinetuneConfig, finetune
 from mobileprune.spec import build, default_input_shape
 
 OPTIONS = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
@@ -115,8 +115,8 @@ def main() -> None:
         pred = result.report["predicted"]
         after = top1(result.model, data.val, VAL_IMAGES)
         names, teachers = teacher_chain(console, spec, model)
-        tuned = finetune(result.model, data, teachers, names, epochs_per_teacher=1, steps_per_epoch=FINETUNE_STEPS,
-                         eval_images=VAL_IMAGES, show=False).model
+        tuned = finetune(result.model, data, teachers, names, show=False,
+                         config=FinetuneConfig(steps_per_epoch=FINETUNE_STEPS, eval_images=VAL_IMAGES)).model
         after_tuning = top1(tuned, data.val, VAL_IMAGES)
         mp.save(out, spec, result.plan, tuned, [tuple(shape)])  # the fine-tuned weights
         kept = [g for g in result.report["groups"] if g["kept"] < g["channels"]]

@@ -307,7 +307,7 @@ def cmd_finetune(args) -> int:
 
     from . import fashion
     from .data import load_data, top1
-    from .finetune import FinetuneError, finetune
+    from .finetune import FinetuneConfig, FinetuneError, finetune
     from .spec import build
     from .storage import StorageError, is_saved, load, load_saved, save
 
@@ -328,10 +328,12 @@ def cmd_finetune(args) -> int:
                                 f"`{fashion.untrained(spec)}`")
     teachers = [load(spec)[0] if is_saved(spec) else build(spec).eval() for spec in args.teacher]
     before = top1(saved.model, data.val, args.eval_images)
-    result = finetune(saved.model, data, teachers, args.teacher, args.epochs_per_teacher, args.kd_weight,
-                      args.temperature, args.batch_size, args.lr, args.decay, args.patience, args.steps_per_epoch,
-                      args.eval_images, args.seed, args.freeze_bn, args.bn_batches, out=args.out,
-                      show=not args.json)
+    config = FinetuneConfig(epochs_per_teacher=args.epochs_per_teacher, kd_weight=args.kd_weight,
+                            temperature=args.temperature, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
+                            patience=args.patience, steps_per_epoch=args.steps_per_epoch,
+                            eval_images=args.eval_images, seed=args.seed, freeze_bn=args.freeze_bn,
+                            bn_batches=args.bn_batches)
+    result = finetune(saved.model, data, teachers, args.teacher, config=config, out=args.out, show=not args.json)
     report = {**result.report, "pruned": str(args.pruned), "spec": saved.meta["spec"],
               "top1": {"before": before, "after": top1(result.model, data.val, args.eval_images),
                        "split": f"{data.name} held-out", "images": min(args.eval_images or len(data.val),

@@ -22,7 +22,7 @@ from torch.utils.data import TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mobileprune.data import DataSplits
-from mobileprune.finetune import finetune
+from mobileprune.finetune import FinetuneConfig, finetune
 
 
 def net(width: int, seed: int) -> nn.Module:
@@ -59,8 +59,9 @@ def main() -> None:
         if args.stop_after_epoch is not None and calls["epochs"] >= args.stop_after_epoch:
             os._exit(3)  # as a kill: nothing after this epoch's checkpoint runs
 
-    finetune(student, data(), teachers, ["small", "large"], epochs_per_teacher=2, batch_size=args.batch_size,
-             steps_per_epoch=10, lr=1e-2, patience=5, freeze_bn=True, out=args.out, show=True, log=log, seed=0)
+    config = FinetuneConfig(epochs_per_teacher=2, batch_size=args.batch_size, steps_per_epoch=10, lr=1e-2, patience=5,
+                            freeze_bn=True, seed=0)
+    finetune(student, data(), teachers, ["small", "large"], config=config, out=args.out, show=True, log=log)
     rank = torch.distributed.get_rank() if distributed else 0
     if rank == 0:
         torch.save(student.state_dict(), Path(args.out) / "final.pt")

@@ -288,8 +288,9 @@ def test_paired_differences_are_seed_by_seed_with_a_t_interval_and_say_when_ours
 
 def test_ours_is_pruned_again_until_level_with_the_fastest_contender_in_turns(capsys):
     """Place.level_with: ours is pruned at an aim, timed in turns with each contender, and pruned
-    again at the aim scaled by its ratio to the fastest while it runs over it or more than twice
-    the margin under it; the slowest try at a ratio of at most 1 is kept."""
+    again while it runs over the fastest or more than twice the margin under it: at the aim scaled
+    by its ratio, or, once tries lie on both sides, between them; the slowest try at a ratio of at
+    most 1 is kept."""
     import argparse
 
     import peers
@@ -297,6 +298,7 @@ def test_ours_is_pruned_again_until_level_with_the_fastest_contender_in_turns(ca
     def place(ratios):
         tried = []
         stand_in = argparse.Namespace(args=argparse.Namespace(pair_tries=3, margin=0.02))
+        stand_in._next_aim = lambda t: peers.Place._next_aim(stand_in, t)
 
         def prune(contender, seed, aim_ms):
             tried.append(aim_ms)
@@ -316,7 +318,8 @@ def test_ours_is_pruned_again_until_level_with_the_fastest_contender_in_turns(ca
     stand_in, tried = place([0.80, 1.04, 0.93])  # over the fastest once: the slowest try under it is kept
     kept = peers.Place.level_with(stand_in, fisher, 0, 0.3, [])
     assert len(tried) == 3 and kept.aim_ms == tried[2]
-    assert tried[2] == pytest.approx(tried[1] * 0.98 / 1.04)
+    assert tried[1] == pytest.approx(0.3 * 0.98 / 0.80)  # no bracket yet: scaled by the ratio
+    assert tried[2] == pytest.approx(tried[0] + (0.98 - 0.80) / (1.04 - 0.80) * (tried[1] - tried[0]))  # between
     stand_in, tried = place([1.10, 1.05, 1.02])  # never under: the last, which the table marks unequal
     assert peers.Place.level_with(stand_in, fisher, 0, 0.3, []).aim_ms == tried[2]
 

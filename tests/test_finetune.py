@@ -89,7 +89,7 @@ def test_a_teacher_is_left_as_given_and_can_be_pruned_next():
 
     import mobileprune as mp
     from mobileprune.data import DataSplits
-    from mobileprune.finetune import finetune
+    from mobileprune.finetune import FinetuneConfig, finetune
     from mobileprune.train.loop import LoopError, TrainConfig, train
 
     torch.manual_seed(0)
@@ -98,7 +98,7 @@ def test_a_teacher_is_left_as_given_and_can_be_pruned_next():
     teacher = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 36, 10))
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 10))
-    finetune(student, data, [teacher], epochs_per_teacher=1, steps_per_epoch=3, batch_size=8, show=False)
+    finetune(student, data, [teacher], config=FinetuneConfig(steps_per_epoch=3, batch_size=8), show=False)
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     assert all(p.requires_grad for p in teacher.parameters())
     # Both trained and ran channels-last (layout.py) and came back in the layout they came in.
@@ -215,7 +215,7 @@ def test_batchnorm_statistics_are_those_of_the_weights_it_ends_with():
     sys.path.insert(0, str(JOB.parent))
     import finetune_job
 
-    from mobileprune.finetune import finetune
+    from mobileprune.finetune import FinetuneConfig, finetune
 
     data = finetune_job.data()
 
@@ -223,8 +223,8 @@ def test_batchnorm_statistics_are_those_of_the_weights_it_ends_with():
         student = finetune_job.net(8, 3)
         student[1].running_mean.fill_(5.0)  # stale statistics, as after pruning
         student[1].running_var.fill_(100.0)
-        return finetune(student, data, [], batch_size=16, steps_per_epoch=3, bn_batches=bn_batches, seed=0,
-                        show=False).model
+        return finetune(student, data, [], config=FinetuneConfig(batch_size=16, steps_per_epoch=3,
+                                                                 bn_batches=bn_batches, seed=0), show=False).model
 
     def truth(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():

@@ -122,3 +122,33 @@ def test_the_selection_finds_the_most_important_plan_within_the_budget(seed):
     with torch.no_grad():
         assert float(cost(blocks.fractions(sel))) <= budget
     assert _value(blocks, importance, sel) == pytest.approx(_exhaustive(blocks, cost, importance, budget), abs=1e-9)
+
+
+def test_a_floor_keeps_its_blocks_where_the_budget_allows_and_yields_where_not():
+    """A floor of half the blocks (l1's option, floor_of_share): with importance that would empty
+    one group, that group still keeps half its full blocks when the budget allows, the plan within
+    the budget (without the floor it keeps fewer in some of these cases: a tile can make a block
+    free, and free blocks stay); under a budget the floor cannot meet, it is made without it."""
+    from mobileprune.prune.select import floor_of_share
+
+    gave_way = 0
+    for seed in range(12):
+        blocks, cost, importance, _ = _case(seed)
+        first = blocks.groups[0]
+        o = blocks.offsets[first.group.id]
+        importance[o:o + first.n] = 1e-6  # worthless to the selection
+        floor = floor_of_share(blocks, 0.5)
+        at_floor = {gb.group.id: np.array([b < floor[gb.group.id] for b in range(gb.full_blocks)]
+                                          + ([False] if gb.tail else [])) for gb in blocks.groups}
+        with torch.no_grad():
+            cheapest, full = (float(cost(blocks.fractions(sel))) for sel in (at_floor, blocks.full()))
+            budget = cheapest + 0.25 * (full - cheapest)
+            sel = select(blocks, importance, cost, budget, floor=floor)
+            assert float(cost(blocks.fractions(sel))) <= budget
+            assert all(sel[gb.group.id][:gb.full_blocks].sum() >= floor[gb.group.id] for gb in blocks.groups)
+            alone = select(blocks, importance, cost, budget)[first.group.id][:first.full_blocks].sum()
+            gave_way += int(alone < floor[first.group.id])
+            tight = float(cost(blocks.fractions(smallest(blocks, importance))))
+            assert float(cost(blocks.fractions(select(blocks, importance, cost, tight, floor=floor)))) <= tight + 1e-9
+    assert gave_way >= 3, gave_way  # the floor decided these plans
+    assert floor_of_share(blocks, 0.0) == {}

@@ -63,30 +63,51 @@ def check_teachers(student: nn.Module, teachers: list, names: list, example: tor
                                     f"must predict the same classes from the same input")
 
 
-def finetune(student: nn.Module, data: DataSplits, teachers: list = (), teacher_names: list | None = None,
-             epochs_per_teacher: int = 1, kd_weight: float = 5.0, temperature: float = 4.0, batch_size: int = 64,
-             lr: float = 1e-3, decay: float = 0.9, patience: int = 2, steps_per_epoch: int | None = None,
-             eval_images: int | None = None, seed: int = 0, freeze_bn: bool = False, bn_batches: int = 16,
-             out=None, show: bool = True, device: str = "auto", log=print) -> FinetuneResult:
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig:
+    """How ``finetune`` trains. Per teacher (a stage) up to ``epochs_per_teacher`` epochs of
+    ``steps_per_epoch`` steps (default: the whole training split), Adam at ``lr`` decaying by
+    ``decay`` per epoch, loss = cross-entropy + ``kd_weight`` x the distillation loss at
+    ``temperature``; a stage stops early after ``patience`` epochs without a better held-out top-1
+    (on ``eval_images`` images, default all) and hands its best epoch to the next. ``bn_batches``:
+    training batches the BatchNorm statistics are re-estimated on after every epoch (0: kept as
+    training left them; never with ``freeze_bn``, which trains with them)."""
+    epochs_per_teacher: int = 1
+    kd_weight: float = 5.0
+    temperature: float = 4.0
+    batch_size: int = 64
+    lr: float = 1e-3
+    decay: float = 0.9
+    patience: int = 2
+    steps_per_epoch: int | None = None
+    eval_images: int | None = None
+    seed: int = 0
+    freeze_bn: bool = False
+    bn_batches: int = 16
+    device: str = "auto"  # auto: CUDA when present
+
+    def __post_init__(self) -> None:
+        if self.epochs_per_teacher < 1 or self.batch_size < 1 or self.patience < 1:
+            raise FinetuneError("epochs_per_teacher, batch_size and patience must be at least 1")
+
+
+def finetune(student: nn.Module, data: DataSplits, teachers: list = (), teacher_names: list | None = None, *,
+             config: FinetuneConfig | None = None, out=None, show: bool = True, log=print) -> FinetuneResult:
     """Fine-tune ``student`` in place along ``teachers`` (nn.Modules, smallest first; [] = no
-    teacher). ``steps_per_epoch`` shortens an epoch (default: the whole training split);
-    ``out``: where checkpoints go (resumed from when present). ``bn_batches``: training batches
-    the BatchNorm statistics are re-estimated on after every epoch (0: kept as training left
-    them; never with ``freeze_bn``, which trains with them). Returns the model, the per-epoch
-    history and a report."""
+    teacher), as ``config`` says (default FinetuneConfig()). ``out``: where checkpoints go
+    (resumed from when present). Returns the model, the per-epoch history and a report."""
+    c = config or FinetuneConfig()
     teachers = list(teachers)
     names = list(teacher_names or [type(t).__name__ for t in teachers])
-    if epochs_per_teacher < 1 or batch_size < 1 or patience < 1:
-        raise FinetuneError("epochs_per_teacher, batch_size and patience must be at least 1")
     example = data.train[0][0].unsqueeze(0)
     check_teachers(student, teachers, names, example)
     rank, world = rank_and_world()
-    per_epoch = steps_per_epoch or len(data.train) // batch_size
+    per_epoch = c.steps_per_epoch or len(data.train) // c.batch_size
     stages = list(zip(teachers, names)) or [(None, "no teacher")]
-    key = {"stages": [name for _, name in stages], "epochs": epochs_per_teacher, "kd_weight": kd_weight,
-           "temperature": temperature, "batch_size": batch_size, "lr": lr, "decay": decay, "patience": patience,
-           "per_epoch": per_epoch, "seed": seed, "freeze_bn": freeze_bn, "eval_images": eval_images,
-           "train_size": len(data.train), "bn_batches": bn_batches}
+    key = {"stages": [name for _, name in stages], "epochs": c.epochs_per_teacher, "kd_weight": c.kd_weight,
+           "temperature": c.temperature, "batch_size": c.batch_size, "lr": c.lr, "decay": c.decay,
+           "patience": c.patience, "per_epoch": per_epoch, "seed": c.seed, "freeze_bn": c.freeze_bn,
+           "eval_images": c.eval_images, "train_size": len(data.train), "bn_batches": c.bn_batches}
     out = Path(out) if out is not None else None
     # The loop is driven an epoch at a time and continues from its checkpoint: without ``out``
     # the checkpoints go to a temporary directory.
@@ -98,22 +119,22 @@ def finetune(student: nn.Module, data: DataSplits, teachers: list = (), teacher_
     for s, (teacher, name) in enumerate(stages):
         if s < state["stage"]:
             continue
-        method = Distillation(teacher, kd_weight, temperature) if teacher is not None else None
-        config = TrainConfig(steps=per_epoch * epochs_per_teacher, batch_size=batch_size, lr=lr, seed=seed + s,
-                             checkpoint_every=per_epoch, freeze_bn=freeze_bn, device=device, schedule="exponential",
-                             decay=decay, epoch_steps=per_epoch)
+        method = Distillation(teacher, c.kd_weight, c.temperature) if teacher is not None else None
+        stage_config = TrainConfig(steps=per_epoch * c.epochs_per_teacher, batch_size=c.batch_size, lr=c.lr,
+                                   seed=c.seed + s, checkpoint_every=per_epoch, freeze_bn=c.freeze_bn, device=c.device,
+                                   schedule="exponential", decay=c.decay, epoch_steps=per_epoch)
         stage_file = work / f"stage{s}.pt"
-        while state["epoch"] < epochs_per_teacher and state["since_best"] < patience:
+        while state["epoch"] < c.epochs_per_teacher and state["since_best"] < c.patience:
             epoch = state["epoch"]
             # The teacher's forwards in channels-last layout too (layout.py: faster on CPU).
             with channels_last(teacher) if teacher is not None else nullcontext():
-                ran = train(student, data.train, F.cross_entropy, config, method, stage_file, {"finetune": key},
+                ran = train(student, data.train, F.cross_entropy, stage_config, method, stage_file, {"finetune": key},
                             show=show, stop_at=(epoch + 1) * per_epoch,
                             describe=lambda st, n=name: f"{n}: loss {st['loss']:.3f}" +
                             (f" kd {st['kd']:.3f}" if "kd" in st else ""))
-            if not freeze_bn:
-                reestimate_batchnorm(student, data.train, bn_batches, batch_size, seed + 1000 * s + epoch)
-            score = top1(student, data.val, eval_images)
+            if not c.freeze_bn:
+                reestimate_batchnorm(student, data.train, c.bn_batches, c.batch_size, c.seed + 1000 * s + epoch)
+            score = top1(student, data.val, c.eval_images)
             row = {"stage": s, "teacher": name, "epoch": epoch + 1, "loss": ran["loss"], "val_top1": score,
                    "seconds": round(ran["seconds"], 1)}
             state["history"].append(row)
@@ -131,10 +152,10 @@ def finetune(student: nn.Module, data: DataSplits, teachers: list = (), teacher_
         state.update(stage=s + 1, epoch=0, since_best=0, best_top1=-1.0, best=None)
         _save(out, key, state, student, rank)
     student.eval()
-    report = {"stages": [name for _, name in stages], "epochs_per_teacher": epochs_per_teacher,
-              "steps_per_epoch": per_epoch, "kd_weight": kd_weight, "temperature": temperature,
-              "batch_size": batch_size, "lr": lr, "decay": decay, "patience": patience, "seed": seed,
-              "bn_batches": 0 if freeze_bn else bn_batches, "processes": world, "history": state["history"],
+    report = {"stages": [name for _, name in stages], "epochs_per_teacher": c.epochs_per_teacher,
+              "steps_per_epoch": per_epoch, "kd_weight": c.kd_weight, "temperature": c.temperature,
+              "batch_size": c.batch_size, "lr": c.lr, "decay": c.decay, "patience": c.patience, "seed": c.seed,
+              "bn_batches": 0 if c.freeze_bn else c.bn_batches, "processes": world, "history": state["history"],
               "seconds": round(time.perf_counter() - start, 1)}
     if out is not None and rank == 0:
         (out / "finetune.json").write_text(json.dumps(report, indent=2))

@@ -50,6 +50,6 @@ class Outcome:
     importance: np.ndarray | None  # one score per block (higher = keep), or
     selection: dict | None = None  # the selection itself (uniform scaling)
     info: dict = field(default_factory=dict)  # settings and what happened, for the report
-    floor: float | dict = 0.0  # the final selection keeps this share of each group where the budget allows
-    # (or, a dict, per group id this many full blocks: select.select)
+    floor: dict = field(default_factory=dict)  # per group id, the full blocks the final selection keeps at
+    # least where the budget allows (select.select)
     by_rank: bool = False  # the final selection blind to what removals save (fisher's ablation)

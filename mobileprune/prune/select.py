@@ -80,18 +80,25 @@ def trim(blocks: Blocks, importance: np.ndarray, cost, budget: float) -> tuple[d
     return _without(blocks, order, hi), hi
 
 
-def select(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cost=None, floor=0.0) -> dict:
+def floor_of_share(blocks: Blocks, share: float) -> dict[int, int]:
+    """A floor for select(): every group keeps at least ``share`` of its full blocks (rounded up;
+    one block at least, which every plan keeps anyway; no floor at all for a share of 0)."""
+    return {gb.group.id: max(1, math.ceil(share * gb.full_blocks)) for gb in blocks.groups} if share > 0 else {}
+
+
+def select(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cost=None,
+           floor: dict | None = None) -> dict:
     """The selection: blocks of the most total importance whose tiled cost is at or below
     ``budget`` (the smallest plan when none is). ``rank_cost``: what removals save is priced
     with this cost model instead (fisher's ablations: FLOPs savings under a latency budget).
-    ``floor``: every group keeps at least this share of its full blocks where the budget allows
-    (summed per-block importance does not see that cutting one group to its last block costs
-    more than its blocks one by one: fisher's plans collapsed expansions to one block), or, a
-    dict, per group id the number of full blocks it keeps at least (fisher: a share of the
-    blocks its evidence says are used)."""
+    ``floor``: per group id, the full blocks it keeps at least where the budget allows (summed
+    per-block importance does not see that cutting one group to its last block costs more than
+    its blocks one by one: fisher's plans collapsed expansions to one block); fisher's is a share
+    of the blocks its evidence says are used, l1's a share of all (floor_of_share). Where the
+    budget does not allow it, the selection is made again without it."""
     importance = np.asarray(importance, dtype=np.float64)
-    for share in (floor, 0.0) if floor else (0.0,):
-        search = _Widths(blocks, importance, cost, rank_cost, share)
+    for at_least in (floor, {}) if floor else ({},):
+        search = _Widths(blocks, importance, cost, rank_cost, at_least)
         search.removed, search.current = search.remove_until(budget, search.removed, search.current, search.moves())
         search.removed, search.current = search.fill(budget, search.removed, search.current)
         search.exchange(budget)
@@ -100,7 +107,8 @@ def select(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cos
     return blocks.legal(search.selection(search.removed))
 
 
-def select_by_rank(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cost=None, floor=0.0) -> dict:
+def select_by_rank(blocks: Blocks, importance: np.ndarray, cost, budget: float, rank_cost=None,
+                   floor: dict | None = None) -> dict:
     """Blind to what removals save (fisher's ablation normalise="none", and the selection before
     2026-12-06): blocks go in ascending importance until the budget is met (trim), then the
     most important ones the budget still allows come back (tiles make some free or cheap).
@@ -118,13 +126,13 @@ class _Widths:
     """A plan as the number of blocks removed from each group, in its removal order (_units: a
     unit is one block)."""
 
-    def __init__(self, blocks: Blocks, importance: np.ndarray, cost, rank_cost=None, floor=0.0) -> None:
+    def __init__(self, blocks: Blocks, importance: np.ndarray, cost, rank_cost=None, floor: dict | None = None) -> None:
         self.blocks, self.cost, self.rank_cost = blocks, cost, rank_cost
         self.gids = [gb.group.id for gb in blocks.groups]
         scores = blocks.split(importance)
-        self.units = {gb.group.id: _units(gb, scores[gb.group.id],
-                                          floor.get(gb.group.id, 1) if isinstance(floor, dict) else
-                                          math.ceil(floor * gb.full_blocks)) for gb in blocks.groups}
+        floor = floor or {}
+        self.units = {gb.group.id: _units(gb, scores[gb.group.id], floor.get(gb.group.id, 1))
+                      for gb in blocks.groups}
         self.lost = {gid: [float(scores[gid][b]) for b in units] for gid, units in self.units.items()}
         self.neighbours = _neighbours(cost, self.gids)
         self.prices: dict[tuple, float] = {}

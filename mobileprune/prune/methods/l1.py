@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..context import Context, Outcome
+from ..select import floor_of_share
 
 OPTIONS = ("floor",)  # each group keeps at least this share of its blocks where the budget allows (select.py)
 
 
 def run(ctx: Context) -> Outcome:
     return Outcome(magnitude(ctx.blocks, ctx.model), info={"normalised": "per group mean"},
-                   floor=float(ctx.options.get("floor", 0.0)))
+                   floor=floor_of_share(ctx.blocks, float(ctx.options.get("floor", 0.0))))
 
 
 def magnitude(blocks, model) -> np.ndarray:
