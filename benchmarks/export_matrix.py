@@ -49,7 +49,8 @@ def main() -> None:
             for variant, net, p in variants:
                 out = Path(tmp) / spec.split(":")[-1] / variant
                 try:
-                    manifest = mp.export(net, (x,), out, ("pte", "tflite"), plan=p, spec=spec, measure=True)
+                    manifest = mp.export(net, (x,), out, ("pte", "tflite"), config=mp.ExportConfig(measure=True),
+                                         origin=mp.ModelOrigin(spec, p))
                 except mp.ExportError as exc:
                     manifest = exc.manifest
                 manifests[f"{spec} {variant}"] = manifest

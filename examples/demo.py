@@ -59,6 +59,7 @@ def profile_of_this_machine(console) -> DeviceProfile:
     """A profile of this machine covering SPECS: shipped, cached, or measured now and cached."""
     from mobileprune.devices import HostRunner
     from mobileprune.devices.latency_table import default_profile_path
+    from mobileprune.devices.measuring import ProfilingConfig
     from mobileprune.profiling import find_profile, profile_device
 
     runner = HostRunner()
@@ -85,8 +86,9 @@ def profile_of_this_machine(console) -> DeviceProfile:
     if profile is not None and Path(profile.path).resolve() != out.resolve():  # extend a copy, not the shipped file
         profile.save(out)
     start = time.perf_counter()
-    profile = profile_device(SPECS, out, runner, "executorch", threads=1, block=BLOCK, repeats=30, show_progress=False,
-                             log=lambda line: console.print(f"  {line}"), reference=REFERENCE)
+    config = ProfilingConfig(block=BLOCK, repeats=30, reference=REFERENCE)
+    profile = profile_device(SPECS, out, runner, config, show_progress=False,
+                             log=lambda line: console.print(f"  {line}"))
     console.print(f"profiled this machine in {time.perf_counter() - start:.0f} s: {profile.path} "
                   f"({len(profile.table)} rows, block {profile.meta.block})\n", soft_wrap=True)
     return profile
@@ -163,8 +165,8 @@ def latency_and_export(console, profile, saved: Path, budget_ms: float) -> None:
                                                   if label.strip() == "pruned" else ""))
     prediction = predict(ref, profile)
     with tempfile.TemporaryDirectory() as out:
-        manifest = mp.export(ref.model, ref.example_inputs, out, ("pte", "tflite"), plan=ref.plan, spec=ref.spec,
-                             prediction=prediction)
+        manifest = mp.export(ref.model, ref.example_inputs, out, ("pte", "tflite"),
+                             origin=mp.ModelOrigin(ref.spec, ref.plan, prediction))
     for a in manifest["artifacts"]:
         delegated = f", {100 * a['delegation']['delegated_share']:.0f}% of ops in XNNPACK" if a["delegation"] else ""
         console.print(f"  pruned   {a['format']:6s} {a['size_bytes'] / 1e6:.2f} MB, parity rel. diff "

@@ -6,8 +6,8 @@ from .slim import SlimError, analyze, masked, slim
 __version__ = "0.1.0"
 
 from .storage import load, save  # noqa: E402 - storage records __version__
-from .export import ExportError, export  # noqa: E402
+from .export import ExportConfig, ExportError, ModelOrigin, export  # noqa: E402
 from .prune import MeasuredRounds, PruneResult, TrainConfig, prune  # noqa: E402
 
-__all__ = ["Analysis", "CaptureError", "ChannelGroup", "ExportError", "MeasuredRounds", "PlanError", "PrunePlan",
-           "PruneResult", "SlimError", "TrainConfig", "analyze", "export", "load", "masked", "prune", "save", "slim", "__version__"]
+__all__ = ["Analysis", "CaptureError", "ChannelGroup", "ExportConfig", "ExportError", "MeasuredRounds", "ModelOrigin",
+           "PlanError", "PrunePlan", "PruneResult", "SlimError", "TrainConfig", "analyze", "export", "load", "masked", "prune", "save", "slim", "__version__"]

@@ -187,6 +187,7 @@ def _device_options(p) -> None:
 
 def cmd_profile(args) -> int:
     from .devices import runtimes
+    from .devices.measuring import ProfilingConfig
     from .profiling import DEFAULT_MODELS, profile_devices
     from .spec import SpecError
 
@@ -197,9 +198,10 @@ def cmd_profile(args) -> int:
     if args.block != "auto" and not (args.block.isdigit() and int(args.block) > 0):
         raise SpecError(f"bad --block {args.block!r}: a positive channel count or 'auto'")
     block = None if args.block == "auto" else int(args.block)
-    profiles = profile_devices(args.device or ["host"], args.model or DEFAULT_MODELS, runtimes.get(args.runtime),
-                               args.threads, block, args.repeats, fractions, out=args.out,
-                               reference=args.reference, runner_binary=args.runner, remote_dir=args.remote_dir)
+    config = ProfilingConfig(runtime=runtimes.get(args.runtime).name, threads=args.threads, block=block,
+                             repeats=args.repeats, fractions=fractions, reference=args.reference)
+    profiles = profile_devices(args.device or ["host"], args.model or DEFAULT_MODELS, config, out=args.out,
+                               runner_binary=args.runner, remote_dir=args.remote_dir)
     for device, profile in profiles.items():
         print(f"{device}: {profile.path}: {len(profile.table)} rows, calibrated for "
               f"{len(profile.meta.overheads_ms)} models")
@@ -208,7 +210,7 @@ def cmd_profile(args) -> int:
 
 def cmd_export(args) -> int:
     from .devices.latency_table import DeviceProfile
-    from .export import FORMATS, export
+    from .export import FORMATS, ExportConfig, ModelOrigin, export
     from .predict import predict, resolve
     from .spec import SpecError
 
@@ -219,10 +221,10 @@ def cmd_export(args) -> int:
     ref = resolve(args.model, args.input_shape)
     prediction = predict(ref, DeviceProfile.load(args.profile)) if args.profile else None
     runner = _runner(args.device, args) if args.device else None
-    manifest = export(ref.model, ref.example_inputs, args.out, formats, nhwc=args.nhwc,
-                      tolerance=args.tolerance, runner=runner, threads=args.threads,
-                      measure=args.device is not None, plan=ref.plan if ref.plan.keep else None, spec=ref.spec,
-                      prediction=prediction, check=False)
+    config = ExportConfig(nhwc=args.nhwc, tolerance=args.tolerance, threads=args.threads,
+                          measure=args.device is not None, check=False)
+    origin = ModelOrigin(ref.spec, ref.plan if ref.plan.keep else None, prediction)
+    manifest = export(ref.model, ref.example_inputs, args.out, formats, config=config, runner=runner, origin=origin)
     table = Table(title=f"{args.model} -> {args.out}")
     for col in ("artifact", "status", "size MB", "rel diff", "delegated", "latency ms"):
         table.add_column(col, justify="left" if col in ("artifact", "status") else "right")

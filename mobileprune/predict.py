@@ -65,7 +65,7 @@ def predict(ref: ModelRef, profile: DeviceProfile, runner=None, measure: bool = 
             f"Predict without --device to get the profile's device's latency, or profile this device with "
             f"`{profile_command(this, profile.meta.runtime, profile.meta.threads, runner.device)}`")
     cost = LatencyCost(analysis=ref.analysis, profile=profile, model_key=ref.spec, calibration=calibration,
-                       measure=on_demand(profile, runner, profile.meta.threads) if runner is not None else None)
+                       measure=on_demand(profile, runner) if runner is not None else None)
     fractions = fractions_from_plan(ref.analysis, ref.plan)
     predicted = float(cost(fractions))
     by_kind: dict[str, float] = {}

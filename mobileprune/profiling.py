@@ -16,10 +16,10 @@ from .cost.calibrate import fixed_share
 from .cost.latency import LatencyCost, MissingConfigs
 from .devices import runtimes
 from .devices.identity import DeviceIdentity
-from .devices.latency_table import DeviceProfile, check_same_device, default_profile_path
 from .devices.builds import cache_dir
-from .devices.measuring import measure_model, profile_rows
-from .devices.reference import REFERENCE_MODEL, speed_reference
+from .devices.latency_table import DeviceProfile, check_same_device, default_profile_path
+from .devices.measuring import ProfilingConfig, measure_model, profile_rows
+from .devices.reference import speed_reference
 from .errors import MobilepruneError
 from .plan import PrunePlan
 from .slim.slimming import slim
@@ -30,17 +30,13 @@ DEFAULT_MODELS = ["torchvision:mobilenet_v2", "torchvision:mobilenet_v3_small", 
                   "torchvision:mnasnet0_5", "torchvision:resnet18", "torchvision:resnet50"]
 
 
-def profile_device(specs: list, out, runner, runtime="executorch", threads: int = 1, block: int | None = None,
-                   repeats: int = 50, fractions=(0.5,), show_progress: bool = True, log=print, *,
-                   reference: str = REFERENCE_MODEL) -> DeviceProfile:
-    """Profile ``specs`` on ``runner``'s device into ``out`` (resuming what is there). ``block``
-    None: the device's probed conv tile, or the block of the profile being resumed.
-    ``reference``: the speed reference's model spec (devices/reference.py), MobileNetV2 at
-    224x224 by default."""
-    runtime = runtimes.get(runtime) if isinstance(runtime, str) else runtime
-    models = profile_rows(specs, out, runner, runtime, threads, block, repeats, fractions, show_progress, log,
-                          reference=reference)
-    return calibrate_models(DeviceProfile.load(out), models, runner, repeats, log)
+def profile_device(specs: list, out, runner, config: ProfilingConfig | None = None, *, show_progress: bool = True,
+                   log=print) -> DeviceProfile:
+    """Profile ``specs`` on ``runner``'s device into ``out`` (resuming what is there), as
+    ``config`` says (default ProfilingConfig(): ExecuTorch, 1 thread, the device's block)."""
+    config = config or ProfilingConfig()
+    models = profile_rows(specs, out, runner, config, show_progress=show_progress, log=log)
+    return calibrate_models(DeviceProfile.load(out), models, runner, config.repeats, log)
 
 
 def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int = 50, log=print) -> DeviceProfile:
@@ -116,17 +112,15 @@ def _is_the_reference(spec: str, analysis, meta) -> bool:
             and tuple(inputs[0].shape) == tuple(default_input_shape(spec)))
 
 
-def profile_devices(devices: list[str], specs: list, runtime="executorch", threads: int = 1,
-                    block: int | None = None, repeats: int = 50, fractions=(0.5,), out=None,
-                    reconnect_s: float = 600.0, log=print, reference: str = REFERENCE_MODEL,
-                    **adb_options) -> dict:
+def profile_devices(devices: list[str], specs: list, config: ProfilingConfig | None = None, *, out=None,
+                    reconnect_s: float = 600.0, log=print, **adb_options) -> dict:
     """Profile several devices at once, one profile each (named after the device unless ``out``
     is given for a single device), with a progress bar per device. A device whose connection
     drops keeps every row measured so far; it is waited for (up to ``reconnect_s``) and profiling
     resumes where it stopped, without measuring a row twice (rows in the profile are skipped,
     results a cut-off run left on the device are collected: devices/adb.py). Returns {device:
     DeviceProfile}; raises after all devices finished if any failed, naming each failure.
-    ``reference``: the speed reference's model spec, as for profile_device."""
+    ``config``: what each profile holds, as for profile_device."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -141,13 +135,15 @@ def profile_devices(devices: list[str], specs: list, runtime="executorch", threa
     if out is not None and len(devices) > 1:
         raise MobilepruneError("one profile per device: leave out --out (each profile is named after its device) "
                                "or profile one device at a time")
-    runtime = runtimes.get(runtime) if isinstance(runtime, str) else runtime
+    config = config or ProfilingConfig()
+    runtime = runtimes.get(config.runtime)
     results, failures, runners, paths = {}, {}, {}, {}
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     for device in devices:
         try:
             runners[device] = open_runner(device, **adb_options)
-            paths[device] = Path(out or default_profile_path(runners[device].identity(), runtime.name, threads))
+            paths[device] = Path(out or default_profile_path(runners[device].identity(), runtime.name,
+                                                             config.threads))
         except MobilepruneError as exc:
             failures[device] = exc
     # Two devices of one kind (two phones of a model) still get a profile each: never one file
@@ -163,8 +159,7 @@ def profile_devices(devices: list[str], specs: list, runtime="executorch", threa
         while True:
             try:
                 say(f"profiling {runner.identity().describe()} into {path}")
-                results[device] = profile_device(specs, path, runner, runtime, threads, block, repeats, fractions,
-                                                 show_progress=progress, log=say, reference=reference)
+                results[device] = profile_device(specs, path, runner, config, show_progress=progress, log=say)
                 return
             except DeviceDisconnected as exc:
                 say(f"{exc}; the rows measured so far are kept. Waiting up to {reconnect_s:.0f} s for it to "

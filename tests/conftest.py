@@ -117,13 +117,14 @@ def shared_tiny_profile(program_cache):
     from filelock import FileLock
 
     from mobileprune.devices import HostRunner
+    from mobileprune.devices.measuring import ProfilingConfig
     from mobileprune.profiling import profile_device
 
     out = program_cache / "tiny-profile" / "tiny.csv"
     out.parent.mkdir(exist_ok=True)
     with FileLock(str(out.parent / "lock")):
-        profile = profile_device([TINY], out, HostRunner(), block=8, repeats=5, show_progress=False,
-                                 log=lambda *_: None, reference=TINY)
+        profile = profile_device([TINY], out, HostRunner(), ProfilingConfig(block=8, repeats=5, reference=TINY),
+                                 show_progress=False, log=lambda *_: None)
     # Tests prune the tiny net to 85-90% of its latency. Its fixed share (cost/calibrate.py),
     # measured with 5 repeats beside a parallel suite, came out 0.39 and 0.65 in two runs, and at
     # 0.65 its smallest plan is predicted at 86-90%: those tests would hang on that noise. So the

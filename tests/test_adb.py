@@ -285,6 +285,7 @@ def test_profiling_resumes_after_a_drop_without_losing_or_repeating_a_row(tmp_pa
     profile waits for the device, collects those two results from the device, measures the rest
     once, and the table is whole."""
     from mobileprune.devices.latency_table import DeviceProfile
+    from mobileprune.devices.measuring import ProfilingConfig
     from mobileprune.profiling import profile_devices
 
     at_drop = {}
@@ -303,10 +304,10 @@ def test_profiling_resumes_after_a_drop_without_losing_or_repeating_a_row(tmp_pa
     out = tmp_path / "phone.csv"
     logs = []
     with AdbDaemon(drop_when=after_two_rows) as daemon:
-        profiles = profile_devices([f"adb:{daemon.address}"], [TINY], block=8, repeats=3, out=out,
-                                   reconnect_s=60, log=logs.append, reference=TINY, runner_binary=runner_binary,
-                                   remote_dir=str(tmp_path / "device"), key_path=tmp_path / "adbkey",
-                                   cooldown_s=0)
+        config = ProfilingConfig(block=8, repeats=3, reference=TINY)
+        profiles = profile_devices([f"adb:{daemon.address}"], [TINY], config, out=out, reconnect_s=60,
+                                   log=logs.append, runner_binary=runner_binary, remote_dir=str(tmp_path / "device"),
+                                   key_path=tmp_path / "adbkey", cooldown_s=0)
         commands = list(daemon.commands)
     assert daemon.drops == 1 and any("rows measured so far are kept" in line for line in logs)
     profile = profiles[f"adb:{daemon.address}"]

@@ -325,9 +325,9 @@ def test_litert_rows_run_channels_last_and_are_timed_against_the_reference(tmp_p
     overhead = measure_artifact(HostRunner(), call_overhead_program(tflite, tmp_path), processes=1,
                                 repeats=20, reference=ref)["ms"]
     assert 0 < overhead < 0.1
-    with ProfileWriter(tmp_path / "p.csv", _meta(runtime="tflite", runtime_version=_tfl_version())) as writer:
-        assert measure_rows(rows, HostRunner(), writer, tflite, tmp_path, repeats=30, show_progress=False,
-                            reference=ref, call_overhead_ms=overhead) == 2
+    meta = _meta(runtime="tflite", runtime_version=_tfl_version(), call_overhead_ms=overhead)
+    with ProfileWriter(tmp_path / "p.csv", meta) as writer:
+        assert measure_rows(rows, HostRunner(), writer, tmp_path, repeats=30, show_progress=False, reference=ref) == 2
     table = pd.read_csv(tmp_path / "p.csv")
     assert np.allclose(table["ms"], (table["total_ms"] - overhead).clip(lower=0), atol=1e-4)
     assert np.allclose(table["boundary_ms"], overhead)

@@ -39,8 +39,8 @@ def test_manifest_describes_every_artifact(tmp_path, pruned_tiny):
     other = DeviceIdentity("host", {"cpu": "Some Other CPU", "arch": "x86_64", "isa": ["avx2"], "cores": 8})
     prediction = {"predicted_ms": 1.25, "profile": "p.csv", "runtime": "ExecuTorch-XNNPACK",
                   **compare(other, host_identity()).to_dict(), "profile_identity": other.to_dict()}
-    manifest = mp.export(slimmed, (X,), tmp_path, ("pte", "tflite"), plan=plan, spec=TINY, measure=True,
-                         prediction=prediction)
+    manifest = mp.export(slimmed, (X,), tmp_path, ("pte", "tflite"), config=mp.ExportConfig(measure=True),
+                         origin=mp.ModelOrigin(TINY, plan, prediction))
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     assert manifest["passed"] and manifest["model"]["pruned"]
     assert manifest["model"]["plan_fingerprint"] == plan.fingerprint and len(manifest["model"]["plan_sha256"]) == 64
@@ -94,7 +94,7 @@ def test_a_broken_artifact_is_refused(tmp_path, monkeypatch, pruned_tiny):
 
 def test_nhwc_tflite_takes_channels_last_input(tmp_path, pruned_tiny):
     slimmed, _, _ = pruned_tiny
-    manifest = mp.export(slimmed, (X,), tmp_path, ("tflite",), nhwc=True)
+    manifest = mp.export(slimmed, (X,), tmp_path, ("tflite",), config=mp.ExportConfig(nhwc=True))
     (entry,) = manifest["artifacts"]
     assert entry["layout"] == "NHWC" and entry["parity"]["passed"]
     from ai_edge_litert.interpreter import Interpreter
@@ -112,8 +112,9 @@ def test_a_reloaded_pruned_model_exports_identically(tmp_path, pruned_tiny):
     reloaded, _ = mp.load(saved)
     # (without TensorFlow's second opinion on the .tflite: bytes are compared here, and
     # test_manifest_describes_every_artifact checks that opinion; each costs a TensorFlow import)
-    first = mp.export(slimmed, (X,), tmp_path / "a", ("pte", "tflite"), plan=plan, tf_check=False)
-    second = mp.export(reloaded, (X,), tmp_path / "b", ("pte", "tflite"), plan=plan, tf_check=False)
+    config, origin = mp.ExportConfig(tf_check=False), mp.ModelOrigin(plan=plan)
+    first = mp.export(slimmed, (X,), tmp_path / "a", ("pte", "tflite"), config=config, origin=origin)
+    second = mp.export(reloaded, (X,), tmp_path / "b", ("pte", "tflite"), config=config, origin=origin)
     for a, b in zip(first["artifacts"], second["artifacts"]):
         assert a["sha256"] == b["sha256"], f"{a['format']} differs after save/load"
     assert first["model"]["plan_sha256"] == second["model"]["plan_sha256"]
@@ -136,7 +137,7 @@ class _NeedsRewrites(nn.Module):
 
 def test_rewrites_keep_the_whole_program_in_xnnpack_and_exact(tmp_path):
     model = _NeedsRewrites().eval()
-    manifest = mp.export(model, (torch.randn(1, 3, 16, 16),), tmp_path, ("pte",), images=0)
+    manifest = mp.export(model, (torch.randn(1, 3, 16, 16),), tmp_path, ("pte",), config=mp.ExportConfig(images=0))
     (entry,) = manifest["artifacts"]
     assert entry["delegation"]["delegated_share"] == 1.0, entry["delegation"]
     assert entry["delegation"]["subgraphs"] == 1
@@ -145,7 +146,7 @@ def test_rewrites_keep_the_whole_program_in_xnnpack_and_exact(tmp_path):
 
 def test_bench_cli_measures_an_artifact(tmp_path, capsys, pruned_tiny):
     slimmed, _, _ = pruned_tiny
-    mp.export(slimmed, (X,), tmp_path, ("pte",), images=0)
+    mp.export(slimmed, (X,), tmp_path, ("pte",), config=mp.ExportConfig(images=0))
     assert cli.main(["bench", str(tmp_path / "model.pte"), "--device", "host", "--repeats", "5",
                      "--processes", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -167,7 +168,8 @@ def test_pretrained_efficientnet_lite0_pruned_keeps_top1_in_both_formats(tmp_pat
     images, labels = imagenet_samples(224, *PREPROCESSING["efficientnet_lite0"])
     with torch.no_grad():
         eager_top1 = pruned(images).argmax(1)
-    manifest = mp.export(pruned, (x,), tmp_path, ("pte", "tflite"), plan=plan, images=20)
+    manifest = mp.export(pruned, (x,), tmp_path, ("pte", "tflite"), config=mp.ExportConfig(images=20),
+                         origin=mp.ModelOrigin(plan=plan))
     sets = [(images[i:i + 1].numpy(),) for i in range(len(images))]
     for entry in manifest["artifacts"]:
         assert entry["parity"]["images"] == 20 and entry["parity"]["top1_agreement"] == 1.0
@@ -195,7 +197,7 @@ def test_a_broken_tflite_is_refused(tmp_path, monkeypatch):
 
     monkeypatch.setattr(exporter, "tflite_bytes", broken)
     with pytest.raises(mp.ExportError, match="parity failed") as err:  # LiteRT's verdict (no TensorFlow import)
-        mp.export(build(TINY).eval(), (X,), tmp_path, ("tflite",), tf_check=False)
+        mp.export(build(TINY).eval(), (X,), tmp_path, ("tflite",), config=mp.ExportConfig(tf_check=False))
     (entry,) = err.value.manifest["artifacts"]
     assert entry["status"] == "failed" and entry["parity"]["rel_diff"] > 1e-2
     assert entry["checked_with"][0] == "litert"

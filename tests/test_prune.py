@@ -304,7 +304,8 @@ def test_a_measured_budget_is_checked_against_the_measured_original_not_its_pred
     slow = 2.5 * predicted  # the original as measured by a caller on a device 2.5x slower than the table
     # (90%: above the 70-75% the tiny net at its input can reach with every group at one block)
     result = mp.prune(model, example, budget=2.25 * predicted, profile=tiny_profile, method="uniform", spec=TINY,
-                      show=False, device=HostRunner(), measured=mp.MeasuredRounds(rounds=1, processes=1, original_ms=slow))
+                      show=False, device=HostRunner(),
+                      measured=mp.MeasuredRounds(rounds=1, processes=1, original_ms=slow))
     assert result.report["budget"]["share"] == pytest.approx(0.9)
     assert result.report["measured"]["rounds"][0]["aim"] == pytest.approx(0.9 * predicted)
     with pytest.raises(SettingsError, match="original_ms"):
@@ -398,7 +399,8 @@ def test_saved_pruned_model_reloads_and_exports_with_the_same_outputs(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), result.model(x))
     assert json.loads((tmp_path / "p" / "report.json").read_text())["method"] == "l1"
-    manifest = mp.export(loaded, (example,), tmp_path / "art", formats=("pte",), spec=TINY, plan=result.plan)
+    manifest = mp.export(loaded, (example,), tmp_path / "art", formats=("pte",),
+                         origin=mp.ModelOrigin(TINY, result.plan))
     assert manifest["passed"], manifest
 
 

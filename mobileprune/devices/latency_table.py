@@ -177,6 +177,7 @@ class ProfileWriter:
             meta.reference = meta.reference or old.reference
             meta.call_overhead_ms = meta.call_overhead_ms or old.call_overhead_ms
         self.meta_path.write_text(json.dumps(asdict(meta), indent=1, sort_keys=True))
+        self.meta = meta  # what the rows are measured with (runtime, threads, call overhead)
         self._repair()
         self.keys = set(read_table(self.csv)["key"]) if self.csv.stat().st_size else set()
         self._fh = open(self.csv, "a", encoding="utf-8")

@@ -32,12 +32,28 @@ from ..graph.layers import layers
 from . import runtimes
 from .blockprobe import PROBES, probe_tiles
 from .builds import build_all, cache_dir, call_overhead_program
+from .latency_table import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
 from .microbench import grid_rows, op_and_boundary_ms
 from .programs import write_atomic
-from .latency_table import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
 from .reference import REFERENCE_MODEL, measure_reference, speed_reference
 from .runner import Runner, SpeedReference, measure_artifact
 from .runtimes import Runtime
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProfilingConfig:
+    """What a profile holds: rows measured on ``runtime`` (a name in devices/runtimes.py) at
+    ``threads`` threads, channel widths in multiples of ``block`` (None: the device's probed conv
+    tile, or the block of the profile being resumed), each layer at its full width and at
+    ``fractions`` of it, each row timed ``repeats`` times; rows without per-op times and whole
+    models timed in turns with the speed reference, the model spec ``reference``
+    (devices/reference.py; MobileNetV2 at 224x224 by default)."""
+    runtime: str = "executorch"
+    threads: int = 1
+    block: int | None = None
+    repeats: int = 50
+    fractions: tuple = (0.5,)
+    reference: str = REFERENCE_MODEL
 
 
 def new_meta(runner: Runner, runtime: Runtime, threads: int, block: int) -> ProfileMeta:
@@ -50,18 +66,23 @@ def new_meta(runner: Runner, runtime: Runtime, threads: int, block: int) -> Prof
                        identity=identity.to_dict())
 
 
-def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtime: Runtime, build_dir,
-                 threads: int = 1, repeats: int = 50, batch: int = 24, show_progress: bool | Progress = True,
-                 reference: SpeedReference | None = None, call_overhead_ms: float = 0.0) -> int:
-    """Measure every row whose key is not in the profile yet; returns how many were added.
+ROWS_PER_PROCESS = 24  # row programs one measuring process times before a fresh one starts
+
+
+def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, build_dir, *, repeats: int = 50,
+                 show_progress: bool | Progress = True, reference: SpeedReference | None = None) -> int:
+    """Measure every row whose key is not in the profile yet, on the runtime and threads of the
+    writer's profile; returns how many were added.
 
     Rows with per-op times (ExecuTorch ETDump) take the op's events. Rows without (LiteRT) take
-    the whole program's time less ``call_overhead_ms``. With a ``reference`` the program is timed
+    the whole program's time less the profile's call overhead. With a ``reference`` the program is timed
     in turns with it and the row is speed-normalized like whole models (devices/reference.py):
     per-op times are scaled by the program's normalized over its wall-clock time, measured just
     before them in the same process. ``show_progress`` may be a Progress shared by several
     devices profiled at once: the rows get a bar of their own in it."""
     todo = [r for r in rows if r["key"] not in writer.keys]
+    runtime, threads = runtimes.get(writer.meta.runtime), writer.meta.threads
+    call_overhead_ms, batch = writer.meta.call_overhead_ms, ROWS_PER_PROCESS
     build_dir = Path(build_dir)
     paired = str(reference.path) if reference is not None else None
     added = 0
@@ -91,15 +112,15 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, runtim
     return added
 
 
-def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: int = 1, block: int | None = None,
-                 repeats: int = 50, fractions=(0.5,), show_progress: bool | Progress = True, log=print, *,
-                 reference: str = REFERENCE_MODEL) -> dict:
+def profile_rows(specs: list, out, runner: Runner, config: ProfilingConfig, *,
+                 show_progress: bool | Progress = True, log=print) -> dict:
     """Measure (or resume) the table rows of every model in ``specs`` into the profile at ``out``:
-    first the device's tiles (the existing profile's; else, with ``block`` given, that block for
-    every kind; else probed), the speed reference (the model spec ``reference``, unless the
+    first the device's tiles (the existing profile's; else, with ``config.block`` given, that
+    block for every kind; else probed), the speed reference (``config.reference``, unless the
     profile being resumed names its own) and, for runtimes without per-op times, one call's
     overhead. Returns {spec: (model, analysis)} for the calibration that follows
     (profiling.calibrate_models)."""
+    runtime, threads, block = runtimes.get(config.runtime), config.threads, config.block
     meta_path = DeviceProfile.paths(out)[1]
     existing = ProfileMeta.read(meta_path) if meta_path.is_file() else None
     if existing is not None:  # before any measurement: never spend minutes on a run that must be refused
@@ -120,7 +141,7 @@ def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: in
     # The speed reference first: rows without per-op times are timed against it, and every
     # whole-model calibration is.
     meta.reference = (existing.reference if existing and existing.reference
-                      else measure_reference(runner, runtime, cache_dir(runtime), threads, model=reference))
+                      else measure_reference(runner, runtime, cache_dir(runtime), threads, model=config.reference))
     log(f"speed reference {meta.reference['model']}: {meta.reference['ms']:.3f} ms")
     reference = speed_reference(meta, cache_dir(runtime))
     if not runtime.per_op_events:  # a row is its program less one call's overhead
@@ -137,10 +158,9 @@ def profile_rows(specs: list, out, runner: Runner, runtime: Runtime, threads: in
             model = build_model(spec).eval()
             analysis = find_groups(model, (torch.randn(default_input_shape(spec)),))
             models[spec] = (model, analysis)
-            rows = grid_rows(layers(analysis, runtime.fused_activations), block, fractions)
-            added = measure_rows(rows, runner, writer, runtime, cache_dir(runtime), threads, repeats,
-                                 show_progress=show_progress, reference=reference,
-                                 call_overhead_ms=meta.call_overhead_ms)
+            rows = grid_rows(layers(analysis, runtime.fused_activations), block, config.fractions)
+            added = measure_rows(rows, runner, writer, cache_dir(runtime), repeats=config.repeats,
+                                 show_progress=show_progress, reference=reference)
             log(f"{spec}: {len(rows)} rows, {added} measured now")
     return models
 
@@ -194,7 +214,7 @@ def measure_for_profile(model, inputs, runner: Runner, meta: ProfileMeta, proces
                          reference=speed_reference(meta, cache_dir(runtime)))
 
 
-def on_demand(profile: DeviceProfile, runner: Runner, threads: int = 1, repeats: int = 50):
+def on_demand(profile: DeviceProfile, runner: Runner, repeats: int = 50):
     """A LatencyCost ``measure`` callback: measure missing rows on ``runner``'s device and append
     them to the profile. Refused at once when the runner's device is not the profile's."""
     check_same_device(profile.meta, runner.identity(), profile.path, runner.device)
@@ -203,9 +223,8 @@ def on_demand(profile: DeviceProfile, runner: Runner, threads: int = 1, repeats:
     def measure(rows: list) -> None:
         meta = dataclasses.replace(profile.meta, identity=runner.identity().to_dict(), device=runner.device)
         with ProfileWriter(profile.path, meta) as writer:
-            measure_rows(rows, runner, writer, runtime, cache_dir(runtime), threads, repeats, show_progress=False,
-                         reference=speed_reference(profile.meta, cache_dir(runtime)),
-                         call_overhead_ms=profile.meta.call_overhead_ms)
+            measure_rows(rows, runner, writer, cache_dir(runtime), repeats=repeats, show_progress=False,
+                         reference=speed_reference(profile.meta, cache_dir(runtime)))
         profile.table = DeviceProfile.load(profile.path).table
 
     return measure

@@ -12,6 +12,7 @@ import hashlib
 import json
 import platform
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -53,23 +54,48 @@ def _tensor_info(tensors, prefix: str, layout_4d: str) -> list[dict]:
              "layout": layout_4d if t.dim() == 4 else "-"} for i, t in enumerate(tensors)]
 
 
-def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, nhwc: bool = False,
-           tolerance: float = parity_mod.DEFAULT_TOLERANCE, random_inputs: int = 3, images: int = 4,
-           runner=None, threads: int = 1, measure: bool = False, plan=None, spec: str | None = None,
-           prediction: dict | None = None, tf_check: bool = True, name: str = "model",
-           check: bool = True) -> dict:
-    """Export ``model`` to each of ``formats`` in ``out_dir`` and return the manifest.
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """How the artifacts are made and proven. ``nhwc``: the .tflite takes channels-last 4-D
+    inputs. Parity with eager PyTorch on ``random_inputs`` random input sets and ``images``
+    images, within ``tolerance`` (relative); ``tf_check``: also run the runtime's second-opinion
+    interpreters where installed (tf.lite for .tflite); ``check``: raise ExportError when any
+    artifact fails parity (the manifest is written first). ``measure``: also measure each
+    artifact's latency on the runner, at ``threads``. ``name``: the artifacts' file stem."""
+    nhwc: bool = False
+    tolerance: float = parity_mod.DEFAULT_TOLERANCE
+    random_inputs: int = 3
+    images: int = 4
+    tf_check: bool = True
+    check: bool = True
+    measure: bool = False
+    threads: int = 1
+    name: str = "model"
 
-    runner: where artifacts run for parity and latency (default: this machine's HostRunner).
-    measure: also measure latency on the runner. nhwc: the .tflite takes channels-last 4-D inputs.
-    plan / spec: recorded (the plan's fingerprint) when the model is a pruned one.
-    prediction: mobileprune.predict.predict's result for this model, recorded with the device its
-    profile describes and whether that is the device measured here (``device_match``).
-    tf_check: also run the runtime's second-opinion interpreters where installed (tf.lite for .tflite).
-    check: raise ExportError when any artifact fails parity (the manifest is written first).
-    """
+
+@dataclass(frozen=True)
+class ModelOrigin:
+    """What the manifest records of the model: its ``spec``, its ``plan`` (fingerprint and hash)
+    when it is a pruned one, and ``prediction``, mobileprune.predict.predict's result for it
+    (recorded with the device its profile describes and whether that is the device measured here,
+    ``device_match``)."""
+    spec: str | None = None
+    plan: object = None  # a PrunePlan
+    prediction: dict | None = None
+
+
+def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, config: ExportConfig | None = None,
+           runner=None, origin: ModelOrigin | None = None) -> dict:
+    """Export ``model`` to each of ``formats`` in ``out_dir`` as ``config`` says (default
+    ExportConfig()) and return the manifest. ``runner``: where artifacts run for parity and
+    latency (default: this machine's HostRunner). ``origin``: what the manifest records of the
+    model (a pruned model's spec and plan, a prediction)."""
     from ..devices import HostRunner
 
+    c, origin = config or ExportConfig(), origin or ModelOrigin()
+    nhwc, tolerance, random_inputs, images, threads, measure, name = (
+        c.nhwc, c.tolerance, c.random_inputs, c.images, c.threads, c.measure, c.name)
+    spec, plan, prediction = origin.spec, origin.plan, origin.prediction
     formats = tuple(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -100,11 +126,11 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, nhwc: 
     }
     for fmt in formats:
         manifest["artifacts"].append(_one(fmt, model, example_inputs, out_dir, name, nhwc, sets, expected,
-                                          n_images, tolerance, runner, threads, measure, tf_check))
+                                          n_images, tolerance, runner, threads, measure, c.tf_check))
     manifest["passed"] = all(a["status"] == "ok" for a in manifest["artifacts"])
     write_atomic(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
     failed = [a for a in manifest["artifacts"] if a["status"] != "ok"]
-    if failed and check:
+    if failed and c.check:
         detail = "; ".join(f"{a['format']}: {a['error'] or 'relative diff %.3g > %.3g' % (a['parity']['rel_diff'], tolerance)}"
                            for a in failed)
         raise ExportError(f"parity failed, artifact(s) not shipped ({detail}); see {out_dir / MANIFEST}", manifest)

@@ -30,7 +30,7 @@ from torch import nn
 from ..data import DataSplits, top1
 from ..errors import MobilepruneError
 from ..layout import channels_last
-from ..train.loop import TrainConfig, rank_and_world, save_checkpoint, train
+from ..train.loop import Checkpoint, TrainConfig, rank_and_world, save_checkpoint, train
 from .batchnorm import reestimate_batchnorm
 from .distill import Distillation
 
@@ -128,8 +128,9 @@ def finetune(student: nn.Module, data: DataSplits, teachers: list = (), teacher_
             epoch = state["epoch"]
             # The teacher's forwards in channels-last layout too (layout.py: faster on CPU).
             with channels_last(teacher) if teacher is not None else nullcontext():
-                ran = train(student, data.train, F.cross_entropy, stage_config, method, stage_file, {"finetune": key},
-                            show=show, stop_at=(epoch + 1) * per_epoch,
+                ran = train(student, data.train, F.cross_entropy, stage_config, method=method,
+                            checkpoint=Checkpoint(stage_file, {"finetune": key}, stop_at=(epoch + 1) * per_epoch),
+                            show=show,
                             describe=lambda st, n=name: f"{n}: loss {st['loss']:.3f}" +
                             (f" kd {st['kd']:.3f}" if "kd" in st else ""))
             if not c.freeze_bn:

@@ -66,7 +66,7 @@ def make_cost(kind: str, analysis: Analysis, profile: DeviceProfile | None, mode
         if profile is None:
             raise PruneError("a latency budget needs a device profile (--profile device_profiles/NAME.csv); "
                              "or give the budget in FLOPs (--budget-kfpp / cost='flops') or memory")
-        measure = on_demand(profile, runner, profile.meta.threads) if runner is not None else None
+        measure = on_demand(profile, runner) if runner is not None else None
         return LatencyCost(analysis, profile, model_key=model_key, measure=measure, measure_step=block)
     if kind == "flops":
         return FlopsCost(analysis)

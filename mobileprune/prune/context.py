@@ -13,7 +13,7 @@ from torch import nn
 
 from .blocks import Blocks
 from .budget import Budget
-from ..train.loop import TrainConfig
+from ..train.loop import Checkpoint, TrainConfig
 
 
 @dataclass
@@ -34,6 +34,10 @@ class Context:
     def price(self, selection: dict) -> float:
         with torch.no_grad():
             return float(self.cost(self.blocks.fractions(selection)))
+
+    def checkpoint_at(self) -> Checkpoint | None:
+        """Where a trained method checkpoints (OUT/checkpoint.pt), keyed on this run's settings."""
+        return Checkpoint(self.checkpoint, self.run_key) if self.checkpoint is not None else None
 
     def describe(self, status: dict) -> str:
         """The progress line: loss, predicted cost vs budget, kept share."""

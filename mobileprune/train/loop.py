@@ -130,21 +130,29 @@ def freeze_batchnorm(model: nn.Module) -> None:
             m.eval()
 
 
-def train(model: nn.Module, dataset, loss_fn: Callable, config: TrainConfig, method: Method | None = None,
-          checkpoint: Path | None = None, run_key: dict | None = None, show: bool = True,
-          describe: Callable[[dict], str] | None = None, stop_at: int | None = None) -> dict:
-    """Train ``model`` (in place) for ``config.steps`` steps or until ``method.finished()``.
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a run writes its checkpoint (every ``checkpoint_every`` steps) and resumes from,
+    what must match for a checkpoint there to be this run's (``key``; refused otherwise), and a
+    step to pause at (``stop_at``: a checkpoint is written there and the next call with the same
+    config continues: how fine-tuning scores the held-out split every epoch)."""
+    path: Path
+    key: dict | None = None
+    stop_at: int | None = None
 
-    ``stop_at``: pause at this step (a checkpoint is written there; the next call with the same
-    config and checkpoint continues): how fine-tuning scores the held-out split every epoch.
-    ``checkpoint``: a file to write every ``checkpoint_every`` steps and to resume from;
-    ``run_key``: what must match for a checkpoint to be this run's (refused otherwise).
+
+def train(model: nn.Module, dataset, loss_fn: Callable, config: TrainConfig, *, method: Method | None = None,
+          checkpoint: Checkpoint | None = None, show: bool = True,
+          describe: Callable[[dict], str] | None = None) -> dict:
+    """Train ``model`` (in place) for ``config.steps`` steps or until ``method.finished()``,
+    checkpointing as ``checkpoint`` says (none: nothing written, nothing resumed).
     Returns {"steps": steps run in all, "resumed_from": step or None, "seconds", "loss"}.
     """
     device = pick_device(config.device)
     model.to(device)
+    at = checkpoint or Checkpoint(None)
     with channels_last(model):
-        return _train(model, dataset, loss_fn, config, device, method, checkpoint, run_key, show, describe, stop_at)
+        return _train(model, dataset, loss_fn, config, device, method, at.path, at.key, show, describe, at.stop_at)
 
 
 def _train(model, dataset, loss_fn, config, device, method, checkpoint, run_key, show, describe, stop_at) -> dict:

@@ -190,8 +190,8 @@ def run(ctx: Context) -> Outcome:
     if not ctx.options.get("grouping", True):
         method.alone = masks.first_consumers()
     with masks:
-        trained = train(ctx.model, ctx.dataset, ctx.loss_fn, ctx.train, method, ctx.checkpoint, ctx.run_key,
-                        ctx.show, ctx.describe)
+        trained = train(ctx.model, ctx.dataset, ctx.loss_fn, ctx.train, method=method, checkpoint=ctx.checkpoint_at(),
+                        show=ctx.show, describe=ctx.describe)
     return Outcome(method.importance(), info={
         "interval": method.interval, "rounds": method.rounds_done, "samples_per_round": method.samples_per_round,
         "removed_in_training": len(method.order), "budget_met_in_training": method.done,

@@ -196,8 +196,8 @@ def run(ctx: Context) -> Outcome:
         warnings.warn(f"gates with {ctx.train.steps} steps: they need about {MIN_STEPS} to bring the expected "
                       f"cost to the budget, and their ranking is uncertain before", PruneWarning, stacklevel=3)
     with masks:
-        trained = train(ctx.model, ctx.dataset, ctx.loss_fn, ctx.train, method, ctx.checkpoint, ctx.run_key,
-                        ctx.show, ctx.describe)
+        trained = train(ctx.model, ctx.dataset, ctx.loss_fn, ctx.train, method=method, checkpoint=ctx.checkpoint_at(),
+                        show=ctx.show, describe=ctx.describe)
     settings = {k: method.o[k] for k in DEFAULTS}
     with torch.no_grad():  # of the keep-probabilities the gates end with
         expected = float(ctx.cost(method.blocks.soft_fractions(method.keep_probs().double())))
