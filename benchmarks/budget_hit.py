@@ -56,8 +56,10 @@ def main(argv=None) -> list[dict]:
         for method in args.methods:
             torch.manual_seed(0)
             model = build(spec).eval()
-            result = mp.prune(model, torch.randn(shape), train, budget=f"{100 * args.share:g}%", profile=profile,
-                              method=method, steps=args.steps, batch_size=args.batch_size, spec=spec, show=False)
+            result = mp.prune(model, torch.randn(shape), train, method=method,
+                              target=mp.Target(budget=f"{100 * args.share:g}%", profile=profile),
+                              training=mp.TrainConfig(steps=args.steps, batch_size=args.batch_size),
+                              output=mp.Output(spec=spec, show=False))
             pred = result.report["predicted"]
             m = here.measure(result.model, shape)
             row = {"model": spec.split(":")[-1], "method": method, "original": pred["before"], "budget": pred["budget"],
@@ -100,7 +102,7 @@ def step_costs(spec, shape, profile, batch_size, rounds=5, steps=3) -> tuple[flo
     data = load_data("fashion-mnist", shape)
     x, y = next(iter(DataLoader(Subset(data.train, range(batch_size)), batch_size=batch_size)))
     full = float(cost())
-    config = TrainConfig(steps=100, batch_size=batch_size, freeze_bn=True)
+    config = TrainConfig(steps=100, batch_size=batch_size, lr=1e-3, freeze_bn=True)
     ctx = Context(model, blocks, cost, Budget(0.5 * full, "ms", full, "50%"), config)
     gates, masks = attach(ctx, {})
     plain_opt = torch.optim.Adam(model.parameters(), lr=1e-5)

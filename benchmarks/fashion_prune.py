@@ -67,9 +67,11 @@ def main(argv=None) -> list[dict]:
         for seed in range(args.seeds):
             torch.manual_seed(seed)
             start = original if method != "uniform" else from_scratch(original)
-            result = mp.prune(start, torch.randn(shape), data, budget=f"{100 * args.share:g}%", profile=profile,
-                              method=method, steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3, seed=seed,
-                              spec=args.spec, show=False, device=here.runner)
+            result = mp.prune(start, torch.randn(shape), data, method=method,
+                              target=mp.Target(budget=f"{100 * args.share:g}%", profile=profile, device=here.runner),
+                              training=mp.TrainConfig(steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3,
+                                                      seed=seed),
+                              output=mp.Output(spec=args.spec, show=False))
             pruning_trained = method in ("gates", "fisher")
             steps = args.finetune_steps + (0 if pruning_trained else args.prune_steps)
             config = TrainConfig(steps=steps, batch_size=args.batch_size, lr=1e-3, seed=seed, schedule="cosine")
@@ -80,7 +82,8 @@ def main(argv=None) -> list[dict]:
             if seed == 0:  # the architecture (and so the latency) barely depends on the seed: measure one
                 m = here.measure(result.model.eval(), shape)
                 measured.append(m["ms"])
-            print(f"  {method:8s} seed {seed}: top-1 {100 * scores[-1]:.2f}%  predicted {predicted[-1]:.3f} ms", flush=True)
+            print(f"  {method:8s} seed {seed}: top-1 {100 * scores[-1]:.2f}%  predicted {predicted[-1]:.3f} ms",
+                  flush=True)
         rows.append({"method": method, "top1_mean": statistics.mean(scores),
                      "top1_spread": (max(scores) - min(scores)) / 2, "predicted": statistics.mean(predicted),
                      "measured": measured[0], "budget": budget, "seeds": len(scores)})

@@ -64,9 +64,12 @@ def main(argv=None) -> dict:
         print(f"budget {budget} of the predicted latency: block {blocks[share]}", flush=True)
         for seed in range(args.seeds):
             torch.manual_seed(seed)
-            pruned = mp.prune(original, torch.randn(shape), data, budget=budget, profile=here.profile,
-                              method="fisher", block=blocks[share], steps=args.prune_steps, batch_size=args.batch_size,
-                              lr=1e-3, seed=seed, spec=args.spec, show=False, device=here.runner).model
+            pruned = mp.prune(original, torch.randn(shape), data, method="fisher",
+                              target=mp.Target(budget=budget, profile=here.profile, block=blocks[share],
+                                               device=here.runner),
+                              training=mp.TrainConfig(steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3,
+                                                      seed=seed),
+                              output=mp.Output(spec=args.spec, show=False)).model
             scores["pruned"].append(top1(pruned, data.test, args.test_images))
             chains = {"no teacher": [], "original": [original], "original -> larger": [original, larger]}
             for side in SIDES:

@@ -38,9 +38,11 @@ def main(argv=None) -> list[dict]:
         row = {"model": spec.split(":")[-1]}
         for normalise in ("latency", "flops"):
             torch.manual_seed(0)
-            result = mp.prune(build(spec).eval(), torch.randn(shape), train, budget=f"{100 * args.share:g}%",
-                              cost="flops", profile=profile, method="fisher", steps=args.steps,
-                              batch_size=args.batch_size, spec=spec, options={"normalise": normalise}, show=False)
+            result = mp.prune(build(spec).eval(), torch.randn(shape), train,
+                              method=mp.Method("fisher", {"normalise": normalise}),
+                              target=mp.Target(budget=f"{100 * args.share:g}%", cost="flops", profile=profile),
+                              training=mp.TrainConfig(steps=args.steps, batch_size=args.batch_size),
+                              output=mp.Output(spec=spec, show=False))
             m = here.measure(result.model, shape)
             row[normalise] = {"measured": m["ms"], "kfpp": result.report["predicted"]["after"],
                               "budget_kfpp": result.report["predicted"]["budget"],

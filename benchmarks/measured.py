@@ -80,8 +80,9 @@ def reachable_block(original, spec, shape, profile, budget, device=None, room: f
     block = profile.meta.block
     while True:
         try:
-            mp.prune(original, torch.randn(shape), budget=budget, profile=profile, method="uniform", block=block,
-                     spec=spec, show=False, device=device)
+            mp.prune(original, torch.randn(shape), method="uniform",
+                     target=mp.Target(budget=budget, profile=profile, block=block, device=device),
+                     output=mp.Output(spec=spec, show=False))
             return block
         except BudgetError as e:
             if block == 1 or "below the smallest" not in str(e):

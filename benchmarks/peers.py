@@ -429,13 +429,15 @@ class Place:
         # A later seed starts its rounds at the aim per ms where the last one met its budget (the
         # profile's prediction of a method's plans is often off the device by much the same factor).
         calibrated = self.aims.get((self.spec, block, contender.label)) if args.measured_rounds else None
-        result = mp.prune(start, torch.randn(self.shape), self.data, budget=budget, profile=self.here.profile,
-                          method=method, block=block, steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3,
-                          seed=seed, spec=self.spec, show=False, device=self.here.runner,
-                          options=dict(contender.options),
-                          measured=mp.MeasuredRounds(rounds=args.measured_rounds, processes=args.processes,
-                                                     first_aim=calibrated * aim_ms if calibrated else None,
-                                                     original_ms=self.original_ms) if args.measured_rounds else None)
+        rounds = mp.MeasuredRounds(rounds=args.measured_rounds, processes=args.processes,
+                                   first_aim=calibrated * aim_ms if calibrated else None,
+                                   original_ms=self.original_ms) if args.measured_rounds else None
+        result = mp.prune(start, torch.randn(self.shape), self.data, method=mp.Method(method, dict(contender.options)),
+                          target=mp.Target(budget=budget, profile=self.here.profile, block=block,
+                                           device=self.here.runner, measured=rounds),
+                          training=mp.TrainConfig(steps=args.prune_steps, batch_size=args.batch_size, lr=1e-3,
+                                                  seed=seed),
+                          output=mp.Output(spec=self.spec, show=False))
         measured = result.report.get("measured", {})
         if calibration := aim_per_ms(measured):
             self.aims[(self.spec, block, contender.label)] = calibration

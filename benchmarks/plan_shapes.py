@@ -89,9 +89,11 @@ def prune_and_train(variant, seed: int, spec: str, profile, budget: str, args, p
         options = dict(options)
         if "interval" in options and options["interval"] is None:
             options["interval"] = max(1, steps)
-        result = mp.prune(build(spec).eval(), torch.randn(default_input_shape(spec)), data, budget=budget,
-                          profile=profile, method=method, block=block or profile.meta.block, steps=max(1, steps),
-                          batch_size=args.batch_size, lr=1e-3, seed=seed, spec=spec, show=False, options=options)
+        result = mp.prune(build(spec).eval(), torch.randn(default_input_shape(spec)), data,
+                          method=mp.Method(method, options),
+                          target=mp.Target(budget=budget, profile=profile, block=block or profile.meta.block),
+                          training=mp.TrainConfig(steps=max(1, steps), batch_size=args.batch_size, lr=1e-3, seed=seed),
+                          output=mp.Output(spec=spec, show=False))
         model, predicted = result.model, result.report["predicted"]["after"]
         before = result.report["method_info"].get("steps", steps) if method == "fisher" else 0
     config = FinetuneConfig(batch_size=args.batch_size, steps_per_epoch=max(1, total - before), eval_images=500,

@@ -112,8 +112,10 @@ def main() -> None:
         console.print(f"[bold]{spec}[/] {tuple(shape)}: {count(model):,} parameters, top-1 {100 * before:.1f}% on "
                       f"{VAL_IMAGES} held-out images; pruning to {BUDGET} of its latency on "
                       f"{profile.meta.device_identity.describe()} (fisher, latency cost)")
-        result = mp.prune(model, torch.randn(shape), data, budget=BUDGET, profile=profile, method="fisher",
-                          steps=STEPS, batch_size=64, lr=1e-3, spec=spec, out=out)
+        result = mp.prune(model, torch.randn(shape), data, method="fisher",
+                          target=mp.Target(budget=BUDGET, profile=profile),
+                          training=mp.TrainConfig(steps=STEPS, batch_size=64, lr=1e-3),
+                          output=mp.Output(out=out, spec=spec))
         pred = result.report["predicted"]
         after = top1(result.model, data.val, VAL_IMAGES)
         names, teachers = teacher_chain(console, spec, model)

@@ -7,7 +7,8 @@ __version__ = "0.1.0"
 
 from .storage import load, save  # noqa: E402 - storage records __version__
 from .export import ExportConfig, ExportError, ModelOrigin, export  # noqa: E402
-from .prune import MeasuredRounds, PruneResult, TrainConfig, prune  # noqa: E402
+from .prune import MeasuredRounds, Method, Output, PruneResult, Target, TrainConfig, prune  # noqa: E402
 
-__all__ = ["Analysis", "CaptureError", "ChannelGroup", "ExportConfig", "ExportError", "MeasuredRounds", "ModelOrigin",
-           "PlanError", "PrunePlan", "PruneResult", "SlimError", "TrainConfig", "analyze", "export", "load", "masked", "prune", "save", "slim", "__version__"]
+__all__ = ["Analysis", "CaptureError", "ChannelGroup", "ExportConfig", "ExportError", "MeasuredRounds", "Method",
+           "ModelOrigin", "Output", "PlanError", "PrunePlan", "PruneResult", "SlimError", "Target", "TrainConfig",
+           "analyze", "export", "load", "masked", "prune", "save", "slim", "__version__"]

@@ -368,7 +368,7 @@ def cmd_prune(args) -> int:
     import torch
 
     from .data import load_data, top1
-    from .prune import MeasuredRounds, prune
+    from .prune import MeasuredRounds, Output, Target, TrainConfig, prune
     from .prune.methods import TRAINED
     from .spec import build, default_input_shape, parse_shape
 
@@ -384,11 +384,12 @@ def cmd_prune(args) -> int:
         raise PruneError(f"--method {args.method} trains while it prunes: give --data (fashion-mnist, mnist or "
                          f"path/to/file.py:factory), or use --method l1 / uniform")
     before = top1(model, data.val, args.eval_images) if data is not None and args.eval_images else None
-    result = prune(model, torch.randn(shape), data, budget=budget, cost=cost, profile=args.profile,
-                   method=args.method, block=args.block, steps=args.steps, out=args.out, spec=args.model,
-                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, show=not args.json,
-                   device=_runner(args.device, args) if args.device else None,
-                   measured=MeasuredRounds(rounds=args.measured_rounds) if args.measured_rounds else None)
+    target = Target(budget=budget, cost=cost, profile=args.profile, block=args.block,
+                    device=_runner(args.device, args) if args.device else None,
+                    measured=MeasuredRounds(rounds=args.measured_rounds) if args.measured_rounds else None)
+    result = prune(model, torch.randn(shape), data, method=args.method, target=target,
+                   training=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+                   output=Output(out=args.out, spec=args.model, show=not args.json))
     report = result.report
     if before is not None:
         report["top1"] = {"before": before, "after": top1(result.model, data.val, args.eval_images),

@@ -103,8 +103,8 @@ def test_a_teacher_is_left_as_given_and_can_be_pruned_next():
     assert all(p.requires_grad for p in teacher.parameters())
     # Both trained and ran channels-last (layout.py) and came back in the layout they came in.
     assert all(p.is_contiguous() for net in (teacher, student) for p in net.parameters())
-    pruned = mp.prune(teacher, x[:1], data, budget="60%", cost="flops", method="fisher", block=8, steps=4,
-                      batch_size=8, show=False)
+    pruned = mp.prune(teacher, x[:1], data, method="fisher", target=mp.Target(budget="60%", cost="flops", block=8),
+                      training=mp.TrainConfig(steps=4, batch_size=8), output=mp.Output(show=False))
     assert pruned.report["predicted"]["after"] <= pruned.report["predicted"]["budget"]
     for p in teacher.parameters():  # a frozen model is refused by the loop, not trained silently
         p.requires_grad_(False)

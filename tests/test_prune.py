@@ -67,8 +67,9 @@ def _groups(result) -> dict:
     ("fisher", {"normalise": "none"}), ("fisher", {"grouping": False})])
 def test_learned_importance_drops_the_useless_branch(method, options, fashion):
     torch.manual_seed(0)
-    result = mp.prune(TwoBranch(), TOY_INPUT, Subset(fashion.train, range(4000)), budget=_toy_budget(),
-                      cost="flops", method=method, steps=100, lr=1e-3, show=False, options=options)
+    result = mp.prune(TwoBranch(), TOY_INPUT, Subset(fashion.train, range(4000)), method=mp.Method(method, options),
+                      target=mp.Target(budget=_toy_budget(), cost="flops"),
+                      training=mp.TrainConfig(steps=100, lr=1e-3), output=mp.Output(show=False))
     groups = _groups(result)
     useful, useless = np.array(groups["useful"]["importance"]), np.array(groups["useless"]["importance"])
     assert useless.max() < useful.min(), (useful, useless)  # every useless block ranks below every useful one
@@ -120,8 +121,10 @@ def test_fisher_removes_the_same_blocks_whatever_the_batch_order(fashion):
         optimizer.step()  # (trained: its channels differ by the samples they serve, as real nets' do)
     samples, plans = torch.randperm(len(fashion.train))[:512], []
     for order in (samples, samples.flip(0), samples[torch.randperm(512, generator=torch.Generator().manual_seed(1))]):
-        result = mp.prune(net.eval(), TOY_INPUT, Subset(fashion.train, order.tolist()), budget="45%", cost="flops",
-                          method="fisher", block=2, steps=40, batch_size=32, lr=0.0, show=False)
+        result = mp.prune(net.eval(), TOY_INPUT, Subset(fashion.train, order.tolist()), method="fisher",
+                          target=mp.Target(budget="45%", cost="flops", block=2),
+                          training=mp.TrainConfig(steps=40, batch_size=32, lr=0.0),
+                          output=mp.Output(show=False))
         info = result.report["method_info"]
         assert info["rounds"] == 2 and info["samples_per_round"] == [512, 1024] and info["removed_in_training"] > 8
         plans.append(result.plan.keep)
@@ -129,26 +132,30 @@ def test_fisher_removes_the_same_blocks_whatever_the_batch_order(fashion):
 
 
 def test_gates_reach_the_budget_within_the_default_steps(fashion):
-    """mp.prune's default steps (100): the gates' expected cost ends within 5% of the budget (the
-    ranking they leave is then a decision, not Gumbel noise); with too few steps a warning
-    names how many they need."""
+    """mp.prune's default training steps (100): the gates' expected cost ends within 5% of the
+    budget (the ranking they leave is then a decision, not Gumbel noise); with too few steps a
+    warning names how many they need."""
     from mobileprune.errors import PruneWarning
     from mobileprune.prune.methods.gates import MIN_STEPS
 
-    assert inspect.signature(mp.prune).parameters["steps"].default == 100
+    assert mp.TrainConfig().steps == 100 and inspect.signature(mp.prune).parameters["training"].default is None
     data = Subset(fashion.train, range(4000))
     for budget in ("50%", "30%"):
         torch.manual_seed(0)
-        result = mp.prune(_Plain(), TOY_INPUT, data, budget=budget, cost="flops", method="gates", block=4, show=False)
+        result = mp.prune(_Plain(), TOY_INPUT, data, method="gates",
+                          target=mp.Target(budget=budget, cost="flops", block=4),
+                          output=mp.Output(show=False))
         expected, aimed = result.report["method_info"]["expected_cost"], result.report["predicted"]["budget"]
         assert abs(expected / aimed - 1) <= 0.05, (budget, expected, aimed)
     with pytest.warns(PruneWarning, match=f"need about {MIN_STEPS}"):
-        mp.prune(_Plain(), TOY_INPUT, data, budget="50%", cost="flops", method="gates", block=4, steps=5, show=False)
+        mp.prune(_Plain(), TOY_INPUT, data, method="gates", target=mp.Target(budget="50%", cost="flops", block=4),
+                 training=mp.TrainConfig(steps=5), output=mp.Output(show=False))
 
 
 def test_l1_and_uniform_meet_the_budget_without_data():
     for method in ("l1", "uniform"):
-        result = mp.prune(TwoBranch(), TOY_INPUT, budget="60%", cost="flops", method=method, show=False)
+        result = mp.prune(TwoBranch(), TOY_INPUT, method=method, target=mp.Target(budget="60%", cost="flops"),
+                          output=mp.Output(show=False))
         pred = result.report["predicted"]
         assert pred["after"] <= pred["budget"] < pred["before"]
 
@@ -167,7 +174,8 @@ def test_every_method_keeps_blocks_and_meets_the_budget_on_random_nets(spec, met
     blocks = Blocks(analysis, block)
     if not blocks.groups:
         with pytest.raises(PruneError, match="nothing to prune"):
-            mp.prune(net, example, budget=f"{100 * share}%", cost=cost, method="l1", block=block, show=False)
+            mp.prune(net, example, method="l1", target=mp.Target(budget=f"{100 * share}%", cost=cost, block=block),
+                     output=mp.Output(show=False))
         return
     model = FlopsCost(analysis) if cost == "flops" else MemoryCost(analysis)
     least = float(model(blocks.fractions(smallest(blocks))))
@@ -176,8 +184,9 @@ def test_every_method_keeps_blocks_and_meets_the_budget_on_random_nets(spec, met
     if budget >= full:
         return
     data = TensorDataset(torch.randn(64, in_channels, size, size), torch.randint(0, 5, (64,)))
-    result = mp.prune(net, example, data, budget=budget, cost=cost, method=method, block=block, steps=6,
-                      batch_size=16, show=False, options={"blocks": order})
+    result = mp.prune(net, example, data, method=mp.Method(method, {"blocks": order}),
+                      target=mp.Target(budget=budget, cost=cost, block=block),
+                      training=mp.TrainConfig(steps=6, batch_size=16), output=mp.Output(show=False))
     # (slim() inside checks the slimmed model equals the masked one, blocks in either order)
     plan = result.plan
     plan.validate(analysis)
@@ -217,8 +226,9 @@ def test_latency_budget_on_a_measured_profile(tiny_profile):
 
     model = build(TINY).eval()
     data = TensorDataset(torch.randn(32, *TINY_SHAPE[1:]), torch.randint(0, 10, (32,)))
-    result = mp.prune(model, example, data, budget="85%", profile=tiny_profile, method="fisher", steps=6,
-                      batch_size=16, spec=TINY, show=False)
+    result = mp.prune(model, example, data, method="fisher", target=mp.Target(budget="85%", profile=tiny_profile),
+                      training=mp.TrainConfig(steps=6, batch_size=16),
+                      output=mp.Output(spec=TINY, show=False))
     pred = result.report["predicted"]
     analysis = mp.analyze(model, example)
     fresh = float(LatencyCost(analysis, tiny_profile, model_key=TINY)(fractions_from_plan(analysis, result.plan)))
@@ -241,10 +251,13 @@ def test_measured_rounds_keep_the_slowest_plan_the_device_measures_within_the_bu
 
     model, example = build(TINY).eval(), torch.randn(TINY_SHAPE)
     with pytest.raises(PruneError, match="need a latency budget and a device"):
-        mp.prune(model, example, budget="70%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                 measured=mp.MeasuredRounds(rounds=2))
-    result = mp.prune(model, example, budget="70%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                      device=HostRunner(), measured=mp.MeasuredRounds(rounds=3, processes=1))
+        mp.prune(model, example, method="uniform",
+                 target=mp.Target(budget="70%", profile=tiny_profile, measured=mp.MeasuredRounds(rounds=2)),
+                 output=mp.Output(spec=TINY, show=False))
+    result = mp.prune(model, example, method="uniform",
+                      target=mp.Target(budget="70%", profile=tiny_profile, device=HostRunner(),
+                                       measured=mp.MeasuredRounds(rounds=3, processes=1)),
+                      output=mp.Output(spec=TINY, show=False))
     measured = result.report["measured"]
     rounds = measured["rounds"]
     assert 1 <= len(rounds) <= 3 and all(r["measured"] > 0 for r in rounds)
@@ -261,8 +274,10 @@ def test_measured_rounds_keep_the_slowest_plan_the_device_measures_within_the_bu
     with pytest.raises(SettingsError, match="first_aim"):
         mp.MeasuredRounds(rounds=1, first_aim=0.0)
     aim = 0.9 * rounds[0]["aim"]
-    again = mp.prune(model, example, budget="70%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                     device=HostRunner(), measured=mp.MeasuredRounds(rounds=1, processes=1, first_aim=aim))
+    again = mp.prune(model, example, method="uniform",
+                     target=mp.Target(budget="70%", profile=tiny_profile, device=HostRunner(),
+                                      measured=mp.MeasuredRounds(rounds=1, processes=1, first_aim=aim)),
+                     output=mp.Output(spec=TINY, show=False))
     assert again.report["measured"]["rounds"][0]["aim"] == aim
     # The plan for that aim, or the smallest plan when the aim is under the predicted floor: on
     # the tiny net most of the latency is out of pruning's reach, and the floor moves with the
@@ -279,9 +294,12 @@ def test_measured_rounds_take_a_budget_under_the_predicted_floor(tiny_profile):
 
     model, example = build(TINY).eval(), torch.randn(TINY_SHAPE)
     with pytest.raises(BudgetError, match="below the smallest cost pruning can reach"):
-        mp.prune(model, example, budget="2%", profile=tiny_profile, method="uniform", spec=TINY, show=False)
-    result = mp.prune(model, example, budget="2%", profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                      device=HostRunner(), measured=mp.MeasuredRounds(rounds=2, processes=1))
+        mp.prune(model, example, method="uniform", target=mp.Target(budget="2%", profile=tiny_profile),
+                 output=mp.Output(spec=TINY, show=False))
+    result = mp.prune(model, example, method="uniform",
+                      target=mp.Target(budget="2%", profile=tiny_profile, device=HostRunner(),
+                                       measured=mp.MeasuredRounds(rounds=2, processes=1)),
+                      output=mp.Output(spec=TINY, show=False))
     measured = result.report["measured"]
     assert result.report["budget"]["share"] == pytest.approx(0.02)
     assert _smallest_plan(result.report)
@@ -299,20 +317,23 @@ def test_a_measured_budget_is_checked_against_the_measured_original_not_its_pred
     from mobileprune.spec import build
 
     model, example = build(TINY).eval(), torch.randn(TINY_SHAPE)
-    predicted = mp.prune(model, example, budget="95%", profile=tiny_profile, method="uniform", spec=TINY,
-                         show=False).report["predicted"]["before"]
+    predicted = mp.prune(model, example, method="uniform", target=mp.Target(budget="95%", profile=tiny_profile),
+                         output=mp.Output(spec=TINY, show=False)).report["predicted"]["before"]
     slow = 2.5 * predicted  # the original as measured by a caller on a device 2.5x slower than the table
     # (90%: above the 70-75% the tiny net at its input can reach with every group at one block)
-    result = mp.prune(model, example, budget=2.25 * predicted, profile=tiny_profile, method="uniform", spec=TINY,
-                      show=False, device=HostRunner(),
-                      measured=mp.MeasuredRounds(rounds=1, processes=1, original_ms=slow))
+    result = mp.prune(model, example, method="uniform",
+                      target=mp.Target(budget=2.25 * predicted, profile=tiny_profile, device=HostRunner(),
+                                       measured=mp.MeasuredRounds(rounds=1, processes=1, original_ms=slow)),
+                      output=mp.Output(spec=TINY, show=False))
     assert result.report["budget"]["share"] == pytest.approx(0.9)
     assert result.report["measured"]["rounds"][0]["aim"] == pytest.approx(0.9 * predicted)
     with pytest.raises(SettingsError, match="original_ms"):
         mp.MeasuredRounds(rounds=1, original_ms=-slow)
     with pytest.raises(BudgetError, match="already fits"):
-        mp.prune(model, example, budget=slow, profile=tiny_profile, method="uniform", spec=TINY, show=False,
-                 device=HostRunner(), measured=mp.MeasuredRounds(rounds=1, processes=1, original_ms=slow))
+        mp.prune(model, example, method="uniform",
+                 target=mp.Target(budget=slow, profile=tiny_profile, device=HostRunner(),
+                                  measured=mp.MeasuredRounds(rounds=1, processes=1, original_ms=slow)),
+                 output=mp.Output(spec=TINY, show=False))
 
 
 def test_measured_rounds_search_on_a_device_slower_than_its_table():
@@ -392,8 +413,8 @@ def test_saved_pruned_model_reloads_and_exports_with_the_same_outputs(tmp_path):
 
     model = build(TINY).eval()
     example = torch.randn(1, 3, 64, 64)
-    result = mp.prune(model, example, budget="60%", cost="flops", method="l1", out=tmp_path / "p", spec=TINY,
-                      show=False)
+    result = mp.prune(model, example, method="l1", target=mp.Target(budget="60%", cost="flops"),
+                      output=mp.Output(out=tmp_path / "p", spec=TINY, show=False))
     loaded, _ = mp.load(tmp_path / "p")
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -415,9 +436,10 @@ from mobileprune.data import load_data
 from models.branches import TwoBranch
 data = load_data("fashion-mnist", (1, 1, 28, 28))
 torch.manual_seed(0)
-mp.prune(TwoBranch(), torch.zeros(1, 1, 28, 28), Subset(data.train, range(3000)), budget="55%", cost="flops",
-         method={method!r}, steps=60, lr=1e-3, out={out!r}, spec={spec!r}, checkpoint_every=5, show=False,
-         options={options!r})
+mp.prune(TwoBranch(), torch.zeros(1, 1, 28, 28), Subset(data.train, range(3000)),
+         target=mp.Target(budget="55%", cost="flops"), method=mp.Method({method!r}, {options!r}),
+         training=mp.TrainConfig(steps=60, lr=1e-3, checkpoint_every=5),
+         output=mp.Output(out={out!r}, spec={spec!r}, show=False))
 """
 
 
@@ -464,23 +486,30 @@ def test_bad_inputs_give_their_errors_and_write_nothing(tmp_path, tiny_profile):
     out = tmp_path / "never"
     toy = TwoBranch()
     with pytest.raises(BudgetError, match="already fits, nothing to prune"):
-        mp.prune(toy, TOY_INPUT, budget="100%", cost="flops", method="l1", out=out, show=False)
+        mp.prune(toy, TOY_INPUT, method="l1", target=mp.Target(budget="100%", cost="flops"),
+                 output=mp.Output(out=out, show=False))
     with pytest.raises(BudgetError, match=r"below the smallest cost pruning can reach, [0-9.]+ kFPP"):
-        mp.prune(toy, TOY_INPUT, budget="1%", cost="flops", method="l1", out=out, show=False)
+        mp.prune(toy, TOY_INPUT, method="l1", target=mp.Target(budget="1%", cost="flops"),
+                 output=mp.Output(out=out, show=False))
     with pytest.raises(BudgetError, match="bad budget"):
-        mp.prune(toy, TOY_INPUT, budget="half", cost="flops", method="l1", out=out, show=False)
+        mp.prune(toy, TOY_INPUT, method="l1", target=mp.Target(budget="half", cost="flops"),
+                 output=mp.Output(out=out, show=False))
     with pytest.raises(MissingConfigs, match="run `mobileprune profile`"):  # the profile lacks this model's layers
-        mp.prune(toy, TOY_INPUT, budget="50%", profile=tiny_profile, method="l1", out=out, show=False)
+        mp.prune(toy, TOY_INPUT, method="l1", target=mp.Target(budget="50%", profile=tiny_profile),
+                 output=mp.Output(out=out, show=False))
     with pytest.raises(PruneError, match="needs a device profile"):
-        mp.prune(toy, TOY_INPUT, budget="50%", cost="latency", method="l1", out=out, show=False)
+        mp.prune(toy, TOY_INPUT, method="l1", target=mp.Target(budget="50%", cost="latency"),
+                 output=mp.Output(out=out, show=False))
     with pytest.raises(PruneError, match="give data"):
-        mp.prune(toy, TOY_INPUT, budget="50%", cost="flops", method="fisher", out=out, show=False)
+        mp.prune(toy, TOY_INPUT, method="fisher", target=mp.Target(budget="50%", cost="flops"),
+                 output=mp.Output(out=out, show=False))
     with pytest.raises(PruneError, match="has no option 'flor': its options are interval, min_samples, floor"):
-        mp.prune(toy, TOY_INPUT, budget="50%", cost="flops", method="fisher", out=out, show=False,
-                 options={"flor": 0.5})
+        mp.prune(toy, TOY_INPUT, method=mp.Method("fisher", {"flor": 0.5}),
+                 target=mp.Target(budget="50%", cost="flops"), output=mp.Output(out=out, show=False))
     frozen = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
     with pytest.raises(PruneError, match="nothing to prune: of 1 channel groups, 1 are frozen"):
-        mp.prune(frozen, TOY_INPUT, budget="50%", cost="flops", method="l1", out=out, show=False)
+        mp.prune(frozen, TOY_INPUT, method="l1", target=mp.Target(budget="50%", cost="flops"),
+                 output=mp.Output(out=out, show=False))
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist|four idx files"):
         load_data("fashion-mnist", (1, 1, 28, 28), data_dir=str(tmp_path))
     with pytest.raises(DataError, match="unknown data source"):
@@ -531,8 +560,8 @@ def test_magnitude_blocks_are_the_strongest_channels_in_their_original_order():
     assert slimmed[0].out_channels == 4
     assert torch.equal(slimmed[0].weight, net[0].weight[sorted(strong)])
     with pytest.raises(PruneError, match="unknown block order"):
-        mp.prune(net, example, budget="50%", cost="flops", method="l1", block=4, show=False,
-                 options={"blocks": "random"})
+        mp.prune(net, example, method=mp.Method("l1", {"blocks": "random"}),
+                 target=mp.Target(budget="50%", cost="flops", block=4), output=mp.Output(show=False))
 
 
 def test_a_tighter_aim_in_the_measured_rounds_trains_again(fashion):
@@ -568,8 +597,8 @@ def test_a_tighter_aim_in_the_measured_rounds_trains_again(fashion):
     assert ctx.price(tighter) <= tight
 
     torch.manual_seed(0)
-    alone = mp.prune(original, TOY_INPUT, data, budget=tight, cost="flops", method="fisher", steps=30, lr=1e-3,
-                     seed=0, show=False)
+    alone = mp.prune(original, TOY_INPUT, data, method="fisher", target=mp.Target(budget=tight, cost="flops"),
+                     training=mp.TrainConfig(steps=30, lr=1e-3, seed=0), output=mp.Output(show=False))
     assert [g["blocks_kept"] for g in alone.report["groups"]] == [tighter[g.group.id].tolist() for g in blocks.groups]
     slimmed = mp.slim(runs.run_of(tighter)[0], analysis, blocks.plan(tighter)).state_dict()
     assert all(torch.equal(t, slimmed[k]) for k, t in alone.model.state_dict().items())

@@ -48,6 +48,50 @@ class PruneError(MobilepruneError, ValueError):
     """Pruning cannot start with these inputs."""
 
 
+@dataclass(frozen=True)
+class Target:
+    """What to prune to. ``budget``: a share of the original's cost ("50%") or an absolute value
+    in the cost's unit (ms for latency; see cost/). ``cost``: "latency" (priced by ``profile``, a
+    DeviceProfile or its path), "flops" or "memory". ``block``: channels kept in multiples of it
+    (default: the profile's block; 8 without one). ``device``: a Runner of the profile's device:
+    layer widths the profile lacks are measured on it and added to the profile. ``measured``
+    (latency budgets, with ``device``): a MeasuredRounds, e.g. ``MeasuredRounds(rounds=3)``:
+    plans are lowered and measured on the device, the selection made again until one measures
+    at or just under the budget (measured_rounds.py): from the same importance, or, for a trained
+    method asked for a tighter plan than it trained towards, trained again at that aim
+    (TrainedRuns). With measured rounds the budget is a measured latency: a share ("50%") is of
+    the original's latency measured on the device, and the first plan is chosen at the same
+    share of the original's predicted latency (the table may sum the whole net faster or slower
+    than the device runs it)."""
+    budget: str | float = "50%"
+    cost: str = "latency"
+    profile: object = None  # a DeviceProfile or the path of one
+    block: int | None = None
+    device: object = None  # a Runner
+    measured: MeasuredRounds | None = None
+
+
+@dataclass(frozen=True)
+class Method:
+    """A pruning method by name (METHODS) with its options, e.g. ``Method("fisher", {"floor":
+    0.5})``: each method's are in its module (fisher.OPTIONS, l1.OPTIONS, gates' DEFAULTS;
+    "blocks", which positions make a block, is everyone's). An option a method does not have is
+    refused."""
+    name: str = "fisher"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where the result goes: ``out``, a directory to save the pruned model in (mobileprune.load
+    takes it; a killed run resumes from its checkpoint there); ``spec``, how to rebuild the
+    original there (default: the model's class, see storage.save), which as a model spec string
+    also names the model in the profile's calibrations; ``show``: progress and tables."""
+    out: object = None  # a directory path
+    spec: object = None
+    show: bool = True
+
+
 @dataclass
 class PruneResult:
     model: nn.Module  # slimmed, eval mode, plain torch
@@ -79,34 +123,31 @@ def default_loss(output, target):
     return F.cross_entropy(output, target)
 
 
-def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%", cost: str = "latency",
-          profile=None, method: str = "fisher", block: int | None = None, steps: int = 100,
-          out=None, spec=None, batch_size: int = 32, lr: float = 1e-4, seed: int = 0, show: bool = True,
-          options: dict | None = None, checkpoint_every: int = 25, device=None,
-          measured: MeasuredRounds | None = None) -> PruneResult:
-    """Prune ``model`` to ``budget`` and slim it.
+def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None = None,
+          method: str | Method = "fisher", training: TrainConfig | None = None, output: Output | None = None,
+          loss_fn=None) -> PruneResult:
+    """Prune ``model`` to ``target`` (default Target(): 50% of its latency, which needs a
+    profile) and slim it, e.g. ``prune(model, x, data, target=Target("50%",
+    profile="device_profiles/NAME.csv"), method="fisher")``.
 
     ``data``: a training Dataset of (input, target), or a DataSplits (its train split is used);
-    not needed by ``l1`` and ``uniform``. ``profile``: a DeviceProfile or its path (latency
-    cost). ``block``: channels kept in multiples of it (default: the profile's block).
-    ``out``: a directory to save the pruned model in (``mobileprune.load`` takes it); ``spec``
-    says how to rebuild the original there (default: the model's class, see storage.save).
-    ``options``: method settings (e.g. {"interval": 10} for fisher, gates' DEFAULTS; "normalise":
-    the cost fisher divides by when it is not the budget's, or "none"; "grouping": False for
-    fisher's importance without the coupled places summed). ``device``: a Runner of the
-    profile's device: layer widths the profile lacks are measured on it and added to the profile.
-    ``measured`` (latency budgets, with ``device``): a MeasuredRounds, e.g.
-    ``MeasuredRounds(rounds=3)``: plans are lowered and measured on the device, the selection
-    made again until one measures at or just under the budget (measured_rounds.py): from the same
-    importance, or, for a trained method asked for a tighter plan than it trained towards,
-    trained again at that aim (TrainedRuns). With measured rounds the budget is a measured
-    latency: a share ("50%") is of the original's latency measured on the device, and the first
-    plan is chosen at the same share of the original's predicted latency (the table may sum the
-    whole net faster or slower than the device runs it).
+    not needed by ``l1`` and ``uniform``. ``method``: a name or a Method with options.
+    ``training``: how a method that trains does (default TrainConfig(): 100 steps at 1e-4;
+    BatchNorm frozen for the gates, whatever it says). ``output``: where the result goes and
+    whether progress shows (Output). ``loss_fn``: (output, target) -> loss, cross-entropy by
+    default.
     """
     from ..storage import save, spec_of
 
     started = time.perf_counter()
+    target, output = target or Target(), output or Output()
+    chosen = method if isinstance(method, Method) else Method(method)
+    method, options = chosen.name, dict(chosen.options)
+    budget, cost, profile, block, device, measured = (target.budget, target.cost, target.profile, target.block,
+                                                      target.device, target.measured)
+    out, spec, show = output.out, output.spec, output.show
+    training = training or TrainConfig()
+    steps, seed = training.steps, training.seed
     if method not in METHODS:
         raise PruneError(f"unknown method {method!r}: one of {', '.join(METHODS)}")
     if isinstance(example_inputs, torch.Tensor):
@@ -164,8 +205,7 @@ def prune(model: nn.Module, example_inputs, data=None, loss_fn=None, budget="50%
     trained_to = dataclasses.replace(the_budget, value=max(aim, least))
 
     torch.manual_seed(seed)
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-                         freeze_bn=method == "gates")
+    config = dataclasses.replace(training, freeze_bn=method == "gates")
     # (a measured original varies from run to run: a killed run's checkpoint resumes on the budget as asked)
     run_key = {"method": method, "budget": {"measured": the_budget.asked} if measured else the_budget.to_dict(),
                "cost": cost, "block": block,

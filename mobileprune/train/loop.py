@@ -48,9 +48,11 @@ class LoopError(MobilepruneError, ValueError):
 
 @dataclass
 class TrainConfig:
-    steps: int
+    """How the loop trains. The defaults are mobileprune.prune's (a pruning method trains 100
+    steps at 1e-4 unless told otherwise); fine-tuning and the Fashion trainer set their own."""
+    steps: int = 100
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-4
     weight_decay: float = 0.0
     seed: int = 0
     checkpoint_every: int = 25
