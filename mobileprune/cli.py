@@ -369,7 +369,7 @@ def cmd_prune(args) -> int:
 
     from .data import load_data, top1
     from .prune import MeasuredRounds, Output, Target, TrainConfig, prune
-    from .prune.methods import TRAINED
+    from .prune.methods import METHODS
     from .spec import build, default_input_shape, parse_shape
 
     absolute = {"latency": args.budget_ms, "flops": args.budget_kfpp, "memory": args.budget_melems}
@@ -379,7 +379,7 @@ def cmd_prune(args) -> int:
     shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(args.model)
     model = build(args.model).eval()
     data = load_data(args.data, shape, args.data_dir) if args.data else None
-    if data is None and args.method in TRAINED:
+    if data is None and METHODS[args.method].trains:
         from .prune import PruneError
         raise PruneError(f"--method {args.method} trains while it prunes: give --data (fashion-mnist, mnist or "
                          f"path/to/file.py:factory), or use --method l1 / uniform")

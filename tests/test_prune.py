@@ -152,6 +152,33 @@ def test_gates_reach_the_budget_within_the_default_steps(fashion):
                  training=mp.TrainConfig(steps=5), output=mp.Output(show=False))
 
 
+def test_a_method_registered_alone_prunes_end_to_end(tmp_path):
+    """A new method is one registry entry (prune/methods/__init__.py): registered with its run and
+    traits, mp.prune takes it by name with its options, refuses others, and saves its plan."""
+    from mobileprune.prune.context import Outcome
+    from mobileprune.prune.methods import METHODS, MethodEntry, register
+
+    seen = {}
+
+    def run(ctx):  # importance reversed in position: the last blocks of every group are kept
+        seen.update(ctx.options)
+        return Outcome(np.arange(ctx.blocks.total, dtype=float), info={"stand-in": True})
+
+    register("stand-in", MethodEntry(run, options=("strength",)))
+    try:
+        result = mp.prune(TwoBranch(), TOY_INPUT, method=mp.Method("stand-in", {"strength": 2}),
+                          target=mp.Target("60%", cost="flops", block=2),
+                          output=mp.Output(out=tmp_path / "p", show=False))
+        assert seen == {"strength": 2} and result.report["method_info"] == {"stand-in": True}
+        assert result.report["predicted"]["after"] <= result.report["predicted"]["budget"]
+        assert mp.load(tmp_path / "p")[1]["plan"]["keep"] == result.plan.to_dict()["keep"]
+        with pytest.raises(PruneError, match="has no option 'weak'"):
+            mp.prune(TwoBranch(), TOY_INPUT, method=mp.Method("stand-in", {"weak": 1}),
+                     target=mp.Target("60%", cost="flops"), output=mp.Output(show=False))
+    finally:
+        METHODS.pop("stand-in")
+
+
 def test_l1_and_uniform_meet_the_budget_without_data():
     for method in ("l1", "uniform"):
         result = mp.prune(TwoBranch(), TOY_INPUT, method=method, target=mp.Target(budget="60%", cost="flops"),
@@ -588,7 +615,7 @@ def test_a_tighter_aim_in_the_measured_rounds_trains_again(fashion):
     ctx = Context(work, blocks, cost, resolve(loose, cost.unit, full, least), TrainConfig(steps=30, lr=1e-3, seed=0),
                   data, default_loss, show=False)
     torch.manual_seed(0)
-    runs = TrainedRuns("fisher", ctx, original, METHODS["fisher"](ctx), least, seed=0)
+    runs = TrainedRuns("fisher", ctx, original, METHODS["fisher"].run(ctx), least, seed=0)
 
     first = runs.select(loose)
     assert runs.aims() == [loose] and runs.run_of(first)[0] is work

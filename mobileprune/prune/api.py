@@ -33,7 +33,7 @@ from .budget import Budget, resolve
 from .context import Context
 from ..train.loop import TrainConfig
 from .measured_rounds import MeasuredRounds, meet_measured, selection_key
-from .methods import METHODS, OPTIONS, SHARED_OPTIONS, TRAINED
+from .methods import METHODS, SHARED_OPTIONS
 from .select import select, select_by_rank, smallest
 
 COSTS = ("latency", "flops", "memory")
@@ -133,9 +133,9 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
     ``data``: a training Dataset of (input, target), or a DataSplits (its train split is used);
     not needed by ``l1`` and ``uniform``. ``method``: a name or a Method with options.
     ``training``: how a method that trains does (default TrainConfig(): 100 steps at 1e-4;
-    BatchNorm frozen for the gates, whatever it says). ``output``: where the result goes and
-    whether progress shows (Output). ``loss_fn``: (output, target) -> loss, cross-entropy by
-    default.
+    BatchNorm frozen where the method's registry entry says so, whatever it says). ``output``:
+    where the result goes and whether progress shows (Output). ``loss_fn``: (output, target) ->
+    loss, cross-entropy by default.
     """
     from ..storage import save, spec_of
 
@@ -153,13 +153,14 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     dataset = getattr(data, "train", data)
-    unknown = sorted(set(options or {}) - set(OPTIONS[method]) - set(SHARED_OPTIONS))
+    entry = METHODS[method]
+    unknown = sorted(set(options or {}) - set(entry.options) - set(SHARED_OPTIONS))
     if unknown:
         raise PruneError(f"method {method!r} has no option {', '.join(map(repr, unknown))}: its options are "
-                         f"{', '.join(OPTIONS[method] + SHARED_OPTIONS)}")
-    if method in TRAINED and dataset is None:
+                         f"{', '.join(entry.options + SHARED_OPTIONS)}")
+    if entry.trains and dataset is None:
         raise PruneError(f"method {method!r} trains: give data (e.g. --data fashion-mnist)")
-    if method in TRAINED and steps < 1:
+    if entry.trains and steps < 1:
         raise PruneError(f"method {method!r} needs steps >= 1")
     out = Path(out) if out is not None else None
     spec = spec_of(spec if spec is not None else model) if out is not None else spec
@@ -205,7 +206,7 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
     trained_to = dataclasses.replace(the_budget, value=max(aim, least))
 
     torch.manual_seed(seed)
-    config = dataclasses.replace(training, freeze_bn=method == "gates")
+    config = dataclasses.replace(training, freeze_bn=entry.freeze_bn)
     # (a measured original varies from run to run: a killed run's checkpoint resumes on the budget as asked)
     run_key = {"method": method, "budget": {"measured": the_budget.asked} if measured else the_budget.to_dict(),
                "cost": cost, "block": block,
@@ -216,9 +217,9 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
     saving_cost = make_cost(normalise, analysis, profile, model_key, device, block) \
         if normalise and normalise not in (cost, "none") else None
     ctx = Context(work, blocks, cost_model, trained_to, config, dataset, loss_fn or default_loss,
-                  out / CHECKPOINT if out is not None and method in TRAINED else None, run_key, show, options,
+                  out / CHECKPOINT if out is not None and entry.trains else None, run_key, show, options,
                   saving_cost)
-    outcome = METHODS[method](ctx)
+    outcome = entry.run(ctx)
     measured_report = None
     if measured is not None:
         runs = TrainedRuns(method, ctx, model, outcome, least, seed)
@@ -256,9 +257,10 @@ def _reselect(method: str, outcome, ctx: Context, budget: Budget):
             return lambda aim: select_by_rank(ctx.blocks, outcome.importance, ctx.cost, aim)
         return lambda aim: select(ctx.blocks, outcome.importance, ctx.cost, aim, rank_cost=ctx.saving_cost,
                                   floor=outcome.floor)
-    if method in TRAINED:
+    if METHODS[method].trains:
         raise AssertionError(f"{method} returned no importance")
-    return lambda aim: METHODS[method](dataclasses.replace(ctx, budget=dataclasses.replace(budget, value=aim))).selection
+    run = METHODS[method].run
+    return lambda aim: run(dataclasses.replace(ctx, budget=dataclasses.replace(budget, value=aim))).selection
 
 
 LOOSER = 0.025  # an aim this share over a run's own is looser than it: chosen from it, or trained again
@@ -290,7 +292,7 @@ class TrainedRuns:
     def select(self, aim: float) -> dict:
         aim = max(aim, self.least)
         under = [i for i, (trained, _, _) in enumerate(self.runs) if trained <= aim * (1 + 1e-9)]
-        if self.method not in TRAINED:
+        if not METHODS[self.method].trains:
             i = 0
         elif under:
             i = max(under, key=lambda j: self.runs[j][0])
@@ -298,7 +300,7 @@ class TrainedRuns:
             i = self._train(aim)
         selection = self._select_from(i, aim)
         trained = self.runs[i][0]
-        if self.method in TRAINED and aim > trained * (1 + LOOSER) and \
+        if METHODS[self.method].trains and aim > trained * (1 + LOOSER) and \
                 selection_key(selection) == selection_key(self._select_from(i, trained)):
             # The run cannot answer a looser aim: blocks fisher removed while training rank below
             # everything and never come back, so the plan stays where that run stopped (at 30% of
@@ -318,7 +320,7 @@ class TrainedRuns:
         ctx = dataclasses.replace(self.ctx, model=copy.deepcopy(self.original).eval(), checkpoint=None,
                                   budget=dataclasses.replace(self.ctx.budget, value=aim))
         torch.manual_seed(self.seed)
-        self.runs.append((aim, ctx.model, METHODS[self.method](ctx)))
+        self.runs.append((aim, ctx.model, METHODS[self.method].run(ctx)))
         return len(self.runs) - 1
 
     def run_of(self, selection: dict) -> tuple:
