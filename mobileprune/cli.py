@@ -302,53 +302,19 @@ def cmd_predict(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    import os
-    from pathlib import Path
+    from .finetune import FinetuneConfig
+    from .finetune.saved import finetune_saved
 
-    import torch
-
-    from . import fashion
-    from .data import load_data, top1
-    from .finetune import FinetuneConfig, FinetuneError, finetune
-    from .spec import build
-    from .storage import StorageError, is_saved, load, load_saved, save
-
-    if not is_saved(args.pruned):
-        raise StorageError(f"{args.pruned} is not a saved pruned model (make one with `mobileprune prune`)")
-    if is_saved(args.out):
-        raise StorageError(f"{args.out} already holds a saved model: choose another --out")
-    distributed = "LOCAL_RANK" in os.environ  # under torchrun
-    if distributed and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = torch.distributed.get_rank() if distributed else 0
-    saved = load_saved(args.pruned)
-    shape = saved.meta["input_shapes"][0]
-    data = load_data(args.data, shape, args.data_dir)
-    for spec in args.teacher:  # an untrained teacher teaches noise: refuse the ones we can tell
-        if fashion.untrained(spec):
-            raise FinetuneError(f"teacher {spec} has no trained weights here: train it first with "
-                                f"`{fashion.untrained(spec)}`")
-    teachers = [load(spec)[0] if is_saved(spec) else build(spec).eval() for spec in args.teacher]
-    before = top1(saved.model, data.val, args.eval_images)
     config = FinetuneConfig(epochs_per_teacher=args.epochs_per_teacher, kd_weight=args.kd_weight,
                             temperature=args.temperature, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
                             patience=args.patience, steps_per_epoch=args.steps_per_epoch,
                             eval_images=args.eval_images, seed=args.seed, freeze_bn=args.freeze_bn,
                             bn_batches=args.bn_batches)
-    result = finetune(saved.model, data, teachers, args.teacher, config=config, out=args.out, show=not args.json)
-    report = {**result.report, "pruned": str(args.pruned), "spec": saved.meta["spec"],
-              "top1": {"before": before, "after": top1(result.model, data.val, args.eval_images),
-                       "split": f"{data.name} held-out", "images": min(args.eval_images or len(data.val),
-                                                                       len(data.val))}}
-    if rank == 0:
-        save(args.out, saved.meta["spec"], saved.plan, result.model, [tuple(s) for s in saved.meta["input_shapes"]])
-        (Path(args.out) / "finetune.json").write_text(json.dumps(report, indent=2))
-        for f in Path(args.out).glob("*.pt"):  # the run is done: its checkpoints go
-            f.unlink()
-    if distributed:
-        torch.distributed.destroy_process_group()
-    if rank != 0:
+    done = finetune_saved(args.pruned, args.teacher, args.data, args.out, config=config, data_dir=args.data_dir,
+                          show=not args.json)
+    if done.rank != 0:
         return 0
+    result, report = done.result, done.report
     if args.json:
         print(json.dumps(report))
         return 0
@@ -359,17 +325,17 @@ def cmd_finetune(args) -> int:
         table.add_row(str(row["stage"] + 1), row["teacher"], str(row["epoch"]), f"{row['loss']:.4f}",
                       f"{100 * row['val_top1']:.2f}")
     Console().print(table)
-    print(f"held-out top-1 {100 * before:.2f}% before fine-tuning -> {100 * report['top1']['after']:.2f}% after "
-          f"({report['top1']['images']} images of {data.name})")
+    top = report["top1"]
+    print(f"held-out top-1 {100 * top['before']:.2f}% before fine-tuning -> {100 * top['after']:.2f}% after "
+          f"({top['images']} images, {top['split']})")
     return 0
 
 
 def cmd_prune(args) -> int:
     import torch
 
-    from .data import load_data, top1
+    from .data import load_data
     from .prune import MeasuredRounds, Output, Target, TrainConfig, prune
-    from .prune.methods import METHODS
     from .spec import build, default_input_shape, parse_shape
 
     absolute = {"latency": args.budget_ms, "flops": args.budget_kfpp, "memory": args.budget_melems}
@@ -379,22 +345,13 @@ def cmd_prune(args) -> int:
     shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(args.model)
     model = build(args.model).eval()
     data = load_data(args.data, shape, args.data_dir) if args.data else None
-    if data is None and METHODS[args.method].trains:
-        from .prune import PruneError
-        raise PruneError(f"--method {args.method} trains while it prunes: give --data (fashion-mnist, mnist or "
-                         f"path/to/file.py:factory), or use --method l1 / uniform")
-    before = top1(model, data.val, args.eval_images) if data is not None and args.eval_images else None
     target = Target(budget=budget, cost=cost, profile=args.profile, block=args.block,
                     device=_runner(args.device, args) if args.device else None,
                     measured=MeasuredRounds(rounds=args.measured_rounds) if args.measured_rounds else None)
     result = prune(model, torch.randn(shape), data, method=args.method, target=target,
                    training=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
-                   output=Output(out=args.out, spec=args.model, show=not args.json))
+                   output=Output(out=args.out, spec=args.model, show=not args.json, score_images=args.eval_images))
     report = result.report
-    if before is not None:
-        report["top1"] = {"before": before, "after": top1(result.model, data.val, args.eval_images),
-                          "images": min(args.eval_images, len(data.val)), "split": f"{data.name} validation"}
-        (result.path / "report.json").write_text(json.dumps(report, indent=1, default=float))
     if args.json:
         print(json.dumps({"model": args.model, "out": str(result.path), **report}, default=float))
         return 0

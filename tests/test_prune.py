@@ -179,6 +179,24 @@ def test_a_method_registered_alone_prunes_end_to_end(tmp_path):
         METHODS.pop("stand-in")
 
 
+def test_top1_before_and_after_is_scored_on_the_held_out_split(fashion, tmp_path):
+    """Output(score_images=N): the report (and OUT/report.json) has top-1 on N held-out images of
+    the original and of the slimmed net; without a held-out split it is refused before any work."""
+    net = TwoBranch().eval()
+    before = mp.data.top1(net, fashion.val, 200)
+    result = mp.prune(net, TOY_INPUT, fashion, method="l1", target=mp.Target("60%", cost="flops"),
+                      output=mp.Output(out=tmp_path / "p", show=False, score_images=200))
+    top = result.report["top1"]
+    assert top["images"] == 200 and top["split"] == "fashion-mnist validation"
+    assert top["before"] == before
+    assert top["after"] == pytest.approx(mp.data.top1(result.model, fashion.val, 200))
+    assert json.loads((tmp_path / "p" / "report.json").read_text())["top1"] == top
+    with pytest.raises(PruneError, match="held-out split"):
+        mp.prune(TwoBranch(), TOY_INPUT, fashion.train, method="l1", target=mp.Target("60%", cost="flops"),
+                 output=mp.Output(out=tmp_path / "q", show=False, score_images=200))
+    assert not (tmp_path / "q").exists()
+
+
 def test_l1_and_uniform_meet_the_budget_without_data():
     for method in ("l1", "uniform"):
         result = mp.prune(TwoBranch(), TOY_INPUT, method=method, target=mp.Target(budget="60%", cost="flops"),

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cost import FlopsCost, LatencyCost, MemoryCost
+from ..data import top1
 from ..devices import runtimes
 from ..devices.identity import compare, host_identity
 from ..devices.latency_table import DeviceProfile
@@ -30,8 +31,8 @@ from ..plan import PrunePlan
 from ..slim import analyze, slim
 from .blocks import Blocks, magnitude_order
 from .budget import Budget, resolve
-from .context import Context
 from ..train.loop import TrainConfig
+from .context import Context
 from .measured_rounds import MeasuredRounds, meet_measured, selection_key
 from .methods import METHODS, SHARED_OPTIONS
 from .select import select, select_by_rank, smallest
@@ -86,10 +87,13 @@ class Output:
     """Where the result goes: ``out``, a directory to save the pruned model in (mobileprune.load
     takes it; a killed run resumes from its checkpoint there); ``spec``, how to rebuild the
     original there (default: the model's class, see storage.save), which as a model spec string
-    also names the model in the profile's calibrations; ``show``: progress and tables."""
+    also names the model in the profile's calibrations; ``show``: progress and tables;
+    ``score_images``: top-1 before and after on this many images of the data's held-out split
+    (data a DataSplits), in the report as "top1"."""
     out: object = None  # a directory path
     spec: object = None
     show: bool = True
+    score_images: int = 0
 
 
 @dataclass
@@ -162,6 +166,11 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
         raise PruneError(f"method {method!r} trains: give data (e.g. --data fashion-mnist)")
     if entry.trains and steps < 1:
         raise PruneError(f"method {method!r} needs steps >= 1")
+    held_out = getattr(data, "val", None)
+    if output.score_images and held_out is None:
+        raise PruneError("scoring top-1 before and after needs data with a held-out split (a DataSplits, e.g. "
+                         "--data fashion-mnist)")
+    before = top1(model, held_out, output.score_images) if output.score_images else None
     out = Path(out) if out is not None else None
     spec = spec_of(spec if spec is not None else model) if out is not None else spec
     if isinstance(profile, (str, Path)):
@@ -239,6 +248,9 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
                      time.perf_counter() - started)
     if measured_report is not None:
         report["measured"] = measured_report
+    if before is not None:
+        report["top1"] = {"before": before, "after": top1(slimmed, held_out, output.score_images),
+                          "images": min(output.score_images, len(held_out)), "split": f"{data.name} validation"}
     result = PruneResult(slimmed, plan, report, analysis)
     if out is not None:
         save(out, spec, plan, slimmed, [tuple(x.shape) for x in example_inputs])
