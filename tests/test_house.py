@@ -1,6 +1,8 @@
-"""Settings travel as small objects, not as long parameter lists (../shared/STYLE.md): no public
-function of the product takes more than 8 parameters (self, *args/**kwargs and dataclass
-constructors not counted). Read from the source (ast), as test_imports.py reads imports."""
+"""The house rules a newcomer relies on, read from the source as test_imports.py reads imports:
+settings travel as small objects, not as long parameter lists (no public function of the
+product takes more than 8 parameters; self, *args/**kwargs and dataclass constructors not
+counted), and the CLI parses and prints (its stage work lives in the library, where a test or a
+notebook calls it without a subprocess)."""
 from __future__ import annotations
 
 import ast
@@ -31,3 +33,13 @@ def test_the_count_sees_keyword_only_parameters(tmp_path):
                                    "def _g(a, b, c, d, e, f, g, h, i):\n    pass\n\n"
                                    "class C:\n    def m(self, a, b, c, d, e, f, g, h):\n        pass\n")
     assert _too_long(tmp_path) == {"m.py:f": 9}
+
+
+# What only a stage may do: set up torch.distributed, write or delete files, save models.
+STAGE_WORK = ("torch.distributed", ".write_text(", ".write_bytes(", ".unlink(", "rmtree(", "torch.save(", "save(")
+
+
+def test_the_cli_holds_no_stage_logic():
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        source = path.read_text()
+        assert not [w for w in STAGE_WORK if w in source], (path.name, [w for w in STAGE_WORK if w in source])
