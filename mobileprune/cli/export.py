@@ -60,8 +60,8 @@ def run(args) -> int:
     if not manifest["passed"]:
         for a in manifest["artifacts"]:
             if a["status"] != "ok":
+                why = a["error"] or f"relative diff {a['parity']['rel_diff']:.3g} > tolerance {args.tolerance:.3g}"
                 print(f"mobileprune export: {a['format']} artifact failed parity and was not shipped "
-                      f"(kept as {a['path']}): {a['error'] or 'relative diff %.3g > tolerance %.3g' % (a['parity']['rel_diff'], args.tolerance)}",
-                      file=sys.stderr)
+                      f"(kept as {a['path']}): {why}", file=sys.stderr)
         return 1
     return 0
