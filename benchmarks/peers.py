@@ -201,7 +201,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--margin", type=float, default=0.02,
                         help="ours aim this share under the lowest measured latency of the contenders: timed in turns "
                              "with them, a plan at their measured latency ran 0.4%% slower (peers.py, 2026-12-06)")
-    parser.add_argument("--pair-tries", type=int, default=3,
+    parser.add_argument("--pair-tries", type=int, default=5,
                         help="times --ours is pruned again, aimed by its latency ratio in turns with the fastest "
                              "contender, until it is within twice --margin under it (Place.level_with)")
     parser.add_argument("--seeds", type=int, default=3)
