@@ -109,22 +109,22 @@ def test_a_model_is_lowered_for_timing_once_per_architecture(tmp_path, monkeypat
     other weights is timed from that program (a float program's speed does not depend on their
     values), another width or input shape gets its own, and only the most recently used stay."""
     import mobileprune.devices.programs
-    from mobileprune.devices import profiler
+    from mobileprune.devices import measuring
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(profiler, "TIMING_PROGRAMS_KEPT", 2)
+    monkeypatch.setattr(measuring, "TIMING_PROGRAMS_KEPT", 2)
     runtime = runtimes.get("executorch")
     net = lambda width: nn.Sequential(nn.Conv2d(3, width, 3), nn.ReLU()).eval()  # noqa: E731
     small, large = (torch.randn(1, 3, 8, 8),), (torch.randn(1, 3, 12, 12),)
-    first = profiler.timing_program(net(8), small, runtime)
+    first = measuring.timing_program(net(8), small, runtime)
     with monkeypatch.context() as patched:  # the same architecture again: nothing may be lowered
 
         def no_lowering(*_, **__):
             raise AssertionError("lowered again")
 
         patched.setattr(mobileprune.devices.programs, "to_pte", no_lowering)
-        assert profiler.timing_program(net(8), small, runtime) == first
-    wider, larger = profiler.timing_program(net(16), small, runtime), profiler.timing_program(net(8), large, runtime)
+        assert measuring.timing_program(net(8), small, runtime) == first
+    wider, larger = measuring.timing_program(net(16), small, runtime), measuring.timing_program(net(8), large, runtime)
     assert len({first, wider, larger}) == 3
     assert sorted((tmp_path / "mobileprune" / "programs" / "executorch" / "models").iterdir()) == sorted([wider, larger])
 
