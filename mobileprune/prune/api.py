@@ -29,9 +29,9 @@ from ..errors import MobilepruneError
 from ..graph import Analysis
 from ..plan import PrunePlan
 from ..slim import analyze, slim
+from ..train.loop import TrainConfig
 from .blocks import Blocks, magnitude_order
 from .budget import Budget, resolve
-from ..train.loop import TrainConfig
 from .context import Context
 from .measured_rounds import MeasuredRounds, meet_measured, selection_key
 from .methods import METHODS, SHARED_OPTIONS
@@ -170,7 +170,6 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
     if output.score_images and held_out is None:
         raise PruneError("scoring top-1 before and after needs data with a held-out split (a DataSplits, e.g. "
                          "--data fashion-mnist)")
-    before = top1(model, held_out, output.score_images) if output.score_images else None
     out = Path(out) if out is not None else None
     spec = spec_of(spec if spec is not None else model) if out is not None else spec
     if isinstance(profile, (str, Path)):
@@ -195,6 +194,7 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
                          "latency budget and a device (--device host)")
     if out is not None and (out / "model.json").exists():
         raise PruneError(f"{out} already holds a saved model: choose another --out (nothing was changed)")
+    before = top1(model, held_out, output.score_images) if output.score_images else None
     # With measured rounds the budget is a measured latency, and the floor only the profile's
     # prediction of the smallest plan: a device running faster than its table today can meet a
     # budget under it. So it is not refused: the method trains towards the floor, and the

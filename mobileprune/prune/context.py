@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..train.loop import Checkpoint, TrainConfig
 from .blocks import Blocks
 from .budget import Budget
-from ..train.loop import Checkpoint, TrainConfig
 
 
 @dataclass
