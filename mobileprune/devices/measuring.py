@@ -4,7 +4,7 @@ row; and the other measurements profiling makes (whole models, the speed referen
 Resumable: rows already in the CSV are skipped, programs already built are reused, and each
 row is flushed as soon as it is measured, so a killed run (or a vanished device) loses at most
 the batch in flight, never a written row. A profile is a fact about one device: the writer
-refuses rows measured on another (profile.check_same_device).
+refuses rows measured on another (latency_table.check_same_device).
 """
 from __future__ import annotations
 
@@ -75,8 +75,8 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, build_
     writer's profile; returns how many were added.
 
     Rows with per-op times (ExecuTorch ETDump) take the op's events. Rows without (LiteRT) take
-    the whole program's time less the profile's call overhead. With a ``reference`` the program is timed
-    in turns with it and the row is speed-normalized like whole models (devices/reference.py):
+    the whole program's time less the profile's call overhead. With a ``reference`` the program
+    is timed in turns with it and the row is speed-normalized like whole models (devices/reference.py):
     per-op times are scaled by the program's normalized over its wall-clock time, measured just
     before them in the same process. ``show_progress`` may be a Progress shared by several
     devices profiled at once: the rows get a bar of their own in it."""
