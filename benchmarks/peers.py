@@ -237,7 +237,7 @@ def settle(args, quick_seeds: int = 2):
         args.bisect_steps, args.processes, args.workers, args.threads = 1, 1, 1, 1
         args.test_images = args.val_images = 200
         args.measured_rounds = min(args.measured_rounds, 1)
-        args.pair_tries = min(args.pair_tries, 2)
+        args.pair_tries = 1  # the retries cost a pruning each (their aiming is tested apart: test_benchmarks)
         args.room = 1.0  # a smaller block's rows are measured on demand: minutes of lowering on the tiny net
     args.ratio_grid = QUICK_RATIO_GRID if args.quick else RATIO_GRID
     for spec in args.specs:

@@ -96,11 +96,9 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
             assert pair["n"] == 2 and pair["low"] <= pair["mean"] <= pair["high"]
             assert pair["mean"] == pytest.approx(by["fisher"]["top1_mean"] - r["top1_mean"])
     assert "plan(s) measured" in out and "ratio " in out and "held-out top-1" in out
-    # fisher (--ours' default) timed in turns with each contender of its seed
-    # (once per try: pruned again while out of the window, up to --quick's 2 tries a seed)
-    tries = out.count("timed in turns: ") / len(theirs)
-    assert tries == int(tries) and 2 <= tries <= 2 * 2
-    assert out.count("of the fastest contender in turns: pruned again") == tries - 2
+    # fisher (--ours' default) timed in turns with each contender of its seed, once: --quick
+    # tries once (Place.level_with's retries are tested on their own below)
+    assert out.count("timed in turns: ") == 2 * len(theirs)
     # The target against the better of Torch-Pruning's two and against uniform, met or not.
     assert out.count("\ntarget, ") == 1
     assert len([line for line in out.splitlines() if "(target +" in line]) == 2
