@@ -56,12 +56,12 @@ from mobileprune.data import load_data, top1
 from mobileprune.devices.measuring import timing_program
 from mobileprune.devices.runner import SpeedReference, measure_artifact
 from mobileprune.finetune.batchnorm import reestimate_batchnorm
-from mobileprune.train.loop import TrainConfig, train
-from mobileprune.prune.measured_rounds import aim_per_ms
+from mobileprune.prune.measured_rounds import aim_between, aim_per_ms
+from mobileprune.prune.methods import METHODS
 from mobileprune.spec import build, default_input_shape
+from mobileprune.train.loop import TrainConfig, train
 
 OURS = ("gates", "fisher", "l1")
-TRAINED = ("gates", "fisher")  # ours that train while they prune
 TORCH_PRUNING = ("tp-magnitude", "tp-taylor")
 CONTENDERS = (*OURS, *TORCH_PRUNING, "uniform")
 TAYLOR_BATCHES = 4  # batches whose loss gradient Torch-Pruning's Taylor importance reads
@@ -349,7 +349,9 @@ class Place:
     def level_with(self, contender: Contender, seed: int, aim_ms: float, theirs: list[Pruned]) -> Pruned:
         """The headline pruned at ``aim_ms`` and timed in turns with each contender; while it runs
         over the fastest of them (ratio > 1) or more than twice --margin under it, pruned again at
-        an aim from the ratios so far (_next_aim), up to --pair-tries times. Kept: the slowest try
+        an aim from the ratios so far (measured_rounds.aim_between: at 30% of resnet_w0.5
+        the ratio went 0.744 -> 1.250 for aims 0.292 -> 0.385 ms, and scaling the last aim alone
+        would step back past the middle), up to --pair-tries times. Kept: the slowest try
         at a ratio of at most 1 (else the last). Why: a latency measured alone (in turns with the
         profile's reference) and the same plans timed against each other disagreed by up to 26%: at
         30% of fashion:resnet_w0.5 fisher measured 0.207 ms alone against uniform's 0.248 (0.83),
@@ -365,25 +367,11 @@ class Place:
                 kept = entry
             if 1 - 2 * self.args.margin <= ratio <= 1:
                 break
-            aim_ms = self._next_aim(tried)
+            aim_ms = aim_between(tried, 1 - self.args.margin, 1.0)
             if attempt + 1 < self.args.pair_tries:
                 print(f"    {contender.label}, seed {seed}: {ratio:.3f} of the fastest contender in turns: "
                       f"pruned again at {aim_ms:.3f} ms", flush=True)
         return kept or entry
-
-    def _next_aim(self, tried: list[tuple[float, float]]) -> float:
-        """Aimed at a ratio of 1 - margin: between the closest tries under and over it when there
-        are both (interpolated: at 30% of resnet_w0.5 the ratio went 0.744 -> 1.250 for aims
-        0.292 -> 0.385 ms, and scaling the last aim alone would step back past the middle),
-        else the last aim scaled by its ratio."""
-        goal = 1 - self.args.margin
-        under = [t for t in tried if t[1] < goal]
-        over = [t for t in tried if t[1] > 1]
-        if under and over:
-            (a0, r0), (a1, r1) = max(under, key=lambda t: t[1]), min(over, key=lambda t: t[1])
-            return a0 + (goal - r0) / (r1 - r0) * (a1 - a0)
-        aim, ratio = tried[-1]
-        return aim * goal / ratio
 
     def compare(self, ours: Pruned, theirs: list[Pruned]) -> None:
         """Ours' latency over each contender's, timed against each other: the contender's program
@@ -444,7 +432,7 @@ class Place:
         rounds = measured.get("rounds", [])
         if rounds:  # measured as Measured measures (same processes, same reference): not again
             self.measure.remember(result.model, self.shape, measured["ms"])
-        trained = result.report["method_info"].get("steps", args.prune_steps) if method in TRAINED else 0
+        trained = result.report["method_info"].get("steps", args.prune_steps) if METHODS[method].trains else 0
         # Uniform trains from scratch: its architecture initialised at its own width (a slice of a
         # full-width initialisation would keep the full width's fan-in scale).
         model = from_scratch(result.model) if method == "uniform" else result.model

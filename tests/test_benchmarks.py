@@ -299,7 +299,6 @@ def test_ours_is_pruned_again_until_level_with_the_fastest_contender_in_turns(ca
     def place(ratios):
         tried = []
         stand_in = argparse.Namespace(args=argparse.Namespace(pair_tries=3, margin=0.02))
-        stand_in._next_aim = lambda t: peers.Place._next_aim(stand_in, t)
 
         def prune(contender, seed, aim_ms):
             tried.append(aim_ms)

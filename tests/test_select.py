@@ -18,7 +18,7 @@ from torch import nn
 import mobileprune as mp
 from mobileprune.cost.base import LayerCost
 from mobileprune.prune.blocks import Blocks
-from mobileprune.prune.select import select, smallest
+from mobileprune.prune.select import put_back, select, smallest
 
 BLOCK = 4
 
@@ -152,3 +152,39 @@ def test_a_floor_keeps_its_blocks_where_the_budget_allows_and_yields_where_not()
             assert float(cost(blocks.fractions(select(blocks, importance, cost, tight, floor=floor)))) <= tight + 1e-9
     assert gave_way >= 3, gave_way  # the floor decided these plans
     assert floor_of_share(blocks, 0.0) == {}
+
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_blocks_removed_in_training_come_back_last_removed_first_within_the_budget(seed):
+    """put_back: from a plan with blocks removed in a known order, a looser budget puts back the
+    last removed first, never goes over the budget nor drops a kept block, and a budget at the
+    full net's price puts every one back."""
+    blocks, cost, _, _ = _case(seed)
+    rng = np.random.default_rng(seed)
+
+    def price(selection: dict) -> float:
+        with torch.no_grad():
+            return float(cost(blocks.fractions(selection)))
+
+    def flat(selection: dict) -> np.ndarray:
+        return np.concatenate([selection[gb.group.id] for gb in blocks.groups])
+
+    full_blocks = [blocks.offsets[gb.group.id] + b for gb in blocks.groups for b in range(gb.full_blocks)]
+    tails = [blocks.offsets[gb.group.id] + gb.n - 1 for gb in blocks.groups if gb.tail]  # (fisher removes
+    # a tail with the group's first full block: the plan rule keeps it only with all of them)
+    removed = tails + [int(b) for b in rng.permutation(full_blocks)[:max(2, len(full_blocks) // 2)]]
+    kept = np.ones(blocks.total, dtype=bool)
+    kept[removed] = False
+    plan = blocks.legal(blocks.split(kept))
+    assert price(put_back(blocks, plan, removed, cost, price(plan))) <= price(plan)
+    for share in (0.1, 0.4, 0.8):
+        budget = price(plan) + share * (price(blocks.full()) - price(plan))
+        back = put_back(blocks, plan, removed, cost, budget)
+        assert price(back) <= budget
+        assert (flat(back) >= flat(plan)).all()  # nothing the plan kept goes
+        last = flat(plan).copy()
+        last[removed[-1]] = True
+        if price(blocks.legal(blocks.split(last))) <= budget:  # the last removed fits alone: it is back
+            assert flat(back)[removed[-1]]
+    assert flat(put_back(blocks, plan, removed, cost, price(blocks.full()))).all()

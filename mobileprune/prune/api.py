@@ -35,7 +35,7 @@ from .budget import Budget, resolve
 from .context import Context
 from .measured_rounds import MeasuredRounds, meet_measured, selection_key
 from .methods import METHODS, SHARED_OPTIONS
-from .select import select, select_by_rank, smallest
+from .select import put_back, select, select_by_rank, smallest
 
 COSTS = ("latency", "flops", "memory")
 DEFAULT_BLOCK = 8  # without a profile (FLOPs or memory budgets): a block most mobile kernels like
@@ -265,10 +265,11 @@ def _reselect(method: str, outcome, ctx: Context, budget: Budget):
     the learned importance, or (uniform scaling, which has none) by the method itself. Both
     give the smallest plan for an aim under the floor (measured rounds on a fast device)."""
     if outcome.importance is not None:
-        if outcome.by_rank:
-            return lambda aim: select_by_rank(ctx.blocks, outcome.importance, ctx.cost, aim)
-        return lambda aim: select(ctx.blocks, outcome.importance, ctx.cost, aim, rank_cost=ctx.saving_cost,
-                                  floor=outcome.floor)
+        def at(aim: float) -> dict:
+            selection = select_by_rank(ctx.blocks, outcome.importance, ctx.cost, aim) if outcome.by_rank else \
+                select(ctx.blocks, outcome.importance, ctx.cost, aim, rank_cost=ctx.saving_cost, floor=outcome.floor)
+            return put_back(ctx.blocks, selection, outcome.removed, ctx.cost, aim) if outcome.removed else selection
+        return at
     if METHODS[method].trains:
         raise AssertionError(f"{method} returned no importance")
     run = METHODS[method].run
@@ -288,8 +289,9 @@ class TrainedRuns:
     over the budget; those chosen again under it kept 59-72% top-1, plans chosen on the
     prediction alone 83%). So an aim tighter than every run so far is trained for again, from
     the user's weights with the same seed; any other aim is chosen from the run trained at the
-    nearest aim under it, unless that run cannot answer it (the plan it gives is the run's own:
-    fisher never puts back the blocks it removed while training), which is trained for too.
+    nearest aim under it (fisher puts back the blocks it removed while training, the last removed
+    first: select.put_back), unless that run cannot answer it (the plan it gives is the run's own:
+    not one block it removed fits back), which is trained for too.
     Methods that do not train (l1, uniform) choose again as before.
 
     Only the first run is checkpointed (OUT/checkpoint.pt): the later runs' aims come from
@@ -314,10 +316,10 @@ class TrainedRuns:
         trained = self.runs[i][0]
         if METHODS[self.method].trains and aim > trained * (1 + LOOSER) and \
                 selection_key(selection) == selection_key(self._select_from(i, trained)):
-            # The run cannot answer a looser aim: blocks fisher removed while training rank below
-            # everything and never come back, so the plan stays where that run stopped (at 30% of
-            # fashion:resnet_w0.5 its rounds ended at 0.84-0.86 of Torch-Pruning's latency after
-            # two plans, 2026-12-06). Trained again at this aim, as a tighter one is.
+            # The run cannot answer a looser aim: no block it removed fits back, so the plan stays
+            # where that run stopped (before put_back, at 30% of fashion:resnet_w0.5 fisher's rounds
+            # ended at 0.84-0.86 of Torch-Pruning's latency after two plans, 2026-12-06). Trained
+            # again at this aim, as a tighter one is.
             i = self._train(aim)
             selection = self._select_from(i, aim)
         self.by_key[selection_key(selection)] = i

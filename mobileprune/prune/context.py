@@ -57,3 +57,5 @@ class Outcome:
     floor: dict = field(default_factory=dict)  # per group id, the full blocks the final selection keeps at
     # least where the budget allows (select.select)
     by_rank: bool = False  # the final selection blind to what removals save (fisher's ablation)
+    removed: list = field(default_factory=list)  # flat blocks removed while training, in the order they went
+    # (fisher): a looser aim puts the last removed back first (select.put_back)

@@ -111,7 +111,7 @@ def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], flo
         tried.append((aim, ms))
         if (1 - close) * budget <= ms <= budget:
             break
-        next_aim = _next_aim(tried, (1 - close / 2) * budget, budget)
+        next_aim = aim_between(tried, (1 - close / 2) * budget, budget)
         if not fresh and selection_key(reselect(next_aim)) == key:
             break  # the aim moved and the plan did not: block granularity (or the floor) ends here
         aim = next_aim
@@ -121,10 +121,12 @@ def meet_measured(reselect: Callable[[float], dict], price: Callable[[dict], flo
     return selections[log.chosen], log
 
 
-def _next_aim(tried: list, target: float, budget: float) -> float:
-    """The next predicted budget to select at: between the highest aim that measured under the
-    budget and the lowest that measured over it, where the two bracket it (linear in between);
-    otherwise the last aim scaled by how far its measurement was off."""
+def aim_between(tried: list, target: float, budget: float) -> float:
+    """The next aim, from ``tried`` = (aim, measured) pairs, for a measurement at ``target``: between
+    the highest aim that measured at most ``budget`` and the lowest that measured over it, where the
+    two bracket it (linear in between); otherwise the last aim scaled by how far its measurement
+    was off. (The measured rounds aim predicted ms at measured ms; benchmarks/peers.py aims
+    measured ms at a latency ratio in turns.)"""
     under = [t for t in tried if t[1] <= budget]
     over = [t for t in tried if t[1] > budget]
     if under and over:

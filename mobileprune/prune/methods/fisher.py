@@ -196,4 +196,4 @@ def run(ctx: Context) -> Outcome:
         "interval": method.interval, "rounds": method.rounds_done, "samples_per_round": method.samples_per_round,
         "removed_in_training": len(method.order), "budget_met_in_training": method.done,
         "unmasked_consumers": masks.skipped, **trained}, floor={} if method.rank_only else method.floor_blocks(),
-        by_rank=method.rank_only)
+        by_rank=method.rank_only, removed=list(method.order))
