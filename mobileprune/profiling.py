@@ -36,16 +36,18 @@ def profile_device(specs: list, out, runner, config: ProfilingConfig | None = No
     ``config`` says (default ProfilingConfig(): ExecuTorch, 1 thread, the device's block)."""
     config = config or ProfilingConfig()
     models = profile_rows(specs, out, runner, config, show_progress=show_progress, log=log)
-    return calibrate_models(DeviceProfile.load(out), models, runner, config.repeats, log)
+    return calibrate_models(DeviceProfile.load(out), models, runner, config.repeats, log, config.fixed_share)
 
 
-def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int = 50, log=print) -> DeviceProfile:
+def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int = 50, log=print,
+                     with_fixed_share: bool = True) -> DeviceProfile:
     """Measure every model of ``models`` ({spec: (model, analysis)}) the profile has not
     calibrated yet, on ``runner``'s device, and record it in the profile's metadata: its whole
     latency, and its fixed share (cost/calibrate.py), from a random half-width variant measured
     beside it (both timed in turns with the speed reference, so the machine's drift between
     two measurements cancels in their ratio; a model calibrated before fixed shares existed gets
-    its share measured the same way)."""
+    its share measured the same way). ``with_fixed_share=False``: the whole latency only (a
+    prediction then scales all of it with the widths)."""
     check_same_device(profile.meta, runner.identity(), profile.path, runner.device)  # meta is a device fact too
     runtime = runtimes.get(profile.meta.runtime)
     reference = speed_reference(profile.meta, cache_dir(runtime))
@@ -61,7 +63,7 @@ def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int 
                              reference=reference)["ms"]
 
     for spec, (model, analysis) in models.items():
-        if spec in meta.overheads_ms and spec in meta.fixed_shares:
+        if spec in meta.overheads_ms and (spec in meta.fixed_shares or not with_fixed_share):
             continue
         measured = whole(spec, model, analysis)
         cost = LatencyCost(analysis, profile)
@@ -72,6 +74,9 @@ def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int 
             meta.layer_counts[spec] = len(cost.layers)
             log(f"{spec}: whole model {measured:.3f} ms, layers {layers_ms:.3f} ms, "
                 f"overhead {measured - layers_ms:.3f} ms")
+        if not with_fixed_share:
+            profile.save_meta()
+            continue
         plan, predicted_share = _half_width_variant(analysis, cost, meta.block)
         share = None
         if plan.keep:

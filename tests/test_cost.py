@@ -164,6 +164,13 @@ def test_fractional_widths_below_the_grid_are_measured_around(tiny, small, tmp_p
     assert len(copy.table) == rows  # bracketed by what is there: nothing measured
 
 
+def test_a_profile_asked_for_no_fixed_shares_is_calibrated_whole_only(shared_tiny_profile):
+    """ProfilingConfig(fixed_share=False), as the tests' shared profile is made: each model's
+    whole latency and overhead are recorded (predictions need them), no fixed share."""
+    reread = DeviceProfile.load(shared_tiny_profile.path).meta
+    assert TINY in reread.overheads_ms and TINY in reread.measured_ms and TINY not in reread.fixed_shares
+
+
 def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path, monkeypatch):
     """Calibration measures each profiled model whole, in turns with the speed reference; the
     reference itself (the tiny net is its own in the tests' profile) is taken at the reference's

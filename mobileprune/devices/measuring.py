@@ -47,13 +47,16 @@ class ProfilingConfig:
     tile, or the block of the profile being resumed), each layer at its full width and at
     ``fractions`` of it, each row timed ``repeats`` times; rows without per-op times and whole
     models timed in turns with the speed reference, the model spec ``reference``
-    (devices/reference.py; MobileNetV2 at 224x224 by default)."""
+    (devices/reference.py; MobileNetV2 at 224x224 by default); ``fixed_share``: each model's
+    fixed share measured too, from a half-width variant (cost/calibrate.py; False: one lowering
+    and measurement less per model, and predictions scale its whole latency)."""
     runtime: str = "executorch"
     threads: int = 1
     block: int | None = None
     repeats: int = 50
     fractions: tuple = (0.5,)
     reference: str = REFERENCE_MODEL
+    fixed_share: bool = True
 
 
 def new_meta(runner: Runner, runtime: Runtime, threads: int, block: int) -> ProfileMeta:
