@@ -125,12 +125,13 @@ def select_by_rank(blocks: Blocks, importance: np.ndarray, cost, budget: float, 
 def put_back(blocks: Blocks, selection: dict, removed: list, cost, budget: float) -> dict:
     """``selection`` with blocks a method removed while training (``removed``: flat block indices
     in the order they went) put back, the last removed first, while its price stays within
-    ``budget``. Such blocks rank below every other (fisher's importance), so the selection alone
-    never puts them back, and a looser aim measured in rounds found the same plan again. Trained
-    again at each looser aim instead, fisher landed on a new plan each time, far off the
-    interpolated aim (30% of fashion:resnet_w0.5, block 2: plans measured 0.314, 0.186 and
-    0.204 ms for a 0.292 ms budget, 2026-12-06). Put back in this order, a run's plans grow with
-    the aim, so the rounds' bracket between aims under and over the budget holds."""
+    ``budget``. Such blocks rank below every other (fisher's importance): the selection alone
+    leaves one in only where its greedy removal happens to stop early (fisher on a toy at blocks
+    of 1: 0.392 of its FLOPs for an aim of 0.50, tests/test_prune.py), so a looser aim measured
+    in rounds found its plan again, or a new training at that aim landed elsewhere (30% of
+    fashion:resnet_w0.5, block 2: plans measured 0.314, 0.186 and 0.204 ms for a 0.292 ms
+    budget, the rounds ended 30% under it, 2026-12-06). Put back in this order, one run's plans
+    grow with the aim, so the rounds' bracket between aims under and over the budget holds."""
     def flat_of(sel: dict) -> np.ndarray:
         return np.concatenate([sel[gb.group.id] for gb in blocks.groups]).astype(bool)
 
