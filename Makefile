@@ -45,13 +45,10 @@ $(RUNNER): android_runner/runner.cpp android_runner/CMakeLists.txt $(STAMP) | to
 		-DCMAKE_PREFIX_PATH="$$($(PY) -c 'import executorch; print(list(executorch.__path__)[0])')"
 	cmake --build build/runner-host
 
-# --no-compile: pip byte-compiles every module it installs (about 25,000 here, some 130 s of one
-# core on a 2-core AMD EPYC VM); Python compiles the few thousand a run imports when it first
-# imports them, and keeps them.
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e '.[dev,samples,tensorflow,bench]'
-	$(PY) -m pip install --quiet --no-compile --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,samples,tensorflow,bench]'
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
 demo: $(STAMP) data
