@@ -617,7 +617,6 @@ def test_a_tighter_aim_in_the_measured_rounds_trains_again(fashion):
     (select.put_back), so the plans grow with the aim instead of landing wherever a new training
     lands."""
     from mobileprune.prune.api import TrainedRuns, default_loss
-    from mobileprune.prune.measured_rounds import selection_key
     from mobileprune.prune.budget import resolve
     from mobileprune.prune.context import Context
     from mobileprune.train.loop import TrainConfig

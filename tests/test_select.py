@@ -154,7 +154,6 @@ def test_a_floor_keeps_its_blocks_where_the_budget_allows_and_yields_where_not()
     assert floor_of_share(blocks, 0.0) == {}
 
 
-
 @pytest.mark.parametrize("seed", range(10))
 def test_blocks_removed_in_training_come_back_last_removed_first_within_the_budget(seed):
     """put_back: from a plan with blocks removed in a known order, a looser budget puts back the
