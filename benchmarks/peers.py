@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from measured import from_scratch, reachable_block, this_machine
-from resume import RunState, forget, run_retrying
+from resume import RetryingPool, RunState, forget
 
 import mobileprune as mp
 from mobileprune import fashion
@@ -342,6 +342,11 @@ class Place:
         torch.manual_seed(seed)
         entry = self._pruned(contender, seed, aim_ms, contender.block or self.block)
         entry.aim_ms, entry.measured_ms = aim_ms, self.measure(entry.model, self.shape)
+        # Judged on the figure the table shows: an architecture keeps its first measurement
+        # (Measured.remember), so a plan whose own round met the aim can share the architecture
+        # of another contender's plan measured above it (test_peers_quick failed so, beside a
+        # parallel suite: ours "reached" at a latency over the contenders').
+        entry.reached = entry.reached and entry.measured_ms <= aim_ms * (1 + 1e-9)
         print(f"    {contender.label:26s} seed {seed}: {entry.note}, measured {entry.measured_ms:.3f} ms "
               f"for {aim_ms:.3f} ms ({time.perf_counter() - began:.0f} s)", flush=True)
         return entry
@@ -498,19 +503,20 @@ def fine_tune_all(pruned: list[Pruned], args, state: RunState | None = None) -> 
                 for i, p in enumerate(pruned) for lr in wanted(p) if lr not in p.scores}
 
     # Fresh (spawned) processes: no thread pool inherited from this one. A worker that dies of a
-    # native fault breaks the pool: its tasks run again in a fresh one (resume.run_retrying).
+    # native fault breaks the pool: its tasks run again in a fresh one (resume.RetryingPool).
     # Each task gets its net as bytes (a copy of its own: a pool passes tensors in shared memory,
-    # so a worker training in place would train this process's net).
-    pool = dict(mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(args,))
-    run_retrying(tasks(lambda p: args.lrs if p.seed == 0 else ()), fine_tune, scored, args.workers, args.retries,
-                 **pool)
-    chosen = {}
-    for p in pruned:
-        if p.seed == 0:
-            chosen[(p.spec, p.share, p.method)] = max(args.lrs, key=lambda lr: (p.scores[lr]["val"], -lr))
-    for p in pruned:
-        p.lr = chosen[(p.spec, p.share, p.method)]
-    run_retrying(tasks(lambda p: (p.lr,)), fine_tune, scored, args.workers, args.retries, **pool)
+    # so a worker training in place would train this process's net). One pool for both stages.
+    spawn = multiprocessing.get_context("spawn")
+    with RetryingPool(args.workers, args.retries, mp_context=spawn, initializer=_worker_init,
+                      initargs=(args,)) as pool:
+        pool.run(tasks(lambda p: args.lrs if p.seed == 0 else ()), fine_tune, scored)
+        chosen = {}
+        for p in pruned:
+            if p.seed == 0:
+                chosen[(p.spec, p.share, p.method)] = max(args.lrs, key=lambda lr: (p.scores[lr]["val"], -lr))
+        for p in pruned:
+            p.lr = chosen[(p.spec, p.share, p.method)]
+        pool.run(tasks(lambda p: (p.lr,)), fine_tune, scored)
 
 
 _DATA: dict = {}  # per worker: spec -> data splits

@@ -82,25 +82,55 @@ def forget() -> None:
         _USED.pop().unlink(missing_ok=True)
 
 
-def run_retrying(tasks: dict, fn, on_result, workers: int, retries: int, **pool_options) -> None:
-    """``fn(*args)`` for each ``tasks[key] = args`` in a pool of ``workers`` processes;
-    ``on_result(key, result)`` as each ends. A worker that dies breaks the pool and every
-    task still pending with it: those run again in a fresh pool, up to ``retries`` times,
-    then SystemExit names them (the results so far have been handed to on_result)."""
-    pending = dict(tasks)
-    for attempt in range(retries + 1):
-        with ProcessPoolExecutor(workers, **pool_options) as pool:
-            futures = {pool.submit(fn, *args): key for key, args in pending.items()}
+class RetryingPool:
+    """A pool of ``workers`` processes that runs stages of tasks (``run``), kept across stages:
+    its workers' start-up (torch, each net's data: about 10 s) is paid once, not per stage. A
+    worker that dies breaks the pool and every task still pending with it: those run again in a
+    fresh pool, up to ``retries`` times per stage, then SystemExit names them."""
+
+    def __init__(self, workers: int, retries: int, **pool_options) -> None:
+        self.workers, self.retries, self.options = workers, retries, pool_options
+        self._pool = None
+
+    def __enter__(self) -> "RetryingPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def run(self, tasks: dict, fn, on_result) -> None:
+        """``fn(*args)`` for each ``tasks[key] = args``; ``on_result(key, result)`` as each ends
+        (the results so far have been handed to it when SystemExit is raised)."""
+        pending = dict(tasks)
+        for attempt in range(self.retries + 1):
+            if not pending:
+                return
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.workers, **self.options)
+            futures = {self._pool.submit(fn, *args): key for key, args in pending.items()}
+            broken = False
             for done in as_completed(futures):
                 error = done.exception()
                 if error is None:
                     on_result(futures[done], done.result())
                     del pending[futures[done]]
-                elif not isinstance(error, BrokenProcessPool):
+                elif isinstance(error, BrokenProcessPool):
+                    broken = True
+                else:
                     raise error  # a Python error in a task is a bug: running it again would not help
-        if not pending:
-            return
-        if attempt < retries:
-            print(f"a worker process died (a native fault: its last output is above); {len(pending)} task(s) "
-                  f"run again in fresh processes (retry {attempt + 1} of {retries})", flush=True)
-    raise SystemExit(f"worker processes died {retries + 1} times; tasks not done: {sorted(map(str, pending))}")
+            if broken:
+                self._pool.shutdown()
+                self._pool = None
+            if pending and attempt < self.retries:
+                print(f"a worker process died (a native fault: its last output is above); {len(pending)} task(s) "
+                      f"run again in fresh processes (retry {attempt + 1} of {self.retries})", flush=True)
+        if pending:
+            raise SystemExit(f"worker processes died {self.retries + 1} times; tasks not done: "
+                             f"{sorted(map(str, pending))}")
+
+
+def run_retrying(tasks: dict, fn, on_result, workers: int, retries: int, **pool_options) -> None:
+    """One stage of tasks in a RetryingPool of its own."""
+    with RetryingPool(workers, retries, **pool_options) as pool:
+        pool.run(tasks, fn, on_result)

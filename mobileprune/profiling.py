@@ -36,18 +36,21 @@ def profile_device(specs: list, out, runner, config: ProfilingConfig | None = No
     ``config`` says (default ProfilingConfig(): ExecuTorch, 1 thread, the device's block)."""
     config = config or ProfilingConfig()
     models = profile_rows(specs, out, runner, config, show_progress=show_progress, log=log)
-    return calibrate_models(DeviceProfile.load(out), models, runner, config.repeats, log, config.fixed_share)
+    return calibrate_models(DeviceProfile.load(out), models, runner, config, log)
 
 
-def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int = 50, log=print,
-                     with_fixed_share: bool = True) -> DeviceProfile:
+def calibrate_models(profile: DeviceProfile, models: dict, runner, config: ProfilingConfig | None = None,
+                     log=print) -> DeviceProfile:
     """Measure every model of ``models`` ({spec: (model, analysis)}) the profile has not
     calibrated yet, on ``runner``'s device, and record it in the profile's metadata: its whole
     latency, and its fixed share (cost/calibrate.py), from a random half-width variant measured
     beside it (both timed in turns with the speed reference, so the machine's drift between
     two measurements cancels in their ratio; a model calibrated before fixed shares existed gets
-    its share measured the same way). ``with_fixed_share=False``: the whole latency only (a
-    prediction then scales all of it with the widths)."""
+    its share measured the same way). Each measured as ``config`` says (its repeats and
+    processes; ``fixed_share=False``: the whole latency only, and a prediction then scales all
+    of it with the widths)."""
+    config = config or ProfilingConfig()
+    repeats, processes = config.repeats, config.processes
     check_same_device(profile.meta, runner.identity(), profile.path, runner.device)  # meta is a device fact too
     runtime = runtimes.get(profile.meta.runtime)
     reference = speed_reference(profile.meta, cache_dir(runtime))
@@ -59,11 +62,11 @@ def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int 
             # latency is the reference's own, measured already (lowering and timing it again would
             # add only noise, and 15 s on a tiny net of the tests, which is its own reference).
             return float(meta.reference["ms"])
-        return measure_model(model, analysis.example_inputs, runner, runtime, meta.threads, repeats,
+        return measure_model(model, analysis.example_inputs, runner, runtime, meta.threads, repeats, processes,
                              reference=reference)["ms"]
 
     for spec, (model, analysis) in models.items():
-        if spec in meta.overheads_ms and (spec in meta.fixed_shares or not with_fixed_share):
+        if spec in meta.overheads_ms and (spec in meta.fixed_shares or not config.fixed_share):
             continue
         measured = whole(spec, model, analysis)
         cost = LatencyCost(analysis, profile)
@@ -74,7 +77,7 @@ def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int 
             meta.layer_counts[spec] = len(cost.layers)
             log(f"{spec}: whole model {measured:.3f} ms, layers {layers_ms:.3f} ms, "
                 f"overhead {measured - layers_ms:.3f} ms")
-        if not with_fixed_share:
+        if not config.fixed_share:
             profile.save_meta()
             continue
         plan, predicted_share = _half_width_variant(analysis, cost, meta.block)
@@ -82,7 +85,7 @@ def calibrate_models(profile: DeviceProfile, models: dict, runner, repeats: int 
         if plan.keep:
             variant = slim(model, analysis, plan, verify=False).eval()
             variant_ms = measure_model(variant, analysis.example_inputs, runner, runtime, meta.threads, repeats,
-                                       reference=reference)["ms"]
+                                       processes, reference=reference)["ms"]
             share = fixed_share(predicted_share, variant_ms / measured)
             log(f"{spec}: a half-width variant's layers {predicted_share:.2f} of the original's, measured "
                 f"{variant_ms / measured:.2f}: fixed share " + (f"{share:.2f}" if share is not None else "unknown"))

@@ -128,7 +128,7 @@ def shared_tiny_profile(program_cache):
         # at 0.65 its smallest plan is predicted at 86-90%: those tests would hang on that noise.
         # So it is not measured here (35 s of a 190 s build on a 2-core AMD EPYC VM); test_cost
         # measures and checks it.
-        config = ProfilingConfig(block=8, repeats=5, reference=TINY, fixed_share=False)
+        config = ProfilingConfig(block=8, repeats=5, processes=2, reference=TINY, fixed_share=False)
         return profile_device([TINY], out, HostRunner(), config, show_progress=False, log=lambda *_: None)
 
 

@@ -206,6 +206,12 @@ def _abort_once(marker: str | None, value: int) -> int:
     return 2 * value
 
 
+def _worker_pid(_: int) -> int:
+    import os
+
+    return os.getpid()
+
+
 _RESUME_IN_A_FRESH_PROCESS = """
 import argparse, sys
 sys.path.insert(0, {bench!r})
@@ -257,6 +263,25 @@ def test_fine_tunings_whose_worker_died_run_again_in_fresh_processes(tmp_path, c
     with pytest.raises(SystemExit, match=r"died 2 times; tasks not done: \['a', 'b'\]"):  # b waits behind a
         resume.run_retrying({"a": (None, 5), "b": (str(tmp_path / "marker0"), 1)},
                             _abort_once, got.__setitem__, workers=1, retries=1, mp_context=spawn)
+
+
+def test_a_retrying_pool_keeps_its_workers_across_stages_and_replaces_a_broken_one(tmp_path):
+    """peers.py fine-tunes in two stages (every learning rate on seed 0, then the chosen one on
+    the others) in one pool: its workers start once. A stage whose worker died runs its pending
+    tasks in a fresh pool, and the next stage goes on in that one."""
+    import multiprocessing
+
+    import resume
+
+    got = {}
+    with resume.RetryingPool(1, 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.run({0: (0,)}, _worker_pid, got.__setitem__)
+        pool.run({1: (1,)}, _worker_pid, got.__setitem__)
+        assert got[0] == got[1]  # the same worker process
+        pool.run({2: (str(tmp_path / "marker"), 1)}, _abort_once, got.__setitem__)
+        assert got[2] == 2
+        pool.run({3: (3,)}, _worker_pid, got.__setitem__)
+        assert got[3] != got[0]  # the broken pool's worker is gone
 
 
 def test_paired_differences_are_seed_by_seed_with_a_t_interval_and_say_when_ours_was_slower():

@@ -37,3 +37,9 @@ def test_bad_spec_exits_nonzero_with_usage_not_traceback(capsys):
 def test_bad_input_shape(capsys):
     out = run_cli(capsys, "analyze", "torchvision:resnet18", "--input-shape", "1,3,x")
     assert out.returncode == 2 and "bad input shape" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_profile_refuses_zero_processes_before_measuring(capsys):
+    out = run_cli(capsys, "profile", "--model", "torchvision:resnet18", "--processes", "0")
+    assert out.returncode == 2 and "processes and repeats must be at least 1" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -13,7 +13,7 @@ import torch
 
 import mobileprune as mp
 from mobileprune.cost import FlopsCost, LatencyCost, MemoryCost, MissingConfigs, fractions_from_plan, fractions_from_probs
-from mobileprune.devices.measuring import on_demand
+from mobileprune.devices.measuring import ProfilingConfig, on_demand
 from mobileprune.devices import HostRunner
 from mobileprune.devices.latency_table import DeviceProfile, ProfileMeta
 
@@ -74,7 +74,7 @@ def test_a_pruned_variant_is_predicted_within_a_stated_tolerance(tiny, tmp_path)
     profile, model, analysis = tiny
     # the tests' profile leaves the fixed share out (conftest.py): measured here, as profiling does
     profile = profiling.calibrate_models(_copy(profile, tmp_path / "p.csv", fixed_shares={}), {TINY: (model, analysis)},
-                                         HostRunner(), repeats=5, log=lambda *_: None)
+                                         HostRunner(), ProfilingConfig(repeats=5), log=lambda *_: None)
     plan = mp.PrunePlan.random(analysis, 0.75, 8, seed=3)  # (narrower than the calibration's half-width variant)
     cost = LatencyCost(analysis, profile, model_key=TINY)
     predicted_share = float(cost(fractions_from_plan(analysis, plan))) / float(cost())
@@ -195,8 +195,8 @@ def test_a_model_is_calibrated_whole_in_turns_with_the_reference(tiny, tmp_path,
     other = mp.spec.build(TINY).eval()  # the same net, other weights
     assert profiling._is_the_reference(TINY, analysis, copy.meta), (copy.meta.reference, TINY,
                                                                      [x.shape for x in analysis.example_inputs])
-    profiling.calibrate_models(copy, {TINY: (model, analysis), renamed: (other, analysis)}, HostRunner(), repeats=5,
-                               log=lambda *_: None)
+    profiling.calibrate_models(copy, {TINY: (model, analysis), renamed: (other, analysis)}, HostRunner(),
+                               ProfilingConfig(repeats=5), log=lambda *_: None)
     assert len(measured) == 3 and measured[1] is other and model not in measured  # the reference is not measured again
     assert [type(net) for net in measured] == [type(model)] * 3  # (its variant and the other's: slimmed copies)
     reread = DeviceProfile.load(tmp_path / "p.csv").meta

@@ -20,6 +20,8 @@ def add(sub) -> None:
     p.add_argument("--block", default="auto", help="channel block the device prefers (default: measured "
                    "by a probe, or the block of the profile being resumed)")
     p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--processes", type=int, default=5,
+                   help="fresh processes each whole model (the speed reference included) is measured in")
     p.add_argument("--grid", default="0.5", help="fractions of each full width measured besides one "
                    "block and the full width, e.g. 0.25,0.5,0.75 for a denser grid")
     p.add_argument("--reference", default=REFERENCE_MODEL,
@@ -43,7 +45,8 @@ def run(args) -> int:
         raise SpecError(f"bad --block {args.block!r}: a positive channel count or 'auto'")
     block = None if args.block == "auto" else int(args.block)
     config = ProfilingConfig(runtime=runtimes.get(args.runtime).name, threads=args.threads, block=block,
-                             repeats=args.repeats, fractions=fractions, reference=args.reference)
+                             repeats=args.repeats, processes=args.processes, fractions=fractions,
+                             reference=args.reference)
     profiles = profile_devices(args.device or ["host"], args.model or DEFAULT_MODELS, config, out=args.out,
                                runner_binary=args.runner, remote_dir=args.remote_dir)
     for device, profile in profiles.items():

@@ -42,8 +42,10 @@ def build(row: dict, runtime: Runtime, build_dir: Path) -> Path:
 POOL_MIN_PROGRAMS = 12  # below this, a build pool's start-up (torch + the runtime, ~10 s) costs more
 
 
-def build_all(rows: list[dict], runtime: Runtime, build_dir, workers: int | None = None) -> list[Path]:
-    """Every row's micro-program (``build``), the missing ones lowered in parallel processes.
+def build_all(rows: list[dict], runtime: Runtime, build_dir, workers: int | None = None, also=()) -> list[Path]:
+    """Every row's micro-program (``build``), the missing ones lowered in parallel processes;
+    ``also``: other programs to lower in the same pool, as (function, arguments) pairs of
+    picklable functions that skip what is built already (the speed reference).
 
     Why: lowering dominates a fresh profile. One micro-program takes 1.5-3 s to export and lower
     (torch.export, edge lowering, XNNPACK partitioning) and 0.3-1 s to measure; on 2 cores two
@@ -51,18 +53,25 @@ def build_all(rows: list[dict], runtime: Runtime, build_dir, workers: int | None
     """
     build_dir = Path(build_dir)
     paths = [program_path(r, runtime, build_dir) for r in rows]
-    missing = [r for r, path in zip(rows, paths) if not path.is_file()]
-    workers = min(workers or os.cpu_count() or 1, len(missing))
-    if workers > 1 and len(missing) >= POOL_MIN_PROGRAMS:
+    missing = list({program_path(r, runtime, build_dir): r for r, path in zip(rows, paths)
+                    if not path.is_file()}.values())  # a row two models share is built once
+    # the other programs first: a whole model (MobileNetV2: 35 s) is the longest job
+    jobs = list(also) + [(build, (r, runtime, build_dir)) for r in missing]
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if workers > 1 and len(jobs) >= POOL_MIN_PROGRAMS:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
         try:  # spawn, not fork: torch's thread pools do not survive a fork
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                list(pool.map(build, missing, [runtime] * len(missing), [build_dir] * len(missing)))
+                for future in [pool.submit(fn, *args) for fn, args in jobs]:
+                    future.result()
+            also = ()
         except BrokenProcessPool:
-            pass  # e.g. a script without `if __name__ == "__main__":` cannot spawn: build below, serially
+            pass  # e.g. a script without `if __name__ == "__main__":` cannot spawn: built below, serially
+    for fn, args in also:
+        fn(*args)
     return [build(r, runtime, build_dir) for r in rows]  # built ones are only looked up
 
 

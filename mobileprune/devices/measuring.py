@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import torch
 from rich.progress import (
     BarColumn,
@@ -26,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..errors import SettingsError
 from ..graph import find_groups
 from ..graph.capture import EXPORT_LOCK
 from ..graph.layers import layers
@@ -35,7 +37,7 @@ from .builds import build_all, cache_dir, call_overhead_program
 from .latency_table import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
 from .microbench import grid_rows, op_and_boundary_ms
 from .programs import write_atomic
-from .reference import REFERENCE_MODEL, measure_reference, speed_reference
+from .reference import REFERENCE_MODEL, measure_reference, reference_program, speed_reference
 from .runner import Runner, SpeedReference, measure_artifact
 from .runtimes import Runtime
 
@@ -47,7 +49,8 @@ class ProfilingConfig:
     tile, or the block of the profile being resumed), each layer at its full width and at
     ``fractions`` of it, each row timed ``repeats`` times; rows without per-op times and whole
     models timed in turns with the speed reference, the model spec ``reference``
-    (devices/reference.py; MobileNetV2 at 224x224 by default); ``fixed_share``: each model's
+    (devices/reference.py; MobileNetV2 at 224x224 by default), whole models (the reference
+    included) in ``processes`` fresh processes each (the lowest median); ``fixed_share``: each model's
     fixed share measured too, from a half-width variant (cost/calibrate.py; False: one lowering
     and measurement less per model, and predictions scale its whole latency)."""
     runtime: str = "executorch"
@@ -56,7 +59,12 @@ class ProfilingConfig:
     repeats: int = 50
     fractions: tuple = (0.5,)
     reference: str = REFERENCE_MODEL
+    processes: int = 5
     fixed_share: bool = True
+
+    def __post_init__(self):
+        if self.processes < 1 or self.repeats < 1:
+            raise SettingsError(f"processes and repeats must be at least 1 (got {self.processes}, {self.repeats})")
 
 
 def new_meta(runner: Runner, runtime: Runtime, threads: int, block: int) -> ProfileMeta:
@@ -141,10 +149,21 @@ def profile_rows(specs: list, out, runner: Runner, config: ProfilingConfig, *,
         block = existing.block if existing is not None else tiles["conv"]
     meta = new_meta(runner, runtime, threads, block)
     meta.tiles, meta.tile_probes = tiles, {k: {str(c): ms for c, ms in v.items()} for k, v in sweeps.items()}
+    from ..spec import build as build_model
+    from ..spec import default_input_shape
+
+    models, rows_of = {}, {}
+    for spec in specs:
+        model = build_model(spec).eval()
+        analysis = find_groups(model, (torch.randn(default_input_shape(spec)),))
+        models[spec] = (model, analysis)
+        rows_of[spec] = grid_rows(layers(analysis, runtime.fused_activations), block, config.fractions)
+    _build_before_measuring(rows_of, out, existing, runtime, config)
     # The speed reference first: rows without per-op times are timed against it, and every
     # whole-model calibration is.
     meta.reference = (existing.reference if existing and existing.reference
-                      else measure_reference(runner, runtime, cache_dir(runtime), threads, model=config.reference))
+                      else measure_reference(runner, runtime, cache_dir(runtime), threads, config.processes,
+                                             model=config.reference))
     log(f"speed reference {meta.reference['model']}: {meta.reference['ms']:.3f} ms")
     reference = speed_reference(meta, cache_dir(runtime))
     if not runtime.per_op_events:  # a row is its program less one call's overhead
@@ -152,20 +171,33 @@ def profile_rows(specs: list, out, runner: Runner, config: ProfilingConfig, *,
             measure_artifact(runner, call_overhead_program(runtime, cache_dir(runtime)), threads,
                              reference=reference)["ms"]
         log(f"call overhead of a micro-program: {meta.call_overhead_ms:.4f} ms")
-    from ..spec import build as build_model
-    from ..spec import default_input_shape
-
-    models = {}
     with ProfileWriter(out, meta) as writer:
-        for spec in specs:
-            model = build_model(spec).eval()
-            analysis = find_groups(model, (torch.randn(default_input_shape(spec)),))
-            models[spec] = (model, analysis)
-            rows = grid_rows(layers(analysis, runtime.fused_activations), block, config.fractions)
+        for spec, rows in rows_of.items():
             added = measure_rows(rows, runner, writer, cache_dir(runtime), repeats=config.repeats,
                                  show_progress=show_progress, reference=reference)
             log(f"{spec}: {len(rows)} rows, {added} measured now")
     return models
+
+
+def _build_before_measuring(rows_of: dict, out, existing: ProfileMeta | None, runtime: Runtime,
+                            config: ProfilingConfig) -> None:
+    """Lower everything profile_rows will measure, in one pool, before it measures anything: the
+    speed reference, the call overhead's program and the rows not in the profile yet. Why one
+    pool: each process that lowers first warms up the export stack (10-15 s on a 2-core VM), and
+    lowering the reference here, then the rows in a pool, paid it three times. Rows read as
+    measured from a cut-off CSV that are not are built later, by measure_rows."""
+    csv = DeviceProfile.paths(out)[0]
+    try:
+        measured = set(pd.read_csv(csv, usecols=["key"])["key"]) if csv.is_file() and csv.stat().st_size else set()
+    except (ValueError, pd.errors.ParserError):  # unreadable here: measure_rows' writer repairs or refuses it
+        measured = set()
+    also = []
+    if not (existing and existing.reference):
+        also.append((reference_program, (runtime, cache_dir(runtime), config.reference)))
+    if not runtime.per_op_events and not (existing and existing.call_overhead_ms):
+        also.append((call_overhead_program, (runtime, cache_dir(runtime))))
+    rows = [r for rows in rows_of.values() for r in rows if r["key"] not in measured]
+    build_all(rows, runtime, cache_dir(runtime), also=also)
 
 
 def measure_model(model, inputs, runner: Runner, runtime: Runtime, threads: int = 1, repeats: int = 50,

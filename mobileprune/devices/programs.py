@@ -28,8 +28,10 @@ def lower_pte(module: nn.Module, example_inputs: tuple):
     )
     from executorch.exir import to_edge_transform_and_lower
 
+    from . import decomp_cache
     from .rewrites import for_xnnpack
 
+    decomp_cache.install()
     with EXPORT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ep = for_xnnpack(torch.export.export(module.eval(), tuple(example_inputs)))
@@ -65,6 +67,9 @@ def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False,
 
     import litert_torch
 
+    from . import decomp_cache
+
+    decomp_cache.install()
     module = module.eval()
     if nhwc or nhwc_outputs:
         four_d = [i for i, x in enumerate(example_inputs) if x.dim() == 4] if nhwc else []
