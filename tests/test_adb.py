@@ -263,7 +263,7 @@ def test_profile_over_adb_gives_the_host_profiles_table(tmp_path, runner_binary,
     out = tmp_path / "phone.csv"
     with AdbDaemon() as daemon:
         done = _cli("profile", "--device", f"adb:{daemon.address}", "--model", TINY, "--repeats", "5", "--block", "8",
-                    "--reference", TINY,
+                    "--reference", TINY, "--processes", "2",
                     "--out", str(out), "--runner", str(runner_binary), "--remote-dir", str(tmp_path / "device"),
                     env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -304,7 +304,7 @@ def test_profiling_resumes_after_a_drop_without_losing_or_repeating_a_row(tmp_pa
     out = tmp_path / "phone.csv"
     logs = []
     with AdbDaemon(drop_when=after_two_rows) as daemon:
-        config = ProfilingConfig(block=8, repeats=3, reference=TINY)
+        config = ProfilingConfig(block=8, repeats=3, processes=2, reference=TINY)
         profiles = profile_devices([f"adb:{daemon.address}"], [TINY], config, out=out, reconnect_s=60,
                                    log=logs.append, runner_binary=runner_binary, remote_dir=str(tmp_path / "device"),
                                    key_path=tmp_path / "adbkey", cooldown_s=0)
@@ -353,7 +353,7 @@ def test_two_devices_are_profiled_at_once_into_a_profile_each(tmp_path, runner_b
             phone.start()
         done = subprocess.run(
             [sys.executable, "-m", "mobileprune.cli", "profile", "--model", TINY, "--repeats", "3", "--block", "8",
-             "--reference", TINY,
+             "--reference", TINY, "--processes", "2",
              "--runner", str(runner_binary), "--remote-dir", str(tmp_path / "device"),
              *[a for p in phones for a in ("--device", f"adb:{p.address}")]],
             check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)

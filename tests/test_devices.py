@@ -220,7 +220,8 @@ def test_writer_refuses_mixing_runtimes(tmp_path):
 
 def _profile_cmd(out):
     cmd = [sys.executable, "-m", "mobileprune.cli", "profile", "--device", "host", "--runtime", "executorch",
-           "--model", TINY, "--out", str(out), "--repeats", "3", "--block", "8", "--reference", TINY]
+           "--model", TINY, "--out", str(out), "--repeats", "3", "--block", "8", "--reference", TINY,
+           "--processes", "2"]
     return cmd, dict(os.environ)  # built programs: the session's cache (conftest.py)
 
 

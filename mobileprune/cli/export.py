@@ -19,6 +19,8 @@ def add(sub) -> None:
     p.add_argument("--profile", help="record the latency this profile predicts")
     p.add_argument("--device", help="also measure latency on this device (host, adb:SERIAL, adb:HOST:PORT)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--processes", type=int, default=5,
+                   help="fresh processes each artifact's latency is measured in, with --device")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="max |artifact - eager| / max |eager| (default 1e-4)")
     device_options(p)
@@ -39,7 +41,7 @@ def run(args) -> int:
     prediction = predict(ref, DeviceProfile.load(args.profile)) if args.profile else None
     runner = runner_for(args.device, args) if args.device else None
     config = ExportConfig(nhwc=args.nhwc, tolerance=args.tolerance, threads=args.threads,
-                          measure=args.device is not None, check=False)
+                          measure=args.device is not None, processes=args.processes, check=False)
     origin = ModelOrigin(ref.spec, ref.plan if ref.plan.keep else None, prediction)
     manifest = export(ref.model, ref.example_inputs, args.out, formats, config=config, runner=runner, origin=origin)
     table = Table(title=f"{args.model} -> {args.out}")

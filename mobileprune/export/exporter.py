@@ -22,7 +22,7 @@ from torch import nn
 from ..devices.programs import lower_pte, tflite_bytes, write_atomic
 from ..devices.runner import measure_artifact
 from ..devices.runtimes import RUNTIMES, for_format
-from ..errors import MobilepruneError
+from ..errors import MobilepruneError, SettingsError
 from ..graph.capture import EXPORT_LOCK
 from . import parity as parity_mod
 from .delegation import delegation_of
@@ -61,7 +61,8 @@ class ExportConfig:
     images, within ``tolerance`` (relative); ``tf_check``: also run the runtime's second-opinion
     interpreters where installed (tf.lite for .tflite); ``check``: raise ExportError when any
     artifact fails parity (the manifest is written first). ``measure``: also measure each
-    artifact's latency on the runner, at ``threads``. ``name``: the artifacts' file stem."""
+    artifact's latency on the runner, at ``threads``, in ``processes`` fresh processes (the
+    lowest median). ``name``: the artifacts' file stem."""
     nhwc: bool = False
     tolerance: float = parity_mod.DEFAULT_TOLERANCE
     random_inputs: int = 3
@@ -70,7 +71,12 @@ class ExportConfig:
     check: bool = True
     measure: bool = False
     threads: int = 1
+    processes: int = 5
     name: str = "model"
+
+    def __post_init__(self):
+        if self.processes < 1 or self.threads < 1:
+            raise SettingsError(f"processes and threads must be at least 1 (got {self.processes}, {self.threads})")
 
 
 @dataclass(frozen=True)
@@ -93,8 +99,7 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, config
     from ..devices import HostRunner
 
     c, origin = config or ExportConfig(), origin or ModelOrigin()
-    nhwc, tolerance, random_inputs, images, threads, measure, name = (
-        c.nhwc, c.tolerance, c.random_inputs, c.images, c.threads, c.measure, c.name)
+    tolerance, random_inputs, images, measure = c.tolerance, c.random_inputs, c.images, c.measure
     spec, plan, prediction = origin.spec, origin.plan, origin.prediction
     formats = tuple(formats)
     bad = [f for f in formats if f not in FORMATS]
@@ -125,8 +130,7 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, config
         "artifacts": [],
     }
     for fmt in formats:
-        manifest["artifacts"].append(_one(fmt, model, example_inputs, out_dir, name, nhwc, sets, expected,
-                                          n_images, tolerance, runner, threads, measure, c.tf_check))
+        manifest["artifacts"].append(_one(fmt, model, example_inputs, out_dir, (sets, expected, n_images), runner, c))
     manifest["passed"] = all(a["status"] == "ok" for a in manifest["artifacts"])
     write_atomic(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
     failed = [a for a in manifest["artifacts"] if a["status"] != "ok"]
@@ -137,8 +141,11 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, config
     return manifest
 
 
-def _one(fmt, model, example_inputs, out_dir, name, nhwc, sets, expected, n_images, tolerance, runner,
-         threads, measure, tf_check) -> dict:
+def _one(fmt, model, example_inputs, out_dir, parity_data: tuple, runner, c: ExportConfig) -> dict:
+    """One artifact made, written, checked for parity and (``c.measure``) measured.
+    ``parity_data``: (input sets, eager outputs, how many of the sets are images)."""
+    sets, expected, n_images = parity_data
+    name, nhwc, threads = c.name, c.nhwc, c.threads
     path = out_dir / f"{name}.{fmt}"
     entry = {"format": fmt, "path": path.name, "status": "ok", "error": None, "layout": "NCHW",
              "parity": None, "delegation": None, "latency_ms": None, "latency": None, "checked_with": []}
@@ -155,12 +162,12 @@ def _one(fmt, model, example_inputs, out_dir, name, nhwc, sets, expected, n_imag
     channels_last = runtime.nhwc_inputs and nhwc
     artifact_sets = [tuple(a.transpose(0, 2, 3, 1) if (channels_last and a.ndim == 4) else a for a in s)
                      for s in sets]
-    interpreters = list(runtime.interpreters) + [i for i in runtime.optional_interpreters if tf_check and _has(i)]
+    interpreters = list(runtime.interpreters) + [i for i in runtime.optional_interpreters if c.tf_check and _has(i)]
     worst = None
     for interp in interpreters:
         try:
             got = runner.outputs(str(path), artifact_sets, threads=threads, interpreter=interp)
-            result = parity_mod.compare(expected, got, tolerance, n_images)
+            result = parity_mod.compare(expected, got, c.tolerance, n_images)
         except Exception as exc:  # noqa: BLE001 - any failure to run or compare fails the artifact
             entry.update(status="failed", error=f"{interp}: {type(exc).__name__}: {exc}")
             break
@@ -176,8 +183,8 @@ def _one(fmt, model, example_inputs, out_dir, name, nhwc, sets, expected, n_imag
         path.replace(failed)
         entry["path"] = failed.name
         return entry
-    if measure:
-        entry["latency"] = measure_artifact(runner, path, threads)
+    if c.measure:
+        entry["latency"] = measure_artifact(runner, path, threads, c.processes)
         entry["latency_ms"] = entry["latency"]["ms"]
     return entry
 
