@@ -51,10 +51,11 @@ def resolve(model_arg: str, input_shape: str | None = None) -> ModelRef:
 
 
 def predict(ref: ModelRef, profile: DeviceProfile, runner=None, measure: bool = False,
-            calibration: str = "scale") -> dict:
+            calibration: str = "scale", processes: int = 5) -> dict:
     """Predicted latency of ``ref`` on the profile's device, per layer kind; with a ``runner``,
-    rows the profile lacks are measured on it, and with ``measure`` the model is measured whole.
-    Both need the runner's device to be the profile's (ProfileError otherwise)."""
+    rows the profile lacks are measured on it, and with ``measure`` the model is measured whole
+    (in ``processes`` fresh processes). Both need the runner's device to be the profile's
+    (ProfileError otherwise)."""
     this = runner.identity() if runner is not None else host_identity()
     match = compare(profile.meta.device_identity, this)
     if runner is not None and not match.matches:
@@ -83,6 +84,6 @@ def predict(ref: ModelRef, profile: DeviceProfile, runner=None, measure: bool = 
             raise ValueError("measure=True needs a runner")
         # Timed in turns with the profile's speed reference: comparable with the prediction even
         # when the device's speed has drifted since profiling (devices/reference.py).
-        m = measure_for_profile(ref.model, ref.example_inputs, runner, profile.meta)
+        m = measure_for_profile(ref.model, ref.example_inputs, runner, profile.meta, processes)
         result.update(measured_ms=m["ms"], measurement=m, error_pct=100 * (predicted - m["ms"]) / m["ms"])
     return result
