@@ -154,6 +154,15 @@ def test_a_floor_keeps_its_blocks_where_the_budget_allows_and_yields_where_not()
     assert floor_of_share(blocks, 0.0) == {}
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_selection_joins_into_the_flat_vector_it_splits_from(seed):
+    blocks = _case(seed)[0]
+    flat = np.random.default_rng(seed).random(blocks.total) < 0.5
+    joined = blocks.join(blocks.split(flat))
+    assert joined.dtype == bool and (joined == flat).all()
+    assert (blocks.join(blocks.full()) == np.ones(blocks.total, dtype=bool)).all()
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_blocks_removed_in_training_come_back_last_removed_first_within_the_budget(seed):
     """put_back: from a plan with blocks removed in a known order, a looser budget puts back the
@@ -166,9 +175,7 @@ def test_blocks_removed_in_training_come_back_last_removed_first_within_the_budg
         with torch.no_grad():
             return float(cost(blocks.fractions(selection)))
 
-    def flat(selection: dict) -> np.ndarray:
-        return np.concatenate([selection[gb.group.id] for gb in blocks.groups])
-
+    flat = blocks.join
     full_blocks = [blocks.offsets[gb.group.id] + b for gb in blocks.groups for b in range(gb.full_blocks)]
     tails = [blocks.offsets[gb.group.id] + gb.n - 1 for gb in blocks.groups if gb.tail]  # (fisher removes
     # a tail with the group's first full block: the plan rule keeps it only with all of them)

@@ -139,6 +139,10 @@ class Blocks:
         """A flat per-block vector (numpy or tensor) as {group id: its blocks' slice}."""
         return {gb.group.id: flat[self.offsets[gb.group.id]:self.offsets[gb.group.id] + gb.n] for gb in self.groups}
 
+    def join(self, selection: dict) -> np.ndarray:
+        """A selection ({group id: kept blocks}) as one flat boolean vector: ``split``'s inverse."""
+        return np.concatenate([np.asarray(selection[gb.group.id], dtype=bool) for gb in self.groups])
+
     def block_of_roots(self) -> dict:
         """Root atom id -> flat block index, for every position of a prunable group."""
         out = {}

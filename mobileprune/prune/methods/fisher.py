@@ -147,7 +147,7 @@ class Fisher:
         choose = select_by_rank if self.rank_only else select
         kept = choose(self.blocks, self.importance(), self.ctx.cost, target, rank_cost=self.ctx.saving_cost,
                       floor=self.floor_blocks())
-        flat = np.concatenate([kept[gb.group.id] for gb in self.blocks.groups])
+        flat = self.blocks.join(kept)
         for b in np.flatnonzero(~flat & ~self.removed):
             self.removed[b] = True
             self.order.append(int(b))
