@@ -53,8 +53,7 @@ def build_all(rows: list[dict], runtime: Runtime, build_dir, workers: int | None
     """
     build_dir = Path(build_dir)
     paths = [program_path(r, runtime, build_dir) for r in rows]
-    missing = list({program_path(r, runtime, build_dir): r for r, path in zip(rows, paths)
-                    if not path.is_file()}.values())  # a row two models share is built once
+    missing = list({path: r for r, path in zip(rows, paths) if not path.is_file()}.values())  # a shared row once
     # the other programs first: a whole model (MobileNetV2: 35 s) is the longest job
     jobs = list(also) + [(build, (r, runtime, build_dir)) for r in missing]
     workers = min(workers or os.cpu_count() or 1, len(jobs))

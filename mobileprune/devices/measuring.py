@@ -16,7 +16,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import torch
 from rich.progress import (
     BarColumn,
@@ -34,7 +33,7 @@ from ..graph.layers import layers
 from . import runtimes
 from .blockprobe import PROBES, probe_tiles
 from .builds import build_all, cache_dir, call_overhead_program
-from .latency_table import DeviceProfile, ProfileMeta, ProfileWriter, check_same_device
+from .latency_table import DeviceProfile, ProfileError, ProfileMeta, ProfileWriter, check_same_device, read_table
 from .microbench import grid_rows, op_and_boundary_ms
 from .programs import write_atomic
 from .reference import REFERENCE_MODEL, measure_reference, reference_program, speed_reference
@@ -50,8 +49,8 @@ class ProfilingConfig:
     ``fractions`` of it, each row timed ``repeats`` times; rows without per-op times and whole
     models timed in turns with the speed reference, the model spec ``reference``
     (devices/reference.py; MobileNetV2 at 224x224 by default), whole models (the reference
-    included) in ``processes`` fresh processes each (the lowest median); ``fixed_share``: each model's
-    fixed share measured too, from a half-width variant (cost/calibrate.py; False: one lowering
+    included) in ``processes`` fresh processes each (the lowest median); ``fixed_share``: each
+    model's fixed share measured too, from a half-width variant (cost/calibrate.py; False: one lowering
     and measurement less per model, and predictions scale its whole latency)."""
     runtime: str = "executorch"
     threads: int = 1
@@ -188,8 +187,8 @@ def _build_before_measuring(rows_of: dict, out, existing: ProfileMeta | None, ru
     measured from a cut-off CSV that are not are built later, by measure_rows."""
     csv = DeviceProfile.paths(out)[0]
     try:
-        measured = set(pd.read_csv(csv, usecols=["key"])["key"]) if csv.is_file() and csv.stat().st_size else set()
-    except (ValueError, pd.errors.ParserError):  # unreadable here: measure_rows' writer repairs or refuses it
+        measured = set(read_table(csv)["key"]) if csv.is_file() and csv.stat().st_size else set()
+    except ProfileError:  # e.g. a torn last line: ProfileWriter repairs it, measure_rows builds what is missing
         measured = set()
     also = []
     if not (existing and existing.reference):
