@@ -47,14 +47,14 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from measured import from_scratch, reachable_block, this_machine
+from measured import from_scratch, reachable_block, signature, this_machine
 from resume import RetryingPool, RunState, forget
 
 import mobileprune as mp
 from mobileprune import fashion
 from mobileprune.data import load_data, top1
 from mobileprune.devices.measuring import timing_program
-from mobileprune.devices.runner import SpeedReference, measure_artifact
+from mobileprune.devices.runner import ratios_in_turns
 from mobileprune.finetune.batchnorm import reestimate_batchnorm
 from mobileprune.prune.measured_rounds import aim_between, aim_per_ms
 from mobileprune.prune.methods import METHODS
@@ -99,11 +99,6 @@ class Pruned:
     @property
     def top1(self) -> float | None:
         return self.scores[self.lr]["test"] if self.lr in self.scores else None
-
-
-def signature(model: torch.nn.Module) -> tuple:
-    """An architecture's identity for measuring: its parameters' shapes (weights do not change latency)."""
-    return tuple(tuple(p.shape) for p in model.state_dict().values())
 
 
 def macs_params(model: torch.nn.Module, shape) -> tuple[int, int]:
@@ -379,13 +374,13 @@ class Place:
         return kept or entry
 
     def compare(self, ours: Pruned, theirs: list[Pruned]) -> None:
-        """Ours' latency over each contender's, timed against each other: the contender's program
-        is the reference ours is timed in turns with, in --processes fresh processes. Why not
+        """Ours' latency over each contender's, timed against each other: in each of --processes
+        fresh processes ours is loaded once and each contender's program timed in turns with it. Why not
         the two latencies measured apart: one architecture measured 0.344 and 0.365 ms in two
         such measurements minutes apart (peers.py, 2026-12-06), more than the margin between
         a plan and its aim; in turns, the drift of the machine cancels out."""
-        for other in theirs:
-            ours.against[other.method] = self.measure.ratio(ours.model, other.model, self.shape)
+        for other, ratio in zip(theirs, self.measure.ratios(ours.model, [o.model for o in theirs], self.shape)):
+            ours.against[other.method] = ratio
             print(f"    {ours.method} / {other.method}, seed {ours.seed}, timed in turns: "
                   f"{ours.against[other.method]:.3f}", flush=True)
 
@@ -471,16 +466,18 @@ class Measured:
             self.cache[key] = self.here.measure(model, shape)["ms"]
         return self.cache[key]
 
-    def ratio(self, model: torch.nn.Module, other: torch.nn.Module, shape) -> float:
-        """``model``'s latency over ``other``'s: the median over fresh processes of the two
-        programs timed in turns (1.0 for the same architecture, untimed)."""
-        if signature(model) == signature(other):
-            return 1.0
+    def ratios(self, model: torch.nn.Module, others: list, shape) -> list[float]:
+        """``model``'s latency over each of ``others``': the median over fresh processes of the
+        programs timed in turns, ``model``'s loaded once per process (runner.ratios_in_turns;
+        1.0 for the same architecture, untimed)."""
         here, inputs = self.here, (torch.randn(shape),)
-        # the other program as the speed reference, at 1 ms: the measurement's ratio is the answer
-        other_program = SpeedReference(str(timing_program(other.eval(), inputs, here.runtime)), 1.0)
-        return measure_artifact(here.runner, timing_program(model.eval(), inputs, here.runtime),
-                                here.profile.meta.threads, here.processes, reference=other_program)["ratio"]
+        mine = signature(model)
+        programs = {signature(o): timing_program(o.eval(), inputs, here.runtime) for o in others
+                    if signature(o) != mine}  # one program per distinct architecture
+        measured = dict(zip(programs, ratios_in_turns(
+            here.runner, timing_program(model.eval(), inputs, here.runtime), list(programs.values()),
+            here.profile.meta.threads, here.processes))) if programs else {}
+        return [measured.get(signature(o), 1.0) for o in others]
 
 
 # ---- fine-tuning -------------------------------------------------------------------------------

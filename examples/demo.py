@@ -18,7 +18,8 @@ spec (data resized to it) with N pruning steps (default 200), budget B (default 
 --finetune-steps=F steps per teacher (default 100), --larger=SPEC as the chain's second teacher
 (default: a Fashion net's larger trained sibling), and for a profile it makes --reference=SPEC
 as its speed reference (default MobileNetV2 at 224x224) and --block=N as its channel block
-(default: the device's tile, probed); the tests give a tiny net, its own reference, block 8.
+(default: the device's tile, probed), --measure-processes=N fresh processes per whole-model
+latency measurement (default 3); the tests give a tiny net, its own reference, block 8, one process.
 """
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ FINETUNE_STEPS = int(OPTIONS.get("finetune-steps", 100))  # per teacher
 LARGER = OPTIONS.get("larger")
 REFERENCE = OPTIONS.get("reference", REFERENCE_MODEL)
 BLOCK = int(OPTIONS["block"]) if "block" in OPTIONS else None
+# fresh processes per whole-model latency measurement, the profile's included (each process
+# starts torch and ExecuTorch: 3-4 s)
+MEASURE_PROCESSES = int(OPTIONS.get("measure-processes", 3))
 
 
 def count(model: torch.nn.Module) -> int:
@@ -87,7 +91,7 @@ def profile_of_this_machine(console) -> DeviceProfile:
     if profile is not None and Path(profile.path).resolve() != out.resolve():  # extend a copy, not the shipped file
         profile.save(out)
     start = time.perf_counter()
-    config = ProfilingConfig(block=BLOCK, repeats=30, reference=REFERENCE)
+    config = ProfilingConfig(block=BLOCK, repeats=30, reference=REFERENCE, processes=MEASURE_PROCESSES)
     profile = profile_device(SPECS, out, runner, config, show_progress=False,
                              log=lambda line: console.print(f"  {line}"))
     console.print(f"profiled this machine in {time.perf_counter() - start:.0f} s: {profile.path} "
@@ -148,9 +152,6 @@ def teacher_chain(console, spec: str, original: torch.nn.Module) -> tuple[list, 
         console.print(f"  no trained larger sibling of {spec}: fine-tuning with the original as the only teacher" +
                       (f" (train one: {fashion.untrained(sibling)})" if sibling else ""))
     return names, teachers
-
-
-MEASURE_PROCESSES = 3  # fresh processes per latency measurement (each starts torch and ExecuTorch: 3-4 s)
 
 
 def latency_and_export(console, profile, saved: Path, budget_ms: float) -> None:

@@ -86,6 +86,12 @@ def _tests_cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobileprune" / "tests"
 
 
+# Programs lowered in the process that needs them, never in a pool of builders
+# (devices/builds.py): xdist keeps both cores busy already. Set here, at import, so that the CLI
+# subprocesses the tests start inherit it.
+os.environ["MOBILEPRUNE_BUILD_WORKERS"] = "1"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def program_cache():
     """One cache of built programs (micro-programs, speed references) and of the tiny profile,

@@ -21,7 +21,7 @@ ROOT = Path(__file__).parent.parent
 # profile 2-4 min): the test guards the demo's path, `make demo` its figures.
 SPEC = TINY
 DEMO = [sys.executable, str(ROOT / "examples" / "demo.py"), SPEC, "--steps=20", "--budget=90%", "--finetune-steps=5",
-        f"--reference={TINY}", f"--larger={TINY}", "--block=8"]
+        f"--reference={TINY}", f"--larger={TINY}", "--block=8", "--measure-processes=1"]
 
 
 def _fresh_cache(tmp_path, program_cache) -> Path:

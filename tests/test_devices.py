@@ -25,7 +25,7 @@ from mobileprune.devices.latency_table import COLUMNS, DeviceProfile, ProfileErr
 from mobileprune.devices.microbench import grid_rows
 from mobileprune.devices.programs import to_pte, to_tflite
 from mobileprune.devices.reference import speed_reference
-from mobileprune.devices.runner import SpeedReference, measure_artifact
+from mobileprune.devices.runner import SpeedReference, measure_artifact, ratios_in_turns
 from mobileprune.graph.layers import layers
 
 from conftest import SHORT_SWEEP, TINY, TINY_SHAPE
@@ -69,6 +69,10 @@ def test_timing_in_turns_with_a_reference_gives_work_ratios(conv_programs, tmp_p
     result = measure_artifact(HostRunner(), double, processes=2, repeats=30, reference=SpeedReference(str(ref), 2.0))
     assert result["normalized"] and result["ms"] == pytest.approx(result["ratio"] * 2.0, rel=1e-3)
     assert result["raw_ms"] > 0 and result["reference_ms"] == 2.0
+    # One program timed in turns with several (benchmarks/peers.py: ours against each contender):
+    # its latency over each, per process the others timed against it loaded once.
+    over_ref, over_itself = ratios_in_turns(HostRunner(), double, [ref, double], processes=2, repeats=30)
+    assert 1.5 < over_ref < 2.5 and 0.85 < over_itself < 1.15
     with pytest.raises(RunnerError, match="no such reference"):
         HostRunner().run(str(pte), repeats=3, reference=str(tmp_path / "missing.pte"))
 
@@ -87,6 +91,23 @@ def test_fresh_processes_import_together_and_time_one_at_a_time(conv_programs):
         assert all(earlier[1] <= later[0] for earlier, later in zip(windows, windows[1:]))
     with pytest.raises(RunnerError, match="no such artifact"):
         HostRunner().run_in_fresh_processes(str(Path(pte).with_name("missing.pte")), 2, repeats=1)
+
+
+def test_the_number_of_build_processes_can_be_set_and_is_checked(monkeypatch):
+    """MOBILEPRUNE_BUILD_WORKERS (the tests set 1, conftest.py): how many processes lower
+    programs in parallel; one per core without it; a bad value is a settings error, not a pool
+    of zero."""
+    from mobileprune.devices import builds
+    from mobileprune.errors import SettingsError
+
+    monkeypatch.setenv(builds.BUILD_WORKERS_VARIABLE, "3")
+    assert builds.default_build_workers() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(builds.BUILD_WORKERS_VARIABLE, bad)
+        with pytest.raises(SettingsError, match="at least 1"):
+            builds.default_build_workers()
+    monkeypatch.delenv(builds.BUILD_WORKERS_VARIABLE)
+    assert builds.default_build_workers() == (os.cpu_count() or 1)
 
 
 def test_a_profile_names_its_speed_reference(tmp_path):

@@ -157,7 +157,10 @@ def test_bench_cli_measures_an_artifact(tmp_path, capsys, pruned_tiny):
 @pytest.mark.slow
 def test_pretrained_efficientnet_lite0_pruned_keeps_top1_in_both_formats(tmp_path):
     """Real ImageNet weights, pruned: both artifacts agree with eager PyTorch on the top-1 class
-    of all 20 sample images."""
+    of all 20 sample images, preprocessed as the model was trained. (Parity in the export on
+    random inputs only, and LiteRT's verdict without TensorFlow's second opinion, which
+    test_manifest_describes_every_artifact checks: the images' agreement is checked here, on
+    the model's own preprocessing, which export's parity images do not use.)"""
     from mobileprune.pretrained import PREPROCESSING, imagenet_samples
 
     model = build("pretrained:efficientnet_lite0").eval()
@@ -168,11 +171,12 @@ def test_pretrained_efficientnet_lite0_pruned_keeps_top1_in_both_formats(tmp_pat
     images, labels = imagenet_samples(224, *PREPROCESSING["efficientnet_lite0"])
     with torch.no_grad():
         eager_top1 = pruned(images).argmax(1)
-    manifest = mp.export(pruned, (x,), tmp_path, ("pte", "tflite"), config=mp.ExportConfig(images=20),
-                         origin=mp.ModelOrigin(plan=plan))
+    config = mp.ExportConfig(images=0, tf_check=False)
+    manifest = mp.export(pruned, (x,), tmp_path, ("pte", "tflite"), config=config, origin=mp.ModelOrigin(plan=plan))
     sets = [(images[i:i + 1].numpy(),) for i in range(len(images))]
+    assert len(sets) == 20
     for entry in manifest["artifacts"]:
-        assert entry["parity"]["images"] == 20 and entry["parity"]["top1_agreement"] == 1.0
+        assert entry["status"] == "ok" and entry["parity"]["passed"] and entry["parity"]["inputs"] == 3
         got = HostRunner().outputs(str(tmp_path / entry["path"]), sets)
         top1 = torch.tensor([int(np.argmax(o[0])) for o in got])
         assert torch.equal(top1, eager_top1), entry["format"]

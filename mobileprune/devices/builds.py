@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from ..cache import cache_root
+from ..errors import SettingsError
 from .microbench import program, row_from
 from .runtimes import Runtime
 
@@ -40,6 +41,20 @@ def build(row: dict, runtime: Runtime, build_dir: Path) -> Path:
 
 
 POOL_MIN_PROGRAMS = 12  # below this, a build pool's start-up (torch + the runtime, ~10 s) costs more
+# Processes that lower programs in parallel, when not given: one per core, or this variable's
+# value. The tests set 1: pytest-xdist already keeps every core busy with a test each, and a
+# pool's builders would each warm up the export stack (about 10 s of CPU on a 2-core AMD EPYC
+# VM) that the test's own process has loaded.
+BUILD_WORKERS_VARIABLE = "MOBILEPRUNE_BUILD_WORKERS"
+
+
+def default_build_workers() -> int:
+    given = os.environ.get(BUILD_WORKERS_VARIABLE)
+    if given is None:
+        return os.cpu_count() or 1
+    if not given.isdigit() or int(given) < 1:
+        raise SettingsError(f"{BUILD_WORKERS_VARIABLE} must be a whole number of processes, at least 1 (got {given!r})")
+    return int(given)
 
 
 def build_all(rows: list[dict], runtime: Runtime, build_dir, workers: int | None = None, also=()) -> list[Path]:
@@ -56,7 +71,7 @@ def build_all(rows: list[dict], runtime: Runtime, build_dir, workers: int | None
     missing = list({path: r for r, path in zip(rows, paths) if not path.is_file()}.values())  # a shared row once
     # the other programs first: a whole model (MobileNetV2: 35 s) is the longest job
     jobs = list(also) + [(build, (r, runtime, build_dir)) for r in missing]
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    workers = min(workers or default_build_workers(), len(jobs))
     if workers > 1 and len(jobs) >= POOL_MIN_PROGRAMS:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor

@@ -125,6 +125,22 @@ def measure_artifact(runner: Runner, path, threads: int = 1, processes: int = 5,
     return result
 
 
+
+def ratios_in_turns(runner: Runner, target, others: list, threads: int = 1, processes: int = 5,
+                    repeats: int = 50) -> list[float]:
+    """``target``'s latency over each of ``others``', timed against each other: in each of
+    ``processes`` fresh processes, ``target`` is loaded once and every other program is timed
+    in turns with it; per other, the median over processes of the per-process median of the
+    turns' ratios. The same figures as ``measure_artifact(runner, target, reference=other)``
+    per other, in ``processes`` processes instead of ``processes`` per other (a fresh process
+    costs 3.5 s of imports on a 2-core AMD EPYC VM, more than a small net's timing)."""
+    per_other: list[list[float]] = [[] for _ in others]
+    for _ in range(processes):
+        runs = runner.run_many([str(o) for o in others], threads=threads, repeats=repeats, reference=str(target))
+        for k, m in enumerate(runs):  # each turn's ratio is other / target: inverted
+            per_other[k].append(statistics.median(1 / r for r in m.ratios))
+    return [statistics.median(v) for v in per_other]
+
 @dataclass
 class SpeedReference:
     """A fixed program the device runs in turns with every measured artifact, and its latency
