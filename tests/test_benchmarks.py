@@ -123,6 +123,27 @@ def test_ablations_quick(tiny_profile, tmp_path, capsys):
     assert "of its measured latency (plans chosen at 85% of its predicted latency)" in out
 
 
+def test_each_architecture_is_measured_once_per_run_at_each_input_shape(tiny_profile, monkeypatch):
+    """ThisMachine.measure (every benchmark's measurement): two nets of one architecture with
+    other weights are one measurement, so methods that end at the same widths are compared at
+    one figure; another width or another input shape is measured. (The measurement itself is
+    counted here, not run: what is measured is tested in tests/test_devices.py.)"""
+    from torch import nn
+
+    import measured
+
+    calls = []
+    monkeypatch.setattr(measured, "measure_model", lambda model, inputs, *a, **k: calls.append(
+        tuple(inputs[0].shape)) or {"ms": float(len(calls))})
+    here = measured.ThisMachine(tiny_profile, processes=1)
+    net = lambda width: nn.Sequential(nn.Conv2d(3, width, 3), nn.ReLU())  # noqa: E731
+    first = here.measure(net(8), (1, 3, 16, 16))
+    assert here.measure(net(8), (1, 3, 16, 16)) == first and len(calls) == 1  # other weights: the same figure
+    here.measure(net(4), (1, 3, 16, 16))
+    here.measure(net(8), (1, 3, 8, 8))
+    assert calls == [(1, 3, 16, 16), (1, 3, 16, 16), (1, 3, 8, 8)]
+
+
 def test_torch_pruning_ratio_search_survives_ratios_that_prune_less():
     """Torch-Pruning skips a layer whose rounded share would be all its channels, so its latency
     is not monotone in the ratio (fashion:mobilenet_w1 at round_to 32: 0.5 -> 0.359 ms, 0.6 ->
