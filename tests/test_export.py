@@ -14,7 +14,6 @@ import mobileprune as mp
 from mobileprune.devices.identity import DeviceIdentity, compare, host_identity
 from mobileprune import cli
 from mobileprune.devices import HostRunner
-from mobileprune.export import exporter
 from mobileprune.spec import build
 
 HERE = Path(__file__).parent
@@ -68,16 +67,25 @@ def test_manifest_describes_every_artifact(tmp_path, pruned_tiny):
         assert tfl["checked_with"] == ["litert", "tensorflow"]
 
 
+def _with_broken_build(monkeypatch, runtime_name: str) -> None:
+    """The runtime's export build (its registry entry) replaced by one that builds the program
+    from other weights of the same architecture, for this test."""
+    import dataclasses
+
+    from mobileprune.devices import runtimes
+
+    real = runtimes.get(runtime_name)
+
+    def broken(model, inputs, nhwc=False):
+        return real.build(build(TINY).eval(), inputs, nhwc)  # same architecture, other weights
+
+    monkeypatch.setitem(runtimes.RUNTIMES, runtime_name, dataclasses.replace(real, build=broken))
+
+
 def test_a_broken_artifact_is_refused(tmp_path, monkeypatch, pruned_tiny):
     """Inject a lowering that builds the program from perturbed weights: parity must catch it,
     the file must not stay under its shipping name, and the CLI must exit non-zero."""
-    real_lower = exporter.lower_pte
-
-    def broken_lower(model, inputs):
-        twin = build(TINY).eval()  # same architecture, other weights
-        return real_lower(twin, inputs)
-
-    monkeypatch.setattr(exporter, "lower_pte", broken_lower)
+    _with_broken_build(monkeypatch, "executorch")
     model = build(TINY).eval()
     with pytest.raises(mp.ExportError, match="parity failed") as err:
         mp.export(model, (X,), tmp_path, ("pte",))
@@ -194,12 +202,7 @@ def test_export_cli_takes_a_saved_pruned_model(tmp_path, pruned_tiny):
 
 def test_a_broken_tflite_is_refused(tmp_path, monkeypatch):
     """The same refusal for .tflite: a converter that produced a program of other weights."""
-    real = exporter.tflite_bytes
-
-    def broken(model, inputs, nhwc=False):
-        return real(build(TINY).eval(), inputs, nhwc)  # same architecture, other weights
-
-    monkeypatch.setattr(exporter, "tflite_bytes", broken)
+    _with_broken_build(monkeypatch, "tflite")
     with pytest.raises(mp.ExportError, match="parity failed") as err:  # LiteRT's verdict (no TensorFlow import)
         mp.export(build(TINY).eval(), (X,), tmp_path, ("tflite",), config=mp.ExportConfig(tf_check=False))
     (entry,) = err.value.manifest["artifacts"]

@@ -29,14 +29,15 @@ def add(sub) -> None:
 
 def run(args) -> int:
     from ..devices.latency_table import DeviceProfile
-    from ..export import FORMATS, ExportConfig, ModelOrigin, export
+    from ..devices.runtimes import formats as registered_formats
+    from ..export import ExportConfig, ModelOrigin, export
     from ..predict import predict, resolve
     from ..spec import SpecError
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    bad = [f for f in formats if f not in FORMATS]
+    bad = [f for f in formats if f not in registered_formats()]
     if bad or not formats:
-        raise SpecError(f"bad --formats {args.formats!r}: a comma-separated subset of {','.join(FORMATS)}")
+        raise SpecError(f"bad --formats {args.formats!r}: a comma-separated subset of {','.join(registered_formats())}")
     ref = resolve(args.model, args.input_shape)
     prediction = predict(ref, DeviceProfile.load(args.profile)) if args.profile else None
     runner = runner_for(args.device, args) if args.device else None

@@ -10,7 +10,7 @@ from .common import device_options, runner_for
 
 
 def add(sub) -> None:
-    from ..prune.api import COSTS
+    from ..cost.registry import COSTS
     from ..prune.methods import METHODS
 
     p = sub.add_parser("prune", help="prune a model to a latency, FLOPs or memory budget and save it")
@@ -23,7 +23,7 @@ def add(sub) -> None:
     budget.add_argument("--budget-ms", type=float, help="absolute latency budget on the profile's device")
     budget.add_argument("--budget-kfpp", type=float, help="absolute FLOPs budget (thousand FLOPs per input pixel)")
     budget.add_argument("--budget-melems", type=float, help="absolute activation-memory budget (M elements)")
-    p.add_argument("--cost", choices=COSTS, help="what --budget prices (default: latency with --profile, "
+    p.add_argument("--cost", choices=list(COSTS), help="what --budget prices (default: latency with --profile, "
                    "else flops)")
     p.add_argument("--method", choices=list(METHODS), default="fisher")
     p.add_argument("--device", help="measure layer widths the profile lacks on this device (host; it must be "

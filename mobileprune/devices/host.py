@@ -83,8 +83,8 @@ class HostRunner:
         artifact = str(Path(artifact).resolve())
         with scratch_dir() as tmp:
             files = [save_inputs(tmp, arrays, f"set{k}_") for k, arrays in enumerate(input_sets)]
-            request = {"artifacts": [artifact], "threads": threads, "input_sets": files, "outputs_dir": tmp,
-                       "interpreter": interpreter}
+            request = {"artifacts": [artifact], "code": worker_code([artifact]), "threads": threads,
+                       "input_sets": files, "outputs_dir": tmp, "interpreter": interpreter}
             reply = self._ask(request)[0]
             return [[np.load(f) for f in names] for names in reply["output_sets"]]
 
@@ -115,8 +115,8 @@ class HostRunner:
         The processes start together and import their runtime side by side (5-7 s for torch and
         ExecuTorch, most of a measurement's time when started one by one); the first is sent its
         request only when all are ready, so no process imports while another is timing."""
-        suffix = Path(artifact).suffix
-        workers = [self._start(kwargs.get("threads", 1), preload=suffix) for _ in range(processes)]
+        preload = ",".join(runtimes.for_artifact(artifact).worker.preload)
+        workers = [self._start(kwargs.get("threads", 1), preload=preload) for _ in range(processes)]
         try:
             for proc in workers:
                 self._wait_ready(proc)
@@ -130,7 +130,7 @@ class HostRunner:
     @staticmethod
     def _start(threads: int, preload: str | None = None) -> subprocess.Popen:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        return subprocess.Popen([*WORKER, *(["--preload", preload] if preload else [])],
+        return subprocess.Popen([*WORKER, *(["--preload", preload] if preload is not None else [])],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env)
 
@@ -153,7 +153,8 @@ class HostRunner:
                 raise RunnerError(f"no such reference program: {reference}")
             with scratch_dir() as tmp:
                 input_files = save_inputs(tmp, inputs, "in") if inputs is not None else None
-                request = {"artifacts": artifacts, "threads": threads, "warmup": warmup, "repeats": repeats,
+                request = {"artifacts": artifacts, "code": worker_code(artifacts), "threads": threads,
+                           "warmup": warmup, "repeats": repeats,
                            "op_events": op_events, "etdump_dir": tmp, "inputs": input_files,
                            "outputs_dir": tmp if keep_outputs else None,
                            "reference": str(Path(reference).resolve()) if reference else None}
@@ -189,6 +190,12 @@ class HostRunner:
             if reply.get("etdump") else [],
             outputs=outputs, reference_samples_ms=reply.get("reference_samples_ms", []),
             ratios=reply.get("ratios", []), process=reply.get("process", {}))
+
+
+def worker_code(artifacts: list[str]) -> list[dict]:
+    """Per artifact, the functions the worker runs it with: its runtime's WorkerCode (an
+    artifact of no registered runtime is refused here, before a process starts)."""
+    return [{"run": c.run, "outputs": c.outputs} for c in (runtimes.for_artifact(a).worker for a in artifacts)]
 
 
 def save_inputs(directory, arrays, prefix: str) -> list[str]:

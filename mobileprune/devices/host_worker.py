@@ -3,11 +3,12 @@
 Why a subprocess: the caller has its own torch threads, allocator state and imported runtimes;
 timing in a fresh process with a thread pool set before the method loads is what FACTS-level
 measurements on these VMs showed to be repeatable (1 thread: 2-3 % spread across processes).
-Reads a JSON request on stdin: {"artifacts": [...], "threads", "warmup", "repeats",
+Reads a JSON request on stdin: {"artifacts": [...], "code": [{"run", "outputs"} per artifact: the
+runtime's WorkerCode], "threads", "warmup", "repeats",
 "op_events", "etdump_dir": path (with op_events), "inputs": [npy paths] | null, "outputs_dir": path | null,
 "reference": path | null},
 or, to compute outputs
-without timing, {"artifacts", "threads", "input_sets": [[npy paths], ...], "outputs_dir",
+without timing, {"artifacts", "code", "threads", "input_sets": [[npy paths], ...], "outputs_dir",
 "interpreter": "litert" | "tensorflow"} (tensorflow: tf.lite.Interpreter, a second opinion on
 .tflite files).
 """
@@ -210,15 +211,20 @@ def outputs_tflite(path: str, req: dict) -> list:
     return results
 
 
-# Per artifact suffix (devices/runtimes.py's Runtime.suffix): how this worker times an artifact
-# and computes its outputs. Keyed by suffix, not through the registry, so that the worker starts
-# without importing mobileprune (and torch) for a .tflite.
-RUN = {".pte": run_pte, ".tflite": run_tflite}
-OUTPUTS = {".pte": outputs_pte, ".tflite": outputs_tflite}
+def code(ref: str):
+    """A function the request names as "module:function" (devices/runtimes.py's WorkerCode):
+    this worker's own for "host_worker:...", since it runs as a script rather than as that
+    module, else imported: a runtime registered elsewhere brings its own."""
+    module, _, name = ref.partition(":")
+    if module == "host_worker":
+        return globals()[name]
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 def _reply_outputs(i: int, path: str, req: dict, out_dir: Path) -> dict:
-    sets = OUTPUTS[Path(path).suffix](path, req)
+    sets = code(req["code"][i]["outputs"])(path, req)
     names = []
     for k, outs in enumerate(sets):
         names.append([])
@@ -229,12 +235,6 @@ def _reply_outputs(i: int, path: str, req: dict, out_dir: Path) -> dict:
     return {"output_sets": names}
 
 
-# Per artifact suffix: the imports a worker started with ``--preload SUFFIX`` makes before it
-# reads its request (HostRunner.run_in_fresh_processes).
-PRELOAD = {
-    ".pte": ("torch", "executorch.extension.pybindings._C"),
-    ".tflite": ("ai_edge_litert.interpreter",),
-}
 READY = "ready"  # the line a preloaded worker prints when its imports are done (not JSON: not a reply)
 
 
@@ -244,8 +244,9 @@ def main() -> None:
         # Why: importing torch and ExecuTorch takes 5-7 s, longer than most measurements. The
         # caller starts several fresh processes at once, lets them import side by side, and
         # only then sends each its request in turn (no process imports while another times).
+        # The modules are the runtime's (WorkerCode.preload), comma-separated.
         import importlib
-        for module in PRELOAD.get(preload, ()):  # an unknown suffix fails on its request, as before
+        for module in filter(None, preload.split(",")):
             importlib.import_module(module)
     ready_at = time.time()  # before READY is printed: the caller may start another's timing at once
     if preload is not None:
@@ -262,7 +263,7 @@ def main() -> None:
                 print(json.dumps(reply), flush=True)
                 continue
             began = time.time()
-            result = RUN[Path(path).suffix](path, req)
+            result = code(req["code"][i]["run"])(path, req)
             # Which process timed it and when: the caller's check that fresh processes never
             # time side by side, nor beside another's imports (tests/test_devices.py).
             result["process"] = {"pid": os.getpid(), "ready_at": ready_at, "timed": [began, time.time()]}

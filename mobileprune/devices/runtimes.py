@@ -2,9 +2,11 @@
 
 Code asks the runtime (its suffix, its lowering, whether it reports per-op times, which
 activations it fuses, which layer kinds its micro-programs take channels-last) instead of
-comparing names. Adding a runtime (e.g. an int8 XNNPACK flavour, or a phone's vendor delegate)
-is one ``Runtime`` entry here plus, if its artifacts are new, a ``run``/``outputs`` pair in
-host_worker.py (docs/latency.md, "Adding a runtime").
+comparing names. A runtime, or a flavour of one (an int8 XNNPACK build of .pte files, a phone
+vendor's delegate), is one ``Runtime`` given to ``register``: how it lowers a model for timing
+and builds an artifact for export, and the functions the measuring worker runs its artifacts
+with (``WorkerCode``). Its artifacts are told apart by their whole suffix (``.pte``, and e.g.
+``.int8.pte`` for a flavour), not by the last dot alone. docs/latency.md, "Adding a runtime".
 """
 from __future__ import annotations
 
@@ -17,29 +19,44 @@ from ..errors import MobilepruneError
 from ..graph.layers import CLAMP_ACTIVATIONS  # XNNPACK's min/max clamps, TFLite's fused RELU/RELU6
 
 
-
 class UnknownRuntime(MobilepruneError, ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class WorkerCode:
+    """What the measuring worker (host_worker.py, run in fresh processes) calls for a runtime's
+    artifacts, as "module:function" names it imports there ("host_worker:..." is the worker's
+    own code): names, not functions, because the worker is another process that must import
+    nothing it does not need (no torch for a .tflite). ``run(path, request)`` times an artifact
+    and returns {"samples_ms", "outputs", ...} (host_worker.run_pte); ``outputs(path, request)``
+    computes its outputs for each input set; ``preload``: modules a worker started ahead of its
+    request imports while it waits (HostRunner.run_in_fresh_processes)."""
+    run: str
+    outputs: str
+    preload: tuple = ()
 
 
 @dataclass(frozen=True)
 class Runtime:
     name: str  # as profiles and the CLI spell it
     label: str  # as people read it
-    suffix: str  # artifact file suffix
+    suffix: str  # artifact file suffix, whole: ".pte", ".tflite", a flavour's e.g. ".int8.pte"
     package: str  # the distribution whose version a profile records
     per_op_events: bool  # the profiler reports per-op times (ExecuTorch ETDump); else whole programs
     fused_activations: frozenset  # activations folded into a preceding conv/linear
     channels_last_kinds: frozenset  # layer kinds whose micro-programs take and give NHWC tensors
-    lower: Callable  # (module, example_inputs, path, channels_last: bool) -> Path
+    lower: Callable  # (module, example_inputs, path, channels_last: bool) -> Path: a program for timing
+    build: Callable  # (module, example_inputs, nhwc: bool) -> (artifact bytes, delegation dict or None): export
+    worker: WorkerCode
     interpreters: tuple = ()  # what runs its artifacts for parity checks (Runner.outputs' interpreter)
     optional_interpreters: tuple = ()  # second opinions, used where their package is installed
     nhwc_inputs: bool = False  # can be exported to take channels-last 4-D inputs
+    export_format: str = ""  # mobileprune.export's name for it; default: the suffix without its dots
 
-    @property
-    def export_format(self) -> str:
-        """mobileprune.export's name for it: the suffix without its dot ("pte", "tflite")."""
-        return self.suffix.lstrip(".")
+    def __post_init__(self):
+        if not self.export_format:
+            object.__setattr__(self, "export_format", self.suffix.strip(".").replace(".", "-"))
 
     def version(self) -> str:
         try:
@@ -57,24 +74,66 @@ def _lower_pte(module, example_inputs, path, channels_last: bool = False) -> Pat
     return to_pte(module, example_inputs, path)  # ETDump separates edge transposes: no NHWC I/O needed
 
 
+def _build_pte(module, example_inputs, nhwc: bool = False) -> tuple[bytes, dict]:
+    from ..graph.capture import EXPORT_LOCK
+    from .delegation import delegation_of
+    from .programs import lower_pte
+
+    with EXPORT_LOCK:
+        edge = lower_pte(module, example_inputs)
+        return edge.to_executorch().buffer, delegation_of(edge).to_dict()
+
+
 def _lower_tflite(module, example_inputs, path, channels_last: bool = False) -> Path:
     from .programs import to_tflite
 
     return to_tflite(module, example_inputs, path, nhwc=channels_last, nhwc_outputs=channels_last)
 
 
-RUNTIMES = {r.name: r for r in (
-    Runtime("executorch", "ExecuTorch-XNNPACK", ".pte", "executorch", per_op_events=True,
-            fused_activations=CLAMP_ACTIVATIONS, channels_last_kinds=frozenset(), lower=_lower_pte,
-            interpreters=("executorch",)),
-    # LiteRT gives no per-op times from Python, so a row is a whole program: ops it runs NHWC get
-    # channels-last I/O (no transposes to subtract); layout-free ops keep plain I/O (wrapped they
-    # cost 2-8x their in-model time, docs/latency.md).
-    Runtime("tflite", "LiteRT", ".tflite", "ai-edge-litert", per_op_events=False,
-            fused_activations=CLAMP_ACTIVATIONS,
-            channels_last_kinds=frozenset({"conv", "dwconv", "gconv", "maxpool", "avgpool"}), lower=_lower_tflite,
-            interpreters=("litert",), optional_interpreters=("tensorflow",), nhwc_inputs=True),
-)}
+def _build_tflite(module, example_inputs, nhwc: bool = False) -> tuple[bytes, None]:
+    from .programs import tflite_bytes
+
+    return tflite_bytes(module, example_inputs, nhwc), None
+
+
+RUNTIMES: dict[str, Runtime] = {}
+
+
+def register(runtime: Runtime) -> Runtime:
+    """Add a runtime (or a flavour of one) to the registry: profiles, export, prediction and the
+    measuring worker find it by its name, export format or artifact suffix from then on. Refused
+    when one of the three is taken already."""
+    for r in RUNTIMES.values():
+        clash = [what for what, mine, theirs in (("name", runtime.name, r.name),
+                                                   ("export format", runtime.export_format, r.export_format),
+                                                   ("suffix", runtime.suffix, r.suffix)) if mine == theirs]
+        if clash:
+            raise ValueError(f"runtime {runtime.name!r}: its {' and '.join(clash)} {'is' if len(clash) == 1 else 'are'} "
+                             f"{r.name!r}'s already")
+    RUNTIMES[runtime.name] = runtime
+    return runtime
+
+
+def unregister(name: str) -> None:
+    """Remove a registered runtime (a test's stand-in, or a plugin's on unload)."""
+    RUNTIMES.pop(name, None)
+
+
+register(Runtime("executorch", "ExecuTorch-XNNPACK", ".pte", "executorch", per_op_events=True,
+                 fused_activations=CLAMP_ACTIVATIONS, channels_last_kinds=frozenset(), lower=_lower_pte,
+                 build=_build_pte, interpreters=("executorch",),
+                 worker=WorkerCode("host_worker:run_pte", "host_worker:outputs_pte",
+                                   preload=("torch", "executorch.extension.pybindings._C"))))
+# LiteRT gives no per-op times from Python, so a row is a whole program: ops it runs NHWC get
+# channels-last I/O (no transposes to subtract); layout-free ops keep plain I/O (wrapped they
+# cost 2-8x their in-model time, docs/latency.md).
+register(Runtime("tflite", "LiteRT", ".tflite", "ai-edge-litert", per_op_events=False,
+                 fused_activations=CLAMP_ACTIVATIONS,
+                 channels_last_kinds=frozenset({"conv", "dwconv", "gconv", "maxpool", "avgpool"}), lower=_lower_tflite,
+                 build=_build_tflite, interpreters=("litert",), optional_interpreters=("tensorflow",),
+                 nhwc_inputs=True,
+                 worker=WorkerCode("host_worker:run_tflite", "host_worker:outputs_tflite",
+                                   preload=("ai_edge_litert.interpreter",))))
 
 
 def get(name: str) -> Runtime:
@@ -92,11 +151,17 @@ def for_format(export_format: str) -> Runtime:
                          f"{', '.join(r.export_format for r in RUNTIMES.values())}")
 
 
+def formats() -> tuple[str, ...]:
+    """The export formats of the registered runtimes ("pte", "tflite", ...)."""
+    return tuple(r.export_format for r in RUNTIMES.values())
+
+
 def for_artifact(path) -> Runtime:
-    """The runtime that runs an artifact, by its file suffix."""
-    suffix = Path(str(path)).suffix
-    for r in RUNTIMES.values():
-        if r.suffix == suffix:
-            return r
-    raise UnknownRuntime(f"{path}: not an artifact of a known runtime "
-                         f"({', '.join(r.suffix for r in RUNTIMES.values())})")
+    """The runtime that runs an artifact, by the longest registered suffix its name ends with
+    (``model.int8.pte`` is a flavour's, ``model.pte`` ExecuTorch's)."""
+    name = Path(str(path)).name
+    matches = [r for r in RUNTIMES.values() if name.endswith(r.suffix)]
+    if not matches:
+        raise UnknownRuntime(f"{path}: not an artifact of a known runtime "
+                             f"({', '.join(r.suffix for r in RUNTIMES.values())})")
+    return max(matches, key=lambda r: len(r.suffix))

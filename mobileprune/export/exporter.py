@@ -19,15 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..devices.programs import lower_pte, tflite_bytes, write_atomic
+from ..devices.programs import write_atomic
 from ..devices.runner import measure_artifact
-from ..devices.runtimes import RUNTIMES, for_format
+from ..devices.runtimes import for_format, formats as registered_formats
 from ..errors import MobilepruneError, SettingsError
-from ..graph.capture import EXPORT_LOCK
 from . import parity as parity_mod
-from .delegation import delegation_of
 
-FORMATS = tuple(r.export_format for r in RUNTIMES.values())
+FORMATS = ("pte", "tflite")  # what export() makes when not told; any registered runtime's format may be asked for
 MANIFEST = "manifest.json"
 
 
@@ -102,9 +100,9 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, config
     tolerance, random_inputs, images, measure = c.tolerance, c.random_inputs, c.images, c.measure
     spec, plan, prediction = origin.spec, origin.plan, origin.prediction
     formats = tuple(formats)
-    bad = [f for f in formats if f not in FORMATS]
+    bad = [f for f in formats if f not in registered_formats()]
     if bad or not formats:
-        raise ValueError(f"unknown format(s) {bad or formats}: choose from {', '.join(FORMATS)}")
+        raise ValueError(f"unknown format(s) {bad or formats}: choose from {', '.join(registered_formats())}")
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     runner = runner or HostRunner()
     out_dir = Path(out_dir)
@@ -146,12 +144,12 @@ def _one(fmt, model, example_inputs, out_dir, parity_data: tuple, runner, c: Exp
     ``parity_data``: (input sets, eager outputs, how many of the sets are images)."""
     sets, expected, n_images = parity_data
     name, nhwc, threads = c.name, c.nhwc, c.threads
-    path = out_dir / f"{name}.{fmt}"
+    runtime = for_format(fmt)
+    path = out_dir / f"{name}{runtime.suffix}"
     entry = {"format": fmt, "path": path.name, "status": "ok", "error": None, "layout": "NCHW",
              "parity": None, "delegation": None, "latency_ms": None, "latency": None, "checked_with": []}
-    runtime = for_format(fmt)
     start = time.perf_counter()
-    data, entry["delegation"] = _BUILD[runtime.name](model, example_inputs, nhwc)
+    data, entry["delegation"] = runtime.build(model, example_inputs, nhwc)
     if runtime.nhwc_inputs and nhwc:
         entry["layout"] = "NHWC"
     entry["export_s"] = round(time.perf_counter() - start, 2)
@@ -204,20 +202,6 @@ def _prediction_entry(prediction: dict | None, runner) -> dict | None:
         match = compare(DeviceIdentity.from_dict(prediction["profile_identity"]), runner.identity())
         entry.update({k: v for k, v in match.to_dict().items() if k != "profile_device"})
     return entry
-
-
-def _build_pte(model, example_inputs, nhwc):
-    with EXPORT_LOCK:
-        edge = lower_pte(model, example_inputs)
-        return edge.to_executorch().buffer, delegation_of(edge).to_dict()
-
-
-def _build_tflite(model, example_inputs, nhwc):
-    return tflite_bytes(model, example_inputs, nhwc), None
-
-
-# Per runtime (devices/runtimes.py): the artifact's bytes and its delegation report, if any.
-_BUILD = {"executorch": _build_pte, "tflite": _build_tflite}
 
 
 def _plan_hash(plan) -> str | None:

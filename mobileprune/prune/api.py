@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cost import FlopsCost, LatencyCost, MemoryCost
+from ..cost.registry import COSTS, CostInputs
 from ..data import top1
 from ..devices import runtimes
 from ..devices.identity import compare, host_identity
@@ -37,7 +37,6 @@ from .measured_rounds import MeasuredRounds, meet_measured, selection_key
 from .methods import METHODS, SHARED_OPTIONS
 from .select import put_back, select, select_by_rank, smallest
 
-COSTS = ("latency", "flops", "memory")
 DEFAULT_BLOCK = 8  # without a profile (FLOPs or memory budgets): a block most mobile kernels like
 CHECKPOINT = "checkpoint.pt"
 # Which positions make a block (option "blocks", blocks.py): the strongest channels first (the
@@ -107,20 +106,17 @@ class PruneResult:
 
 def make_cost(kind: str, analysis: Analysis, profile: DeviceProfile | None, model_key: str | None, runner=None,
               block: int = 1):
-    """The cost model ``kind`` of ``analysis``; with a ``runner``, latency rows the profile lacks
-    are measured on its device (which must be the profile's) and appended to the profile, at
-    multiples of the pruning ``block``."""
-    if kind == "latency":
-        if profile is None:
-            raise PruneError("a latency budget needs a device profile (--profile device_profiles/NAME.csv); "
-                             "or give the budget in FLOPs (--budget-kfpp / cost='flops') or memory")
-        measure = on_demand(profile, runner) if runner is not None else None
-        return LatencyCost(analysis, profile, model_key=model_key, measure=measure, measure_step=block)
-    if kind == "flops":
-        return FlopsCost(analysis)
-    if kind == "memory":
-        return MemoryCost(analysis)
-    raise PruneError(f"unknown cost {kind!r}: one of {', '.join(COSTS)}")
+    """The cost model ``kind`` (a name in cost/registry.py) of ``analysis``; with a ``runner``,
+    latency rows the profile lacks are measured on its device (which must be the profile's) and
+    appended to the profile, at multiples of the pruning ``block``."""
+    entry = COSTS.get(kind)
+    if entry is None:
+        raise PruneError(f"unknown cost {kind!r}: one of {', '.join(COSTS)}")
+    if entry.needs_profile and profile is None:
+        raise PruneError(f"a {kind} budget needs a device profile (--profile device_profiles/NAME.csv); "
+                         "or give the budget in FLOPs (--budget-kfpp / cost='flops') or memory")
+    measure = on_demand(profile, runner) if runner is not None and entry.needs_profile else None
+    return entry.make(analysis, CostInputs(profile, model_key, measure, block))
 
 
 def default_loss(output, target):
