@@ -12,7 +12,8 @@ from .common import device_options, runner_for
 def add(sub) -> None:
     p = sub.add_parser("export", help="export .pte/.tflite artifacts with parity, delegation and latency checks")
     p.add_argument("model", help="torchvision:NAME, path/to/file.py:factory, or a saved pruned model dir")
-    p.add_argument("--formats", default="pte,tflite", help="comma-separated: pte, tflite")
+    p.add_argument("--formats", default="pte,tflite",
+                   help="comma-separated export formats: pte, tflite, or a registered runtime flavour's")
     p.add_argument("--out", required=True, help="directory for the artifacts and manifest.json")
     p.add_argument("--nhwc", action="store_true", help="the .tflite takes channels-last (NHWC) input")
     p.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the model's usual size)")
