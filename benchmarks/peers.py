@@ -374,11 +374,11 @@ class Place:
         return kept or entry
 
     def compare(self, ours: Pruned, theirs: list[Pruned]) -> None:
-        """Ours' latency over each contender's, timed against each other: in each of --processes
-        fresh processes ours is loaded once and each contender's program timed in turns with it. Why not
-        the two latencies measured apart: one architecture measured 0.344 and 0.365 ms in two
-        such measurements minutes apart (peers.py, 2026-12-06), more than the margin between
-        a plan and its aim; in turns, the drift of the machine cancels out."""
+        """Ours' latency over each contender's, timed against each other: in each of --processes fresh
+        processes ours is loaded once and each contender's program timed in turns with it. Why not the
+        two latencies measured apart: one architecture measured 0.344 and 0.365 ms in two such
+        measurements minutes apart (peers.py, 2026-12-06), more than the margin between a plan and its
+        aim; in turns, the drift of the machine cancels out."""
         for other, ratio in zip(theirs, self.measure.ratios(ours.model, [o.model for o in theirs], self.shape)):
             ours.against[other.method] = ratio
             print(f"    {ours.method} / {other.method}, seed {ours.seed}, timed in turns: "

@@ -125,13 +125,12 @@ def measure_artifact(runner: Runner, path, threads: int = 1, processes: int = 5,
     return result
 
 
-
 def ratios_in_turns(runner: Runner, target, others: list, threads: int = 1, processes: int = 5,
                     repeats: int = 50) -> list[float]:
     """``target``'s latency over each of ``others``', timed against each other: in each of
     ``processes`` fresh processes, ``target`` is loaded once and every other program is timed
     in turns with it; per other, the median over processes of the per-process median of the
-    turns' ratios. The same figures as ``measure_artifact(runner, target, reference=other)``
+    turns' ratios. The estimate ``measure_artifact(runner, target, reference=other)`` gives
     per other, in ``processes`` processes instead of ``processes`` per other (a fresh process
     costs 3.5 s of imports on a 2-core AMD EPYC VM, more than a small net's timing)."""
     per_other: list[list[float]] = [[] for _ in others]
@@ -140,6 +139,7 @@ def ratios_in_turns(runner: Runner, target, others: list, threads: int = 1, proc
         for k, m in enumerate(runs):  # each turn's ratio is other / target: inverted
             per_other[k].append(statistics.median(1 / r for r in m.ratios))
     return [statistics.median(v) for v in per_other]
+
 
 @dataclass
 class SpeedReference:
