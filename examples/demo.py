@@ -160,9 +160,7 @@ def latency_and_export(console, profile, saved: Path, budget_ms: float) -> None:
     pruned model as the .pte artifact just exported (what ships is what is measured, and it is
     not lowered twice)."""
     from mobileprune.devices import HostRunner, runtimes
-    from mobileprune.devices.builds import cache_dir
-    from mobileprune.devices.reference import speed_reference
-    from mobileprune.devices.runner import measure_artifact
+    from mobileprune.devices.measuring import measure_artifact_for_profile
     from mobileprune.predict import ModelRef, predict, resolve
 
     ref = resolve(str(saved))  # rebuilt from the original's definition + plan + weights, no pickle
@@ -180,8 +178,7 @@ def latency_and_export(console, profile, saved: Path, budget_ms: float) -> None:
         _print_latency(console, "original", p["runtime"], p["predicted_ms"], p["measurement"])
         runtime = runtimes.get(profile.meta.runtime)
         pte = Path(out) / next(a["path"] for a in manifest["artifacts"] if a["format"] == runtime.export_format)
-        m = measure_artifact(runner, pte, profile.meta.threads, MEASURE_PROCESSES,
-                             reference=speed_reference(profile.meta, cache_dir(runtime)))
+        m = measure_artifact_for_profile(pte, runner, profile.meta, MEASURE_PROCESSES)
         _print_latency(console, "pruned  ", runtime.label, prediction["predicted_ms"], m,
                        f"; budget {budget_ms:.3f} ms, measured {100 * (m['ms'] / budget_ms - 1):+.1f}% of it")
 

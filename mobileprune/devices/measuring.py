@@ -243,9 +243,17 @@ def measure_for_profile(model, inputs, runner: Runner, meta: ProfileMeta, proces
     """``model`` lowered to the profile's runtime and measured on ``runner`` at the profile's
     threads, speed-normalised against the profile's reference: its ``ms`` is comparable with the
     profile's predictions."""
-    runtime = runtimes.get(meta.runtime)
-    return measure_model(model, inputs, runner, runtime, meta.threads, repeats, processes,
-                         reference=speed_reference(meta, cache_dir(runtime)))
+    program = timing_program(model, tuple(inputs), runtimes.get(meta.runtime))
+    return measure_artifact_for_profile(program, runner, meta, processes, repeats)
+
+
+def measure_artifact_for_profile(path, runner: Runner, meta: ProfileMeta, processes: int = 5,
+                                 repeats: int = 50) -> dict:
+    """An artifact of the profile's runtime (an exported .pte, a timing program) measured on
+    ``runner`` at the profile's threads, speed-normalised against the profile's reference: its
+    ``ms`` is comparable with the profile's predictions."""
+    return measure_artifact(runner, path, meta.threads, processes, repeats,
+                            reference=speed_reference(meta, cache_dir(runtimes.get(meta.runtime))))
 
 
 def on_demand(profile: DeviceProfile, runner: Runner, repeats: int = 50):
