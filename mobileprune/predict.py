@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from .cost import LatencyCost, fractions_from_plan
+from .cost.registry import CostError, CostInputs
+from .cost.registry import make as build_cost
 from .devices import runtimes
 from .devices.identity import compare, host_identity
 from .devices.latency_table import DeviceProfile, ProfileError, profile_command
@@ -50,12 +52,22 @@ def resolve(model_arg: str, input_shape: str | None = None) -> ModelRef:
     return ModelRef(model_arg, original, analysis, PrunePlan.full(analysis), original)
 
 
-def predict(ref: ModelRef, profile: DeviceProfile, runner=None, measure: bool = False,
-            calibration: str = "scale", processes: int = 5) -> dict:
+def predict(ref: ModelRef, profile: DeviceProfile | None, runner=None, measure: bool = False,
+            calibration: str = "scale", processes: int = 5, *, cost: str = "latency") -> dict:
     """Predicted latency of ``ref`` on the profile's device, per layer kind; with a ``runner``,
     rows the profile lacks are measured on it, and with ``measure`` the model is measured whole
     (in ``processes`` fresh processes). Both need the runner's device to be the profile's
-    (ProfileError otherwise)."""
+    (ProfileError otherwise). Every result holds ``cost``, ``unit``, ``predicted`` and the
+    original's ``original``; ``cost``: another cost model of cost/registry.py (e.g. "flops", or
+    one registered by the user) prices the model instead, with the profile only if it needs one."""
+    if cost != "latency" or profile is None:  # (a latency cost without a profile: refused by build_cost)
+        model = build_cost(cost, ref.analysis, CostInputs(profile, ref.spec))
+        if runner is not None or measure:
+            raise CostError(f"only a latency is measured on a device, not a {cost} cost: predict it without "
+                            "--device or --measure")
+        with torch.no_grad():
+            predicted = model(fractions_from_plan(ref.analysis, ref.plan))
+            return {"cost": cost, "unit": model.unit, "predicted": float(predicted), "original": float(model())}
     this = runner.identity() if runner is not None else host_identity()
     match = compare(profile.meta.device_identity, this)
     if runner is not None and not match.matches:
@@ -65,18 +77,19 @@ def predict(ref: ModelRef, profile: DeviceProfile, runner=None, measure: bool = 
             f"this device's rows to another device's table, or compare latencies of two devices: refused. "
             f"Predict without --device to get the profile's device's latency, or profile this device with "
             f"`{profile_command(this, profile.meta.runtime, profile.meta.threads, runner.device)}`")
-    cost = LatencyCost(analysis=ref.analysis, profile=profile, model_key=ref.spec, calibration=calibration,
-                       measure=on_demand(profile, runner) if runner is not None else None)
+    latency = LatencyCost(analysis=ref.analysis, profile=profile, model_key=ref.spec, calibration=calibration,
+                          measure=on_demand(profile, runner) if runner is not None else None)
     fractions = fractions_from_plan(ref.analysis, ref.plan)
-    predicted = float(cost(fractions))
+    predicted = float(latency(fractions))
     by_kind: dict[str, float] = {}
-    for layer, ms in cost.per_layer(fractions):  # calibrated like the total
-        by_kind[layer.op] = by_kind.get(layer.op, 0.0) + ms * cost.scale
-    if cost.overhead_ms:
-        by_kind["overhead"] = cost.overhead_ms
-    result = {"predicted_ms": predicted, "by_kind_ms": by_kind, "profile": str(profile.path),
+    for layer, ms in latency.per_layer(fractions):  # calibrated like the total
+        by_kind[layer.op] = by_kind.get(layer.op, 0.0) + ms * latency.scale
+    if latency.overhead_ms:
+        by_kind["overhead"] = latency.overhead_ms
+    result = {"cost": "latency", "unit": "ms", "predicted": predicted, "original": float(latency()),
+              "predicted_ms": predicted, "by_kind_ms": by_kind, "profile": str(profile.path),
               "runtime": runtimes.get(profile.meta.runtime).label, "threads": profile.meta.threads,
-              "calibration": {"mode": cost.calibration, "scale": cost.scale, "overhead_ms": cost.overhead_ms},
+              "calibration": {"mode": latency.calibration, "scale": latency.scale, "overhead_ms": latency.overhead_ms},
               **match.to_dict(), "device_note": None if match.matches else match.warning(),
               "profile_identity": match.profile_device.to_dict(), "measured_ms": None, "measurement": None, "error_pct": None}
     if measure:

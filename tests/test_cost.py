@@ -223,10 +223,18 @@ def test_predict_a_saved_pruned_model(tiny, tmp_path, capsys):
     mp.save(tmp_path / "pruned", TINY, plan, mp.slim(model, analysis, plan), [TINY_SHAPE])
     runs = {}
     for name, target in (("full", TINY), ("pruned", str(tmp_path / "pruned"))):
-        out = run_cli(capsys, "predict", target, "--profile", profile.path, "--json")
-        assert out.returncode == 0, out.stderr
-        runs[name] = json.loads(out.stdout)["predicted_ms"]
-    assert runs["pruned"] < runs["full"]
+        for cost in ("latency", "flops"):  # flops: no profile needed
+            out = run_cli(capsys, "predict", target, *(("--profile", profile.path) if cost == "latency" else ()),
+                          "--cost", cost, "--json")
+            assert out.returncode == 0, out.stderr
+            runs[name, cost] = json.loads(out.stdout)
+    for cost, unit in (("latency", "ms"), ("flops", "kFPP")):
+        full, pruned = runs["full", cost], runs["pruned", cost]
+        assert full["unit"] == pruned["unit"] == unit
+        assert pruned["predicted"] < full["predicted"] == full["original"] == pytest.approx(pruned["original"])
+    assert runs["pruned", "latency"]["predicted"] == runs["pruned", "latency"]["predicted_ms"]
+    out = run_cli(capsys, "predict", TINY, "--json")  # a latency without a profile: refused, saying what to give
+    assert out.returncode == 2 and "needs a device profile" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_gemm_widths_are_priced_at_the_measured_tile(tiny):

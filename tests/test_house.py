@@ -93,11 +93,13 @@ def test_a_runtime_flavour_is_one_registry_entry(tmp_path):
 
 def test_a_cost_model_is_one_registry_entry():
     """A stand-in cost model, the kept channels of every group, added through the cost registry
-    alone: mobileprune.prune takes a budget in it and meets it."""
+    alone: mobileprune.prune takes a budget in it and meets it, and predict prices the pruned
+    model in it as prune's report did."""
     import torch
 
     import mobileprune as mp
     from mobileprune.cost import registry
+    from mobileprune.predict import ModelRef, predict
     from mobileprune.prune import PruneError
     from mobileprune.spec import build
 
@@ -123,6 +125,10 @@ def test_a_cost_model_is_one_registry_entry():
         predicted = result.report["predicted"]
         assert predicted["after"] <= predicted["budget"] < predicted["before"]
         assert predicted["before"] == sum(KeptChannels(result.analysis).sizes.values())
+        ref = ModelRef(TINY, build(TINY).eval(), result.analysis, result.plan, result.model)
+        priced = predict(ref, None, cost="channels")
+        assert priced == {"cost": "channels", "unit": "channels", "predicted": predicted["after"],
+                          "original": predicted["before"]}
     finally:
         registry.unregister("channels")
     with pytest.raises(PruneError, match="unknown cost 'channels'"):

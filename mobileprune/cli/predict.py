@@ -11,10 +11,13 @@ from .common import device_options, runner_for
 
 def add(sub) -> None:
     from ..cost.calibrate import CALIBRATIONS
+    from ..cost.registry import COSTS
 
     p = sub.add_parser("predict", help="predict (and measure) a model's latency from a profile")
     p.add_argument("model", help="torchvision:NAME, path/to/file.py:factory, or a saved pruned model dir")
-    p.add_argument("--profile", required=True)
+    p.add_argument("--profile", help="the device's latency table (a latency cost needs one)")
+    p.add_argument("--cost", default="latency", choices=list(COSTS),
+                   help="what to price: latency on the profile's device (default), or another cost model")
     p.add_argument("--device", help="measure configurations missing from the profile on this device")
     p.add_argument("--measure", action="store_true", help="also measure the whole model on --device")
     p.add_argument("--calibration", default="scale", choices=CALIBRATIONS,
@@ -30,11 +33,16 @@ def run(args) -> int:
 
     if args.measure and not args.device:
         args.device = "host"
-    profile = DeviceProfile.load(args.profile)
+    profile = DeviceProfile.load(args.profile) if args.profile else None
     runner = runner_for(args.device, args) if args.device else None
-    result = predict(resolve(args.model), profile, runner, measure=args.measure, calibration=args.calibration)
+    result = predict(resolve(args.model), profile, runner, measure=args.measure, calibration=args.calibration,
+                     cost=args.cost)
     if args.json:
         print(json.dumps({"model": args.model, **result}))
+        return 0
+    if args.cost != "latency":
+        print(f"{args.model}: {result['predicted']:.4g} {result['unit']} ({args.cost}; the original "
+              f"{result['original']:.4g}, {100 * result['predicted'] / result['original']:.1f}%)")
         return 0
     table = Table(title=f"{args.model} on {result['profile_device']} ({result['runtime']}, "
                         f"{result['threads']} thread(s))")

@@ -1,12 +1,13 @@
 """The cost models by name, one registry: what a budget can price ("latency", "flops", "memory",
 and any model registered here). A new cost model is a class with a ``unit`` and a
 ``__call__(fractions)`` (base.CostModel) and one ``register`` call; ``mobileprune.prune``'s
-``Target(cost=...)`` and the CLI's ``--cost`` take it from then on."""
+``Target(cost=...)``, ``predict(cost=...)`` and the CLI's ``--cost`` take it from then on."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import MobilepruneError
 from .flops import FlopsCost
 from .latency import LatencyCost
 from .memory import MemoryCost
@@ -33,6 +34,22 @@ class CostEntry:
 
 
 COSTS: dict[str, CostEntry] = {}
+
+
+class CostError(MobilepruneError, ValueError):
+    """A cost asked for by a name not registered, or without the profile it prices with."""
+
+
+def make(kind: str, analysis, inputs: CostInputs):
+    """The cost model ``kind`` of ``analysis`` (refused, saying what to give, when unknown or
+    when it needs a profile and ``inputs`` has none)."""
+    entry = COSTS.get(kind)
+    if entry is None:
+        raise CostError(f"unknown cost {kind!r}: one of {', '.join(COSTS)}")
+    if entry.needs_profile and inputs.profile is None:
+        raise CostError(f"a {kind} cost needs a device profile (--profile device_profiles/NAME.csv); or price "
+                        "in FLOPs (--cost flops, cost='flops') or memory (--cost memory)")
+    return entry.make(analysis, inputs)
 
 
 def register(name: str, entry: CostEntry) -> None:
