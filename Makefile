@@ -10,7 +10,7 @@ FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 RUNNER := build/runner-host/mobileprune_runner
 
-.PHONY: demo test test-fast test-slow venv data runner tools clean results
+.PHONY: demo demo-int8 test test-fast test-slow venv data runner tools clean results
 
 venv: $(STAMP)
 
@@ -59,6 +59,11 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 
 demo: $(STAMP) data
 	$(PY) examples/demo.py
+
+# The same job in int8, as apps ship it: an int8 profile of this machine, an int8 latency budget,
+# the .int8.pte measured against it (examples/demo.py).
+demo-int8: $(STAMP) data
+	$(PY) examples/demo.py --int8
 
 # Everything CI runs, the slow marker (big models, the demo) included, in one run: its long
 # tests start first and each worker takes one test at a time (tests/conftest.py), so neither

@@ -13,6 +13,12 @@
 5. Predict and measure its latency here (ExecuTorch-XNNPACK, 1 thread, normalised to the
    profile's speed; the pruned model as its exported .pte), against the budget.
 
+With --int8 (`make demo-int8`) the whole path is int8, as apps ship it: the profile is of
+ExecuTorch-XNNPACK's int8 kernels (runtime executorch-int8), the budget is int8 latency, the
+pruned model is fine-tuned in float and exported as .int8.pte (calibrated on training images,
+checked against the fake-quantized model, its top-1 beside the float model's), and that
+artifact is what is measured against the budget.
+
 Run with `make demo`; `examples/demo.py SPEC [--steps=N] [--budget=B]` runs it on another model
 spec (data resized to it) with N pruning steps (default 200), budget B (default 50%),
 --finetune-steps=F steps per teacher (default 100), --larger=SPEC as the chain's second teacher
@@ -55,6 +61,8 @@ BLOCK = int(OPTIONS["block"]) if "block" in OPTIONS else None
 # fresh processes per whole-model latency measurement, the profile's included (each process
 # starts torch and ExecuTorch: 3-4 s)
 MEASURE_PROCESSES = int(OPTIONS.get("measure-processes", 3))
+INT8 = "--int8" in sys.argv[1:]
+RUNTIME = "executorch-int8" if INT8 else "executorch"  # what the profile, the budget and the measurement are of
 
 
 def count(model: torch.nn.Module) -> int:
@@ -69,7 +77,7 @@ def profile_of_this_machine(console) -> DeviceProfile:
 
     runner = HostRunner()
     this = runner.identity()
-    profile = find_profile(this, "executorch", 1, [CACHED, SHIPPED], covering=SPECS)
+    profile = find_profile(this, RUNTIME, 1, [CACHED, SHIPPED], covering=SPECS)
     if profile is not None and BLOCK is not None and profile.meta.block != BLOCK:
         console.print(f"{profile.path} is a profile of this machine at block {profile.meta.block}, not {BLOCK}: "
                       f"profiling this machine at block {BLOCK} into a cached profile.", soft_wrap=True)
@@ -85,13 +93,14 @@ def profile_of_this_machine(console) -> DeviceProfile:
     else:
         console.print(f"{profile.path} is a profile of this machine without {', '.join(SPECS)}: measuring its "
                       f"layers into a cached copy.", soft_wrap=True)
-    out = default_profile_path(this, "executorch", 1, CACHED)
+    out = default_profile_path(this, RUNTIME, 1, CACHED)
     if BLOCK is not None:  # a profile of this machine may be cached at another block
         out = out.with_name(f"{out.stem}-block{BLOCK}{out.suffix}")
     if profile is not None and Path(profile.path).resolve() != out.resolve():  # extend a copy, not the shipped file
         profile.save(out)
     start = time.perf_counter()
-    config = ProfilingConfig(block=BLOCK, repeats=30, reference=REFERENCE, processes=MEASURE_PROCESSES)
+    config = ProfilingConfig(block=BLOCK, repeats=30, reference=REFERENCE, processes=MEASURE_PROCESSES,
+                             runtime=RUNTIME)
     profile = profile_device(SPECS, out, runner, config, show_progress=False,
                              log=lambda line: console.print(f"  {line}"))
     console.print(f"profiled this machine in {time.perf_counter() - start:.0f} s: {profile.path} "
@@ -136,7 +145,7 @@ def main() -> None:
                       f"teacher: {' -> '.join(names)})")
         console.print(f"  budget {pred['budget']:.3f} ms ({BUDGET} of the predicted {pred['before']:.3f} ms); "
                       f"the plan's prediction {pred['after']:.3f} ms ({-pred['below_budget_pct']:+.1f}% of the budget)")
-        latency_and_export(console, profile, out, pred["budget"])
+        latency_and_export(console, profile, out, pred["budget"], data)
     console.print(f"demo done in {time.perf_counter() - started:.0f} s")
 
 
@@ -154,11 +163,11 @@ def teacher_chain(console, spec: str, original: torch.nn.Module) -> tuple[list, 
     return names, teachers
 
 
-def latency_and_export(console, profile, saved: Path, budget_ms: float) -> None:
-    """Reload the saved pruned model and export both formats; then predicted vs measured
-    ExecuTorch latency on this machine, against the budget: the original lowered for timing, the
-    pruned model as the .pte artifact just exported (what ships is what is measured, and it is
-    not lowered twice)."""
+def latency_and_export(console, profile, saved: Path, budget_ms: float, data) -> None:
+    """Reload the saved pruned model and export it (.pte and .tflite; with --int8, .int8.pte);
+    then predicted vs measured ExecuTorch latency on this machine, against the budget: the
+    original lowered for timing, the pruned model as the artifact just exported (what ships is
+    what is measured, and it is not lowered twice)."""
     from mobileprune.devices import HostRunner, runtimes
     from mobileprune.devices.measuring import measure_artifact_for_profile
     from mobileprune.predict import ModelRef, predict, resolve
@@ -167,12 +176,17 @@ def latency_and_export(console, profile, saved: Path, budget_ms: float) -> None:
     prediction = predict(ref, profile)
     runner = HostRunner()
     with tempfile.TemporaryDirectory() as out:
-        manifest = mp.export(ref.model, ref.example_inputs, out, ("pte", "tflite"),
-                             origin=mp.ModelOrigin(ref.spec, ref.plan, prediction))
+        manifest = mp.export(ref.model, ref.example_inputs, out, ("pte-int8",) if INT8 else ("pte", "tflite"),
+                             origin=mp.ModelOrigin(ref.spec, ref.plan, prediction), data=data)
         for a in manifest["artifacts"]:
             delegated = f", {100 * a['delegation']['delegated_share']:.0f}% of ops in XNNPACK" if a["delegation"] else ""
-            console.print(f"  pruned   {a['format']:6s} {a['size_bytes'] / 1e6:.2f} MB, parity rel. diff "
+            against = "the fake-quantized model" if a["dtype"] == "int8" else "eager PyTorch"
+            console.print(f"  pruned   {a['format']:8s} {a['size_bytes'] / 1e6:.2f} MB, rel. diff from {against} "
                           f"{a['parity']['rel_diff']:.1e} ({', '.join(a['checked_with'])}){delegated}")
+            if a.get("top1"):
+                console.print(f"           top-1 {100 * a['top1']['artifact']:.1f}% on {a['top1']['images']} held-out "
+                              f"images (in float {100 * a['top1']['float_model']:.1f}%); top-1 agrees with the "
+                              f"fake-quantized model on {100 * a['parity']['top1_agreement']:.1f}%")
         original = ModelRef(ref.spec, ref.original, ref.analysis, mp.PrunePlan.full(ref.analysis), ref.original)
         p = predict(original, profile, runner, measure=True, processes=MEASURE_PROCESSES)
         _print_latency(console, "original", p["runtime"], p["predicted_ms"], p["measurement"])

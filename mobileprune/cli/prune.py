@@ -25,6 +25,9 @@ def add(sub) -> None:
     budget.add_argument("--budget-melems", type=float, help="absolute activation-memory budget (M elements)")
     p.add_argument("--cost", choices=list(COSTS), help="what --budget prices (default: latency with --profile, "
                    "else flops)")
+    p.add_argument("--dtype", choices=("float32", "int8"), help="what the shipped model computes in: a latency "
+                   "budget needs a --profile measured in it (int8: `mobileprune profile --runtime executorch-int8`); "
+                   "default: the profile's")
     p.add_argument("--method", choices=list(METHODS), default="fisher")
     p.add_argument("--device", help="measure layer widths the profile lacks on this device (host; it must be "
                    "the profile's device)")
@@ -64,7 +67,8 @@ def run(args) -> int:
     data = load_data(args.data, shape, args.data_dir) if args.data else None
     target = Target(budget=budget, cost=cost, profile=args.profile, block=args.block,
                     device=runner_for(args.device, args) if args.device else None,
-                    measured=MeasuredRounds(rounds=args.measured_rounds) if args.measured_rounds else None)
+                    measured=MeasuredRounds(rounds=args.measured_rounds) if args.measured_rounds else None,
+                    dtype=args.dtype)
     result = prune(model, torch.randn(shape), data, method=args.method, target=target,
                    training=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
                    output=Output(out=args.out, spec=args.model, show=not args.json, score_images=args.eval_images))

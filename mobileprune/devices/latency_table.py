@@ -105,6 +105,10 @@ class DeviceProfile:
         if meta.schema != SCHEMA_VERSION:
             raise ProfileError(f"{meta_path}: schema {meta.schema}, this mobileprune reads schema "
                                f"{SCHEMA_VERSION}; re-profile the device")
+        computes_in = runtimes.get(meta.runtime).dtype
+        if meta.dtype != computes_in:  # its rows would be priced as what they were not measured in
+            raise ProfileError(f"{meta_path}: dtype {meta.dtype!r}, but its runtime {meta.runtime} computes in "
+                               f"{computes_in}: a corrupt profile; re-profile the device")
         if check_runtime:
             installed = runtimes.get(meta.runtime).version()
             if installed != meta.runtime_version:

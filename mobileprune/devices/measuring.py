@@ -71,7 +71,7 @@ def new_meta(runner: Runner, runtime: Runtime, threads: int, block: int) -> Prof
 
     identity = runner.identity()
     return ProfileMeta(device=runner.device, cpu=identity.name, runtime=runtime.name,
-                       runtime_version=runtime.version(), threads=threads, block=block,
+                       runtime_version=runtime.version(), threads=threads, dtype=runtime.dtype, block=block,
                        date=datetime.date.today().isoformat(), mobileprune_version=__version__,
                        identity=identity.to_dict())
 

@@ -32,9 +32,10 @@ def lower_pte(module: nn.Module, example_inputs: tuple):
     from .rewrites import for_xnnpack
 
     decomp_cache.install()
+    module.eval()  # (a statement: a fake-quantized graph's eval() returns None, devices/quantize.py)
     with EXPORT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ep = for_xnnpack(torch.export.export(module.eval(), tuple(example_inputs)))
+        ep = for_xnnpack(torch.export.export(module, tuple(example_inputs)))
         return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
 
 
@@ -70,7 +71,7 @@ def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False,
     from . import decomp_cache
 
     decomp_cache.install()
-    module = module.eval()
+    module.eval()
     if nhwc or nhwc_outputs:
         four_d = [i for i, x in enumerate(example_inputs) if x.dim() == 4] if nhwc else []
         out_4d = []

@@ -53,6 +53,14 @@ class Runtime:
     optional_interpreters: tuple = ()  # second opinions, used where their package is installed
     nhwc_inputs: bool = False  # can be exported to take channels-last 4-D inputs
     export_format: str = ""  # mobileprune.export's name for it; default: the suffix without its dots
+    # A quantized flavour: (module, example_inputs, calibration input sets) -> the fake-quantized
+    # module its artifact is built from and checked against (devices/quantize.py); None: float.
+    quantize: Callable | None = None
+    dtype: str = "float32"  # what its kernels compute in; profiles and budgets never mix two
+    # Parity against the (fake-quantized) reference: a relative tolerance of the runtime's own
+    # (None: export's, default 1e-4) and the least share of images with the reference's top-1.
+    tolerance: float | None = None
+    min_top1_agreement: float | None = None
 
     def __post_init__(self):
         if not self.export_format:
@@ -82,6 +90,19 @@ def _build_pte(module, example_inputs, nhwc: bool = False) -> tuple[bytes, dict]
     with EXPORT_LOCK:
         edge = lower_pte(module, example_inputs)
         return edge.to_executorch().buffer, delegation_of(edge).to_dict()
+
+
+def _lower_pte_int8(module, example_inputs, path, channels_last: bool = False) -> Path:
+    from .programs import to_pte
+
+    # Calibrated on random inputs: a timing program's latency does not depend on the values.
+    return to_pte(_int8_xnnpack(module, example_inputs, None), example_inputs, path)
+
+
+def _int8_xnnpack(module, example_inputs, calibration):
+    from .quantize import int8_xnnpack
+
+    return int8_xnnpack(module, example_inputs, calibration)
 
 
 def _lower_tflite(module, example_inputs, path, channels_last: bool = False) -> Path:
@@ -124,6 +145,16 @@ register(Runtime("executorch", "ExecuTorch-XNNPACK", ".pte", "executorch", per_o
                  build=_build_pte, interpreters=("executorch",),
                  worker=WorkerCode("host_worker:run_pte", "host_worker:outputs_pte",
                                    preload=("torch", "executorch.extension.pybindings._C"))))
+# int8 as apps ship it: PT2E static quantization lowered to XNNPACK's int8 kernels. Checked
+# against the fake-quantized model: XNNPACK requantizes with its own rounding, a few output
+# quanta apart (docs/export.md, "int8").
+register(Runtime("executorch-int8", "ExecuTorch-XNNPACK int8", ".int8.pte", "executorch", per_op_events=True,
+                 fused_activations=CLAMP_ACTIVATIONS, channels_last_kinds=frozenset(), lower=_lower_pte_int8,
+                 build=_build_pte, interpreters=("executorch",), export_format="pte-int8",
+                 worker=WorkerCode("host_worker:run_pte", "host_worker:outputs_pte",
+                                   preload=("torch", "executorch.extension.pybindings._C")),
+                 quantize=_int8_xnnpack,
+                 dtype="int8", tolerance=0.05, min_top1_agreement=0.99))
 # LiteRT gives no per-op times from Python, so a row is a whole program: ops it runs NHWC get
 # channels-last I/O (no transposes to subtract); layout-free ops keep plain I/O (wrapped they
 # cost 2-8x their in-model time, docs/latency.md).

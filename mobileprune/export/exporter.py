@@ -1,7 +1,11 @@
 """export(): build the artifacts, prove them against eager PyTorch, write manifest.json.
 
 Per format: lower (timed), write the file, run it on the device through a Runner on the parity
-inputs, compare with eager PyTorch, and (with a device) measure its latency. An artifact that
+inputs, compare with eager PyTorch, and (with a device) measure its latency. A quantized format
+(a runtime flavour with ``quantize``, e.g. pte-int8) is calibrated on a data source's training
+images and compared with the fake-quantized model within the runtime's tolerance, its top-1
+agreeing on the data source's held-out images; the manifest gives its top-1 and the float
+model's on them. An artifact that
 fails parity is renamed ``NAME.EXT.failed`` and marked failed in the manifest, and export raises
 ExportError after writing the manifest: a broken artifact is never left where an app build would
 pick it up.
@@ -60,7 +64,9 @@ class ExportConfig:
     interpreters where installed (tf.lite for .tflite); ``check``: raise ExportError when any
     artifact fails parity (the manifest is written first). ``measure``: also measure each
     artifact's latency on the runner, at ``threads``, in ``processes`` fresh processes (the
-    lowest median). ``name``: the artifacts' file stem."""
+    lowest median). ``name``: the artifacts' file stem. A quantized format calibrates on
+    ``calibration_images`` training images and is checked on ``data_images`` held-out images
+    (export's ``data``)."""
     nhwc: bool = False
     tolerance: float = parity_mod.DEFAULT_TOLERANCE
     random_inputs: int = 3
@@ -71,10 +77,28 @@ class ExportConfig:
     threads: int = 1
     processes: int = 5
     name: str = "model"
+    calibration_images: int = 256
+    data_images: int = 200
 
     def __post_init__(self):
         if self.processes < 1 or self.threads < 1:
             raise SettingsError(f"processes and threads must be at least 1 (got {self.processes}, {self.threads})")
+        if self.calibration_images < 1 or self.data_images < 1:
+            raise SettingsError(f"calibration_images and data_images must be at least 1 (got "
+                                f"{self.calibration_images}, {self.data_images})")
+
+
+@dataclass
+class Checks:
+    """What an artifact is checked on: input ``sets`` (the last ``images`` of them real
+    images) and its reference's outputs on them (``expected``: eager PyTorch, or the
+    fake-quantized model for a quantized format); for a quantized format, the images' ``labels``
+    and the float model's top-1 on them."""
+    sets: list
+    expected: list
+    images: int
+    labels: list | None = None
+    float_top1: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,11 +113,13 @@ class ModelOrigin:
 
 
 def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, config: ExportConfig | None = None,
-           runner=None, origin: ModelOrigin | None = None) -> dict:
+           runner=None, origin: ModelOrigin | None = None, data=None) -> dict:
     """Export ``model`` to each of ``formats`` in ``out_dir`` as ``config`` says (default
     ExportConfig()) and return the manifest. ``runner``: where artifacts run for parity and
     latency (default: this machine's HostRunner). ``origin``: what the manifest records of the
-    model (a pruned model's spec and plan, a prediction)."""
+    model (a pruned model's spec and plan, a prediction). ``data``: a data source's splits
+    (data.load_data), which quantized formats need: they calibrate on its training images and are
+    checked on its held-out ones."""
     from ..devices import HostRunner
 
     c, origin = config or ExportConfig(), origin or ModelOrigin()
@@ -127,27 +153,77 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, config
         "device": runner.device if measure else None,
         "artifacts": [],
     }
+    quantized = [f for f in formats if for_format(f).quantize is not None]
+    if quantized and data is None:
+        raise SettingsError(f"{', '.join(quantized)}: a quantized artifact calibrates on a data source's training "
+                            "images and is checked on its held-out ones: give data (e.g. --data fashion-mnist)")
     for fmt in formats:
-        manifest["artifacts"].append(_one(fmt, model, example_inputs, out_dir, (sets, expected, n_images), runner, c))
+        runtime = for_format(fmt)
+        if runtime.quantize is None:
+            artifact = _one(fmt, model, example_inputs, out_dir, Checks(sets, expected, n_images), runner, c)
+        else:
+            reference, checks, quantization = _quantized(runtime, model, example_inputs, data, c)
+            artifact = {**_one(fmt, reference, example_inputs, out_dir, checks, runner, c),
+                        "quantization": quantization}
+        manifest["artifacts"].append(artifact)
     manifest["passed"] = all(a["status"] == "ok" for a in manifest["artifacts"])
     write_atomic(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
     failed = [a for a in manifest["artifacts"] if a["status"] != "ok"]
     if failed and c.check:
-        detail = "; ".join(f"{a['format']}: {a['error'] or 'relative diff %.3g > %.3g' % (a['parity']['rel_diff'], tolerance)}"
-                           for a in failed)
+        detail = "; ".join(f"{a['format']}: {failure(a)}" for a in failed)
         raise ExportError(f"parity failed, artifact(s) not shipped ({detail}); see {out_dir / MANIFEST}", manifest)
     return manifest
 
 
-def _one(fmt, model, example_inputs, out_dir, parity_data: tuple, runner, c: ExportConfig) -> dict:
-    """One artifact made, written, checked for parity and (``c.measure``) measured.
-    ``parity_data``: (input sets, eager outputs, how many of the sets are images)."""
-    sets, expected, n_images = parity_data
+def failure(artifact: dict) -> str:
+    """Why a manifest's artifact failed, in a line."""
+    par = artifact["parity"] or {}
+    if artifact["error"] or not par:
+        return artifact["error"] or "not checked"
+    if par["rel_diff"] > par["tolerance"]:
+        return f"relative diff {par['rel_diff']:.3g} > tolerance {par['tolerance']:.3g}"
+    return f"top-1 agreement {par['top1_agreement']:.3f} < {par['min_top1_agreement']:.3f} on {par['images']} images"
+
+
+def _quantized(runtime, model, example_inputs, data, c: ExportConfig) -> tuple[nn.Module, Checks, dict]:
+    """A quantized format's reference (the fake-quantized model, calibrated on the first
+    ``c.calibration_images`` training images), what it is checked on (``c.random_inputs``
+    random sets and the first ``c.data_images`` held-out images, in batches of the example
+    input's size) and what the manifest records of it."""
+    if len(example_inputs) != 1:
+        raise SettingsError(f"{runtime.export_format}: quantized export takes models of one image input")
+    batch = example_inputs[0].shape[0]
+    calibration = [(x,) for x, _ in parity_mod.batches(data.train, c.calibration_images, batch)]
+    reference = runtime.quantize(model, example_inputs, calibration)
+    images = parity_mod.batches(data.val, c.data_images, batch)
+    sets, _ = parity_mod.input_sets(example_inputs, c.random_inputs, images=0)
+    image_sets = [(x.numpy(),) for x, _ in images]
+    labels = [y.numpy() for _, y in images]
+    float_top1 = parity_mod.top1_of(parity_mod.eager_outputs(model, image_sets), labels)
+    checks = Checks(sets + image_sets, parity_mod.eager_outputs(reference, sets + image_sets), len(image_sets),
+                    labels, float_top1)
+    return reference, checks, {"scheme": runtime.dtype if runtime.dtype != "int8" else _scheme(),
+                               "calibration_images": len(calibration) * batch, "calibration_split": f"{data.name} train",
+                               "check_split": f"{data.name} validation"}
+
+
+def _scheme() -> str:
+    from ..devices.quantize import SCHEME
+
+    return SCHEME
+
+
+def _one(fmt, model, example_inputs, out_dir, checks: Checks, runner, c: ExportConfig) -> dict:
+    """One artifact made from ``model`` (for a quantized format, its fake-quantized reference),
+    written, checked for parity against it on ``checks`` and (``c.measure``) measured."""
+    sets, expected, n_images = checks.sets, checks.expected, checks.images
     name, nhwc, threads = c.name, c.nhwc, c.threads
     runtime = for_format(fmt)
     path = out_dir / f"{name}{runtime.suffix}"
-    entry = {"format": fmt, "path": path.name, "status": "ok", "error": None, "layout": "NCHW",
+    entry = {"format": fmt, "path": path.name, "status": "ok", "error": None, "layout": "NCHW", "dtype": runtime.dtype,
              "parity": None, "delegation": None, "latency_ms": None, "latency": None, "checked_with": []}
+    tolerance = runtime.tolerance if runtime.tolerance is not None else c.tolerance
+    accuracy = None
     start = time.perf_counter()
     data, entry["delegation"] = runtime.build(model, example_inputs, nhwc)
     if runtime.nhwc_inputs and nhwc:
@@ -165,13 +241,17 @@ def _one(fmt, model, example_inputs, out_dir, parity_data: tuple, runner, c: Exp
     for interp in interpreters:
         try:
             got = runner.outputs(str(path), artifact_sets, threads=threads, interpreter=interp)
-            result = parity_mod.compare(expected, got, c.tolerance, n_images)
+            result = parity_mod.compare(expected, got, tolerance, n_images, runtime.min_top1_agreement)
         except Exception as exc:  # noqa: BLE001 - any failure to run or compare fails the artifact
             entry.update(status="failed", error=f"{interp}: {type(exc).__name__}: {exc}")
             break
         entry["checked_with"].append(interp)
-        if worst is None or result.rel_diff > worst.rel_diff:
+        if worst is None or (not result.passed, result.rel_diff) > (not worst.passed, worst.rel_diff):
             worst = result
+        if checks.labels is not None and accuracy is None:  # the runtime's own interpreter's
+            accuracy = parity_mod.top1_of(got[-n_images:], checks.labels)
+    if accuracy is not None:
+        entry["top1"] = {"images": n_images, "artifact": accuracy, "float_model": checks.float_top1}
     if worst is not None:
         entry["parity"] = worst.to_dict()
         if not worst.passed and entry["status"] == "ok":

@@ -26,6 +26,7 @@ class Parity:
     images: int  # of which real images
     passed: bool
     top1_agreement: float | None = None  # share of real images with the same top-1 class
+    min_top1_agreement: float | None = None  # the least agreement that passes (quantized formats)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,8 +63,23 @@ def eager_outputs(model: torch.nn.Module, sets: list) -> list[list[np.ndarray]]:
     return outs
 
 
+def batches(dataset, count: int, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``count`` items of an (image, label) ``dataset`` (fewer if it is shorter) as
+    (images, labels) batches of ``batch`` (an exported program's input size is fixed)."""
+    items = [dataset[i] for i in range(min(count, len(dataset)) // batch * batch)]
+    return [(torch.stack([x for x, _ in items[i:i + batch]]), torch.as_tensor([y for _, y in items[i:i + batch]]))
+            for i in range(0, len(items), batch)]
+
+
+def top1_of(outputs: list, labels: list) -> float:
+    """The share of labels a list of per-batch outputs (first output: logits) ranks first."""
+    right = sum(int((np.asarray(out[0]).reshape(len(y), -1).argmax(-1) == np.asarray(y)).sum())
+                for out, y in zip(outputs, labels))
+    return right / max(1, sum(len(y) for y in labels))
+
+
 def compare(expected: list[list[np.ndarray]], got: list[list[np.ndarray]], tolerance: float,
-            images: int = 0) -> Parity:
+            images: int = 0, min_top1_agreement: float | None = None) -> Parity:
     if len(expected) != len(got) or any(len(e) != len(g) for e, g in zip(expected, got)):
         raise ValueError("the artifact returned a different number of outputs than the eager model")
     max_abs, scale = 0.0, 0.0
@@ -81,4 +97,6 @@ def compare(expected: list[list[np.ndarray]], got: list[list[np.ndarray]], toler
                  for e, g in zip(expected[-images:], got[-images:])]
         top1 = float(np.mean(agree))
     passed = bool(np.isfinite(rel) and rel <= tolerance)
-    return Parity(max_abs, rel, tolerance, len(expected), images, passed, top1)
+    if min_top1_agreement is not None and top1 is not None:
+        passed = passed and top1 >= min_top1_agreement
+    return Parity(max_abs, rel, tolerance, len(expected), images, passed, top1, min_top1_agreement)

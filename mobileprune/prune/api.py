@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cost.registry import COSTS, CostInputs
+from ..cost.registry import COSTS, CostError, CostInputs
+from ..cost.registry import make as build_cost
 from ..data import top1
 from ..devices import runtimes
 from ..devices.identity import compare, host_identity
@@ -62,13 +63,16 @@ class Target:
     (TrainedRuns). With measured rounds the budget is a measured latency: a share ("50%") is of
     the original's latency measured on the device, and the first plan is chosen at the same
     share of the original's predicted latency (the table may sum the whole net faster or slower
-    than the device runs it)."""
+    than the device runs it). ``dtype``: what the shipped model computes in ("float32", "int8"):
+    a latency budget is priced by a profile measured in it (an int8 model by a profile of the
+    executorch-int8 runtime), and a profile of another dtype is refused; None: the profile's."""
     budget: str | float = "50%"
     cost: str = "latency"
     profile: object = None  # a DeviceProfile or the path of one
     block: int | None = None
     device: object = None  # a Runner
     measured: MeasuredRounds | None = None
+    dtype: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,13 +114,11 @@ def make_cost(kind: str, analysis: Analysis, profile: DeviceProfile | None, mode
     latency rows the profile lacks are measured on its device (which must be the profile's) and
     appended to the profile, at multiples of the pruning ``block``."""
     entry = COSTS.get(kind)
-    if entry is None:
-        raise PruneError(f"unknown cost {kind!r}: one of {', '.join(COSTS)}")
-    if entry.needs_profile and profile is None:
-        raise PruneError(f"a {kind} budget needs a device profile (--profile device_profiles/NAME.csv); "
-                         "or give the budget in FLOPs (--budget-kfpp / cost='flops') or memory")
-    measure = on_demand(profile, runner) if runner is not None and entry.needs_profile else None
-    return entry.make(analysis, CostInputs(profile, model_key, measure, block))
+    measure = on_demand(profile, runner) if runner is not None and entry and entry.needs_profile else None
+    try:
+        return build_cost(kind, analysis, CostInputs(profile, model_key, measure, block))
+    except CostError as e:
+        raise PruneError(str(e)) from None
 
 
 def default_loss(output, target):
@@ -170,6 +172,8 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
     spec = spec_of(spec if spec is not None else model) if out is not None else spec
     if isinstance(profile, (str, Path)):
         profile = DeviceProfile.load(profile)
+    if target.dtype is not None and profile is not None and profile.meta.dtype != target.dtype:
+        raise PruneError(_other_dtype(profile, target.dtype))
 
     work = copy.deepcopy(model).eval()
     analysis = analyze(work, tuple(example_inputs))
@@ -254,6 +258,15 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
         (out / CHECKPOINT).unlink(missing_ok=True)
         result.path = out
     return result
+
+
+def _other_dtype(profile: DeviceProfile, dtype: str) -> str:
+    runtime = runtimes.get(profile.meta.runtime)
+    theirs = [r.name for r in runtimes.RUNTIMES.values() if r.dtype == dtype]
+    how = (f"profile this device with `mobileprune profile --runtime {theirs[0]} ...` and give that profile"
+           if theirs else f"no registered runtime computes in {dtype}")
+    return (f"{profile.path} is a {profile.meta.dtype} table ({runtime.label}): the latency of a model shipped in "
+            f"{dtype} is priced and measured by a {dtype} profile, never one of another dtype; {how}")
 
 
 def _reselect(method: str, outcome, ctx: Context, budget: Budget):

@@ -1,0 +1,109 @@
+"""int8 export (ExecuTorch-XNNPACK through PT2E): an artifact is checked against the
+fake-quantized model it was built from, on a data source's held-out images, and refused when it
+does not compute what that model computes."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import mobileprune as mp
+from mobileprune.data import load_data
+from mobileprune.devices import runtimes
+from mobileprune.devices.latency_table import DeviceProfile, ProfileError
+from mobileprune.errors import SettingsError
+from mobileprune.export import ExportConfig, ExportError
+from mobileprune.export.parity import batches
+from mobileprune.prune import PruneError
+from mobileprune.spec import build
+
+from conftest import TINY, TINY_SHAPE
+from in_process import run_cli
+
+NET = "fashion:resnet_w0.5"  # trained weights ship with the package: its top-1 means something
+SHAPE = (1, 1, 128, 128)
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return load_data("fashion-mnist", SHAPE)
+
+
+@pytest.mark.long
+def test_int8_export_passes_its_checks_and_reports_top1(tmp_path, capsys):
+    out = run_cli(capsys, "export", NET, "--formats", "pte-int8", "--data", "fashion-mnist", "--out", tmp_path)
+    assert out.returncode == 0, out.stderr
+    artifact, = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]
+    assert artifact["status"] == "ok" and artifact["dtype"] == "int8" and (tmp_path / "model.int8.pte").exists()
+    parity = artifact["parity"]
+    assert parity["images"] == 200 and parity["inputs"] == 203  # 200 held-out images and 3 random inputs
+    assert parity["rel_diff"] <= parity["tolerance"] == 0.05
+    assert parity["top1_agreement"] >= parity["min_top1_agreement"] == 0.99
+    top1 = artifact["top1"]
+    assert top1["images"] == 200 and top1["float_model"] - 0.05 <= top1["artifact"] <= 1.0, top1
+    assert artifact["quantization"]["calibration_images"] == 256
+    assert artifact["delegation"]["delegated_share"] > 0.95  # int8 kernels, not the portable fallback
+    params = sum(p.numel() for p in build(NET).parameters())
+    assert artifact["size_bytes"] < 2 * params  # int8 weights: a float32 program holds 4 bytes each
+    assert "top-1" in out.stdout and "held-out images" in out.stdout
+
+
+@pytest.mark.long
+def test_a_miscalibrated_int8_artifact_is_refused(tmp_path, fashion):
+    """An artifact built from activations calibrated on inputs twenty times too small (their
+    ranges saturate) against the fake-quantized model calibrated as export does: refused, and
+    its file renamed so no app build picks it up."""
+    from mobileprune.devices.quantize import int8_xnnpack
+
+    model, x = build(NET).eval(), torch.randn(SHAPE)
+    shrunk = [(images / 20,) for images, _ in batches(fashion.train, 32, 1)]
+    real = runtimes.get("executorch-int8")
+
+    def miscalibrated(module, example_inputs, nhwc=False):  # ignores the reference it is given
+        return real.build(int8_xnnpack(model, example_inputs, shrunk), example_inputs, nhwc)
+
+    runtimes.register(dataclasses.replace(real, name="int8-miscalibrated", export_format="pte-int8-bad",
+                                          suffix=".bad.int8.pte", build=miscalibrated))
+    try:
+        with pytest.raises(ExportError, match="pte-int8-bad: (relative diff|top-1 agreement)") as failed:
+            mp.export(model, x, tmp_path, ("pte-int8-bad",), config=ExportConfig(data_images=50), data=fashion)
+    finally:
+        runtimes.unregister("int8-miscalibrated")
+    artifact, = failed.value.manifest["artifacts"]
+    assert artifact["status"] == "failed" and artifact["path"] == "model.bad.int8.pte.failed"
+    assert (tmp_path / "model.bad.int8.pte.failed").exists() and not (tmp_path / "model.bad.int8.pte").exists()
+
+
+def test_int8_export_without_data_is_refused_before_building(tmp_path):
+    with pytest.raises(SettingsError, match="give data"):
+        mp.export(build(NET).eval(), torch.randn(SHAPE), tmp_path, ("pte", "pte-int8"))
+    assert not list(tmp_path.iterdir())
+
+
+def _profile_as(tmp_path, runtime: str, dtype: str):
+    """A copy of a shipped float profile whose metadata says ``runtime`` and ``dtype``."""
+    shipped = Path(__file__).parents[1] / "device_profiles" / "host-amd-epyc-f25m1-executorch-1t"
+    meta = json.loads(shipped.with_suffix(".json").read_text())
+    copy = tmp_path / f"{runtime}-{dtype}"
+    shutil.copy(shipped.with_suffix(".csv"), copy.with_suffix(".csv"))
+    copy.with_suffix(".json").write_text(json.dumps({**meta, "runtime": runtime, "dtype": dtype}))
+    return copy.with_suffix(".csv")
+
+
+def test_a_latency_budget_is_never_priced_by_a_profile_of_another_dtype(tmp_path, capsys):
+    float_profile = _profile_as(tmp_path, "executorch", "float32")
+    int8_profile = _profile_as(tmp_path, "executorch-int8", "int8")
+    out = run_cli(capsys, "prune", TINY, "--method", "l1", "--profile", float_profile, "--dtype", "int8",
+                  "--out", tmp_path / "a")
+    assert out.returncode == 2 and "is a float32 table" in out.stderr and "--runtime executorch-int8" in out.stderr
+    with pytest.raises(PruneError, match="is an? int8 table"):
+        mp.prune(build(TINY).eval(), torch.randn(TINY_SHAPE), method="l1",
+                 target=mp.Target(budget="50%", profile=int8_profile, dtype="float32"), output=mp.Output(show=False))
+    assert not (tmp_path / "a").exists()
+    # a profile whose rows claim another dtype than its runtime computes in is corrupt, not priced
+    with pytest.raises(ProfileError, match="computes in int8"):
+        DeviceProfile.load(_profile_as(tmp_path, "executorch-int8", "float32"))
