@@ -35,21 +35,25 @@ def fashion():
 
 @pytest.mark.long
 def test_int8_export_passes_its_checks_and_reports_top1(tmp_path, capsys):
-    out = run_cli(capsys, "export", NET, "--formats", "pte-int8", "--data", "fashion-mnist", "--out", tmp_path)
+    out = run_cli(capsys, "export", NET, "--formats", "pte-int8,tflite-int8", "--data", "fashion-mnist",
+                  "--out", tmp_path)
     assert out.returncode == 0, out.stderr
-    artifact, = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]
-    assert artifact["status"] == "ok" and artifact["dtype"] == "int8" and (tmp_path / "model.int8.pte").exists()
-    parity = artifact["parity"]
-    assert parity["images"] == 200 and parity["inputs"] == 203  # 200 held-out images and 3 random inputs
-    assert parity["rel_diff"] <= parity["tolerance"] == 0.05
-    assert parity["top1_agreement"] >= parity["min_top1_agreement"] == 0.99
-    top1 = artifact["top1"]
-    assert top1["images"] == 200 and top1["float_model"] - 0.05 <= top1["artifact"] <= 1.0, top1
-    assert artifact["quantization"]["calibration_images"] == 256
-    assert artifact["delegation"]["delegated_share"] > 0.95  # int8 kernels, not the portable fallback
+    artifacts = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]
+    assert [a["path"] for a in artifacts] == ["model.int8.pte", "model.int8.tflite"]
     params = sum(p.numel() for p in build(NET).parameters())
-    assert artifact["size_bytes"] < 2 * params  # int8 weights: a float32 program holds 4 bytes each
-    assert "top-1" in out.stdout and "held-out images" in out.stdout
+    for artifact in artifacts:
+        assert artifact["status"] == "ok" and artifact["dtype"] == "int8" and (tmp_path / artifact["path"]).exists()
+        parity = artifact["parity"]
+        assert parity["images"] == 200 and parity["inputs"] == 203  # 200 held-out images and 3 random inputs
+        assert parity["rel_diff"] <= parity["tolerance"] == 0.05
+        assert parity["top1_agreement"] >= parity["min_top1_agreement"] == 0.99
+        top1 = artifact["top1"]
+        assert top1["images"] == 200 and top1["float_model"] - 0.05 <= top1["artifact"] <= 1.0, top1
+        assert artifact["quantization"]["calibration_images"] == 256
+        assert artifact["size_bytes"] < 2 * params  # int8 weights: a float32 program holds 4 bytes each
+    assert artifacts[0]["delegation"]["delegated_share"] > 0.95  # XNNPACK's int8 kernels, not the portable ones
+    assert "litert" in artifacts[1]["checked_with"]
+    assert out.stdout.count("held-out images") == 2
 
 
 @pytest.mark.long
@@ -107,3 +111,41 @@ def test_a_latency_budget_is_never_priced_by_a_profile_of_another_dtype(tmp_path
     # a profile whose rows claim another dtype than its runtime computes in is corrupt, not priced
     with pytest.raises(ProfileError, match="computes in int8"):
         DeviceProfile.load(_profile_as(tmp_path, "executorch-int8", "float32"))
+
+
+@pytest.mark.long
+def test_an_int8_profile_is_measured_in_int8_and_measured_rounds_measure_int8(tmp_path, monkeypatch):
+    """A profile made for the executorch-int8 runtime is an int8 table (its rows timed on int8
+    programs), and pruning to it with measured rounds lowers and measures each plan as an int8
+    program, never as a float one."""
+    from mobileprune.devices import HostRunner
+    from mobileprune.devices.measuring import ProfilingConfig
+    from mobileprune.profiling import profile_device
+
+    lowered = []  # (runtime, path) of every program lowered from here on
+
+    def spied(runtime):
+        def lower(module, example_inputs, path, channels_last=False):
+            lowered.append((runtime.name, Path(path).name))
+            return runtime.lower(module, example_inputs, path, channels_last)
+        return dataclasses.replace(runtime, lower=lower)
+
+    for name in ("executorch", "executorch-int8"):
+        monkeypatch.setitem(runtimes.RUNTIMES, name, spied(runtimes.get(name)))
+    config = ProfilingConfig(runtime="executorch-int8", block=8, repeats=5, processes=1, reference=TINY,
+                             fixed_share=False)
+    profile = profile_device([TINY], tmp_path / "tiny-int8.csv", HostRunner(), config, show_progress=False,
+                             log=lambda *_: None)
+    reloaded = DeviceProfile.load(profile.path)
+    assert (reloaded.meta.runtime, reloaded.meta.dtype) == ("executorch-int8", "int8") and len(reloaded.table) > 5
+    assert lowered and {name for name, _ in lowered} == {"executorch-int8"}
+    assert all(path.endswith(".int8.pte") for _, path in lowered)
+    lowered.clear()
+    result = mp.prune(build(TINY).eval(), torch.randn(TINY_SHAPE), method="l1",
+                      target=mp.Target(budget="85%", profile=reloaded, device=HostRunner(), dtype="int8",
+                                       measured=mp.MeasuredRounds(rounds=2, processes=1)),
+                      output=mp.Output(show=False))
+    rounds = result.report["measured"]["rounds"]
+    assert rounds and all(r["measured"] > 0 for r in rounds)
+    # the original and every plan measured (rows measured on demand as well): int8 programs only
+    assert len(lowered) >= 1 + len(rounds) and {name for name, _ in lowered} == {"executorch-int8"}

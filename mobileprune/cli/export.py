@@ -13,7 +13,8 @@ def add(sub) -> None:
     p = sub.add_parser("export", help="export .pte/.tflite artifacts with parity, delegation and latency checks")
     p.add_argument("model", help="torchvision:NAME, path/to/file.py:factory, or a saved pruned model dir")
     p.add_argument("--formats", default="pte,tflite",
-                   help="comma-separated export formats: pte, tflite, pte-int8, or a registered runtime flavour's")
+                   help="comma-separated export formats: pte, tflite, pte-int8, tflite-int8, or a registered runtime "
+                   "flavour's")
     p.add_argument("--out", required=True, help="directory for the artifacts and manifest.json")
     p.add_argument("--nhwc", action="store_true", help="the .tflite takes channels-last (NHWC) input")
     p.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the model's usual size)")
@@ -24,8 +25,8 @@ def add(sub) -> None:
                    help="fresh processes each artifact's latency is measured in, with --device")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="max |artifact - eager| / max |eager| (default 1e-4; a quantized format has its own)")
-    p.add_argument("--data", help="fashion-mnist, mnist or path/to/file.py:factory: quantized formats (pte-int8) "
-                   "calibrate on its training images and are checked on its held-out ones")
+    p.add_argument("--data", help="fashion-mnist, mnist or path/to/file.py:factory: quantized formats (pte-int8, "
+                   "tflite-int8) calibrate on its training images and are checked on its held-out ones")
     p.add_argument("--data-dir", help="a directory with the four Fashion-MNIST idx files")
     p.add_argument("--calibration-images", type=int, default=256,
                    help="training images a quantized format's activations are calibrated on (default 256)")

@@ -205,10 +205,29 @@ def outputs_tflite(path: str, req: dict) -> list:
     results = []
     for files in req["input_sets"]:
         for d, f in zip(interp.get_input_details(), files):
-            interp.set_tensor(d["index"], np.load(f))
+            interp.set_tensor(d["index"], _quantized(d, np.load(f)))
         interp.invoke()
-        results.append([interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()])
+        results.append([_dequantized(d, interp.get_tensor(d["index"])) for d in interp.get_output_details()])
     return results
+
+
+def _quantized(detail: dict, array: np.ndarray) -> np.ndarray:
+    """A float input for an integer tensor of a quantized flatbuffer, quantized with its scale
+    and zero point (as the fake-quantized model's first quantize does)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind != "i" or array.dtype.kind != "f":
+        return array
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(array / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def _dequantized(detail: dict, array: np.ndarray) -> np.ndarray:
+    """An integer output of a quantized flatbuffer in the float values it stands for."""
+    if np.dtype(detail["dtype"]).kind != "i" or not detail["quantization"][0]:
+        return array.copy()
+    scale, zero_point = detail["quantization"]
+    return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
 def code(ref: str):

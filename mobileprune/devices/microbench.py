@@ -60,9 +60,15 @@ def program(row: dict):
     return kind(row["op"]).program(row)
 
 
+# XNNPACK's operators at a micro-program's edges, absent inside a delegated model: layout
+# transposes, and in an int8 program the conversions of its float inputs and outputs (inside an
+# int8 model, activations stay int8 from one op to the next).
+BOUNDARY_OPS = ("Transpose", "Convert")
+
+
 def op_and_boundary_ms(events) -> tuple[float, float]:
-    """(op ms, boundary ms) of a micro-benchmark: layout transposes at the program's edges are
-    the boundary (absent inside a delegated model), everything else is the op."""
-    op = sum(e.median_ms for e in events if not e.name.startswith("Transpose"))
-    boundary = sum(e.median_ms for e in events if e.name.startswith("Transpose"))
+    """(op ms, boundary ms) of a micro-benchmark: the operators at the program's edges
+    (BOUNDARY_OPS) are the boundary, everything else is the op."""
+    op = sum(e.median_ms for e in events if not e.name.startswith(BOUNDARY_OPS))
+    boundary = sum(e.median_ms for e in events if e.name.startswith(BOUNDARY_OPS))
     return op, boundary

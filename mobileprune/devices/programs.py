@@ -59,11 +59,12 @@ def to_pte(module: nn.Module, example_inputs: tuple, path) -> Path:
 
 
 def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False,
-                 nhwc_outputs: bool = False) -> bytes:
+                 nhwc_outputs: bool = False, quant_config=None) -> bytes:
     """The .tflite flatbuffer; ``nhwc``: 4-D inputs are taken channels-last (the layout Android
     camera and bitmap pipelines produce), the model itself is unchanged; ``nhwc_outputs``: 4-D
     outputs are given channels-last too (micro-benchmarks: no layout transpose at either edge,
-    as inside a converted model, whose layers run NHWC throughout)."""
+    as inside a converted model, whose layers run NHWC throughout); ``quant_config``:
+    litert-torch's, for a fake-quantized ``module`` (devices/quantize.py: an int8 flatbuffer)."""
     import tempfile
 
     import litert_torch
@@ -88,10 +89,10 @@ def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False,
         out = Path(tmp) / "model.tflite"
         # litert-torch prints a progress log of its passes to stdout; callers print their own.
         with EXPORT_LOCK, contextlib.redirect_stdout(io.StringIO()):
-            litert_torch.convert(module, tuple(example_inputs)).export(str(out))
+            litert_torch.convert(module, tuple(example_inputs), quant_config=quant_config).export(str(out))
         return out.read_bytes()
 
 
 def to_tflite(module: nn.Module, example_inputs: tuple, path, nhwc: bool = False,
-              nhwc_outputs: bool = False) -> Path:
-    return write_atomic(tflite_bytes(module, example_inputs, nhwc, nhwc_outputs), path)
+              nhwc_outputs: bool = False, quant_config=None) -> Path:
+    return write_atomic(tflite_bytes(module, example_inputs, nhwc, nhwc_outputs, quant_config), path)

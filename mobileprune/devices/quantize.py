@@ -1,6 +1,10 @@
 """int8 as apps ship it: static post-training quantization through PyTorch 2 export (PT2E).
 
-XNNPACK's quantizer annotates the captured graph (weights int8 per output channel, symmetric;
+One flow, two quantizers: ExecuTorch's XNNPACKQuantizer for .pte, litert-torch's PT2EQuantizer
+for .tflite (litert-torch's own converter takes the fake-quantized graph with its quantizer and
+writes an int8 flatbuffer whose input and output are int8 too; the ai-edge-quantizer, the other
+choice, quantizes a float .tflite after conversion, so there would be no PyTorch model to check
+the artifact against). The quantizer annotates the captured graph (weights int8 per output channel, symmetric;
 activations int8 per tensor, static), observers record activation ranges on calibration inputs,
 and ``convert_pt2e`` leaves a graph of quantize/dequantize pairs around float ops: the
 fake-quantized model. It runs in eager PyTorch, and XNNPACK's lowering turns each
@@ -21,19 +25,41 @@ from torch import nn
 
 from ..graph.capture import EXPORT_LOCK
 
-SCHEME = "int8: weights per output channel (symmetric), activations per tensor (static), XNNPACKQuantizer"
+SCHEME = "int8: weights per output channel (symmetric), activations per tensor (static)"
 RANDOM_CALIBRATION = 4  # random input sets a timing program is calibrated on (its latency ignores values)
 
 
 def int8_xnnpack(module: nn.Module, example_inputs: tuple, calibration: Iterable[tuple] | None = None) -> nn.Module:
-    """The fake-quantized ``module``: captured at ``example_inputs`` (so calibration inputs have
-    their shapes), observed on each input tuple of ``calibration`` (default: a few standard
-    normal inputs, enough for a timing program), converted, in eval mode (its .eval()/.train()
-    switch what they can of an exported graph: torchao's allow_exported_model_train_eval)."""
+    """The fake-quantized ``module`` for ExecuTorch-XNNPACK: captured at ``example_inputs`` (so
+    calibration inputs have their shapes), observed on each input tuple of ``calibration``
+    (default: a few standard normal inputs, enough for a timing program), converted, in eval
+    mode (its .eval()/.train() switch what they can of an exported graph: torchao's
+    allow_exported_model_train_eval)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    return _quantized(module, example_inputs, calibration, quantizer, fold=True)
+
+
+def litert_quantizer():
+    """litert-torch's PT2E quantizer, per-channel symmetric and static (its converter is told
+    the same through QuantConfig)."""
+    from litert_torch.quantize import pt2e_quantizer
+
+    return pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+
+
+def int8_litert(module: nn.Module, example_inputs: tuple, calibration: Iterable[tuple] | None = None) -> nn.Module:
+    """The fake-quantized ``module`` for LiteRT, as int8_xnnpack; quantize nodes left unfolded,
+    as litert-torch's converter reads them."""
+    return _quantized(module, example_inputs, calibration, litert_quantizer(), fold=False)
+
+
+def _quantized(module, example_inputs, calibration, quantizer, fold: bool) -> nn.Module:
     from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -42,7 +68,6 @@ def int8_xnnpack(module: nn.Module, example_inputs: tuple, calibration: Iterable
         gen = torch.Generator().manual_seed(0)
         calibration = [tuple(torch.randn(x.shape, generator=gen) for x in example_inputs)
                        for _ in range(RANDOM_CALIBRATION)]
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     with EXPORT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = torch.export.export(module.eval(), example_inputs).module()
@@ -56,7 +81,7 @@ def int8_xnnpack(module: nn.Module, example_inputs: tuple, calibration: Iterable
         raise ValueError("int8 calibration needs at least one input set")
     with EXPORT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantized = convert_pt2e(prepared)
+        quantized = convert_pt2e(prepared, fold_quantize=fold)
     move_exported_model_to_eval(quantized)
     allow_exported_model_train_eval(quantized)
     return quantized

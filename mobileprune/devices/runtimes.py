@@ -105,6 +105,33 @@ def _int8_xnnpack(module, example_inputs, calibration):
     return int8_xnnpack(module, example_inputs, calibration)
 
 
+def _int8_litert(module, example_inputs, calibration):
+    from .quantize import int8_litert
+
+    return int8_litert(module, example_inputs, calibration)
+
+
+def _litert_int8_config():
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from .quantize import litert_quantizer
+
+    return QuantConfig(pt2e_quantizer=litert_quantizer())
+
+
+def _lower_tflite_int8(module, example_inputs, path, channels_last: bool = False) -> Path:
+    from .programs import to_tflite
+
+    # Random calibration as for .int8.pte; int8 inputs and outputs, whose layout is the model's.
+    return to_tflite(_int8_litert(module, example_inputs, None), example_inputs, path, quant_config=_litert_int8_config())
+
+
+def _build_tflite_int8(module, example_inputs, nhwc: bool = False) -> tuple[bytes, None]:
+    from .programs import tflite_bytes
+
+    return tflite_bytes(module, example_inputs, quant_config=_litert_int8_config()), None
+
+
 def _lower_tflite(module, example_inputs, path, channels_last: bool = False) -> Path:
     from .programs import to_tflite
 
@@ -165,6 +192,17 @@ register(Runtime("tflite", "LiteRT", ".tflite", "ai-edge-litert", per_op_events=
                  nhwc_inputs=True,
                  worker=WorkerCode("host_worker:run_tflite", "host_worker:outputs_tflite",
                                    preload=("ai_edge_litert.interpreter",))))
+
+# int8 LiteRT: litert-torch's PT2E quantizer and converter; the flatbuffer takes and gives int8
+# tensors (the worker quantizes and dequantizes at its edges with their scales). Taken NCHW:
+# channels-last I/O of a quantized graph is not offered.
+register(Runtime("tflite-int8", "LiteRT int8", ".int8.tflite", "ai-edge-litert", per_op_events=False,
+                 fused_activations=CLAMP_ACTIVATIONS, channels_last_kinds=frozenset(), lower=_lower_tflite_int8,
+                 build=_build_tflite_int8, interpreters=("litert",), optional_interpreters=("tensorflow",),
+                 export_format="tflite-int8",
+                 worker=WorkerCode("host_worker:run_tflite", "host_worker:outputs_tflite",
+                                   preload=("ai_edge_litert.interpreter",)),
+                 quantize=_int8_litert, dtype="int8", tolerance=0.05, min_top1_agreement=0.99))
 
 
 def get(name: str) -> Runtime:

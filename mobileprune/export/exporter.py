@@ -190,6 +190,8 @@ def _quantized(runtime, model, example_inputs, data, c: ExportConfig) -> tuple[n
     ``c.calibration_images`` training images), what it is checked on (``c.random_inputs``
     random sets and the first ``c.data_images`` held-out images, in batches of the example
     input's size) and what the manifest records of it."""
+    from ..devices.quantize import SCHEME
+
     if len(example_inputs) != 1:
         raise SettingsError(f"{runtime.export_format}: quantized export takes models of one image input")
     batch = example_inputs[0].shape[0]
@@ -202,15 +204,9 @@ def _quantized(runtime, model, example_inputs, data, c: ExportConfig) -> tuple[n
     float_top1 = parity_mod.top1_of(parity_mod.eager_outputs(model, image_sets), labels)
     checks = Checks(sets + image_sets, parity_mod.eager_outputs(reference, sets + image_sets), len(image_sets),
                     labels, float_top1)
-    return reference, checks, {"scheme": runtime.dtype if runtime.dtype != "int8" else _scheme(),
-                               "calibration_images": len(calibration) * batch, "calibration_split": f"{data.name} train",
-                               "check_split": f"{data.name} validation"}
-
-
-def _scheme() -> str:
-    from ..devices.quantize import SCHEME
-
-    return SCHEME
+    return reference, checks, {"dtype": runtime.dtype, "scheme": SCHEME, "runtime": runtime.label,
+                               "calibration_images": len(calibration) * batch,
+                               "calibration_split": f"{data.name} train", "check_split": f"{data.name} validation"}
 
 
 def _one(fmt, model, example_inputs, out_dir, checks: Checks, runner, c: ExportConfig) -> dict:
