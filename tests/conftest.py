@@ -7,6 +7,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/random_nets.py, tests/zoo.py
 
+# Each xdist worker's torch gets its share of the cores (and so do the processes it starts): a
+# torch per worker running as many threads as there are cores oversubscribes them, and OpenMP's
+# waiting threads then spin on a core another worker needs.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
 import pytest  # noqa: E402
 from models import tiny as tiny_model  # noqa: E402
 from zoo import RESULTS  # noqa: E402
@@ -135,6 +142,23 @@ def shared_tiny_profile(program_cache):
         # So it is not measured here (35 s of a 190 s build on a 2-core AMD EPYC VM); test_cost
         # measures and checks it.
         config = ProfilingConfig(block=8, repeats=5, processes=2, reference=TINY, fixed_share=False)
+        return profile_device([TINY], out, HostRunner(), config, show_progress=False, log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def shared_tiny_int8_profile(program_cache):
+    """The same for the executorch-int8 runtime: the tiny net's rows timed on int8 programs."""
+    from filelock import FileLock
+
+    from mobileprune.devices import HostRunner
+    from mobileprune.devices.measuring import ProfilingConfig
+    from mobileprune.profiling import profile_device
+
+    out = program_cache / "tiny-int8-profile" / "tiny-int8.csv"
+    out.parent.mkdir(exist_ok=True)
+    with FileLock(str(out.parent / "lock")):
+        config = ProfilingConfig(runtime="executorch-int8", block=8, repeats=5, processes=2, reference=TINY,
+                                 fixed_share=False)
         return profile_device([TINY], out, HostRunner(), config, show_progress=False, log=lambda *_: None)
 
 

@@ -421,3 +421,16 @@ def _saved_state(runs) -> dict:
 
     (path,) = runs.glob("peers-*.pkl")
     return pickle.loads(path.read_bytes())
+
+
+@pytest.mark.long
+def test_int8_budget_quick(shared_tiny_int8_profile, tiny_profile, capsys):
+    """The three plans, each pruned, measured as int8, fine-tuned, quantized and scored."""
+    import int8_budget
+
+    rows = int8_budget.main(["--int8-profile", str(shared_tiny_int8_profile.path), "--float-profile",
+                             str(tiny_profile.path), "--spec", TINY, "--share", "0.85", "--quick"])
+    assert [r["plan"] for r in rows] == ["int8 table", "float table", "FLOPs"]
+    for r in rows:
+        assert r["int8_ms"] > 0 and 0 <= r["int8_top1"] <= 1 and 0 <= r["float_top1"] <= 1 and r["macs"] > 0
+    assert "int8 top-1" in capsys.readouterr().out

@@ -114,15 +114,17 @@ def test_a_latency_budget_is_never_priced_by_a_profile_of_another_dtype(tmp_path
 
 
 @pytest.mark.long
-def test_an_int8_profile_is_measured_in_int8_and_measured_rounds_measure_int8(tmp_path, monkeypatch):
-    """A profile made for the executorch-int8 runtime is an int8 table (its rows timed on int8
-    programs), and pruning to it with measured rounds lowers and measures each plan as an int8
-    program, never as a float one."""
+def test_an_int8_profile_is_measured_in_int8_and_measured_rounds_measure_int8(shared_tiny_int8_profile, tmp_path,
+                                                                               monkeypatch):
+    """A profile made for the executorch-int8 runtime is an int8 table, and pruning to it with
+    measured rounds lowers and measures each plan as an int8 program, never as a float one."""
     from mobileprune.devices import HostRunner
-    from mobileprune.devices.measuring import ProfilingConfig
-    from mobileprune.profiling import profile_device
 
-    lowered = []  # (runtime, path) of every program lowered from here on
+    profile = DeviceProfile.load(shared_tiny_int8_profile.path)
+    assert (profile.meta.runtime, profile.meta.dtype) == ("executorch-int8", "int8") and len(profile.table) > 5
+    from mobileprune.devices import measuring
+
+    lowered, measured = [], []  # (runtime, file name) of every program lowered; every artifact measured
 
     def spied(runtime):
         def lower(module, example_inputs, path, channels_last=False):
@@ -130,22 +132,23 @@ def test_an_int8_profile_is_measured_in_int8_and_measured_rounds_measure_int8(tm
             return runtime.lower(module, example_inputs, path, channels_last)
         return dataclasses.replace(runtime, lower=lower)
 
+    def measure(path, *args, **kwargs):
+        measured.append(Path(path).name)
+        return real_measure(path, *args, **kwargs)
+
+    real_measure = measuring.measure_artifact_for_profile
+    monkeypatch.setattr(measuring, "measure_artifact_for_profile", measure)
     for name in ("executorch", "executorch-int8"):
         monkeypatch.setitem(runtimes.RUNTIMES, name, spied(runtimes.get(name)))
-    config = ProfilingConfig(runtime="executorch-int8", block=8, repeats=5, processes=1, reference=TINY,
-                             fixed_share=False)
-    profile = profile_device([TINY], tmp_path / "tiny-int8.csv", HostRunner(), config, show_progress=False,
-                             log=lambda *_: None)
-    reloaded = DeviceProfile.load(profile.path)
-    assert (reloaded.meta.runtime, reloaded.meta.dtype) == ("executorch-int8", "int8") and len(reloaded.table) > 5
-    assert lowered and {name for name, _ in lowered} == {"executorch-int8"}
-    assert all(path.endswith(".int8.pte") for _, path in lowered)
-    lowered.clear()
+    copy = DeviceProfile(profile.meta, profile.table.copy())
+    copy.save(tmp_path / "tiny-int8.csv")  # rows measured on demand go to a copy
     result = mp.prune(build(TINY).eval(), torch.randn(TINY_SHAPE), method="l1",
-                      target=mp.Target(budget="85%", profile=reloaded, device=HostRunner(), dtype="int8",
+                      target=mp.Target(budget="85%", profile=copy, device=HostRunner(), dtype="int8",
                                        measured=mp.MeasuredRounds(rounds=2, processes=1)),
                       output=mp.Output(show=False))
     rounds = result.report["measured"]["rounds"]
     assert rounds and all(r["measured"] > 0 for r in rounds)
-    # the original and every plan measured (rows measured on demand as well): int8 programs only
-    assert len(lowered) >= 1 + len(rounds) and {name for name, _ in lowered} == {"executorch-int8"}
+    # the original and every plan measured as int8 programs; nothing lowered as float (timing
+    # programs already lowered, e.g. the original's while profiling, come from the cache)
+    assert len(measured) == 1 + len(rounds) and all(name.endswith(".int8.pte") for name in measured)
+    assert {name for name, _ in lowered} <= {"executorch-int8"}

@@ -73,17 +73,7 @@ def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False,
 
     decomp_cache.install()
     module.eval()
-    if nhwc or nhwc_outputs:
-        four_d = [i for i, x in enumerate(example_inputs) if x.dim() == 4] if nhwc else []
-        out_4d = []
-        if nhwc_outputs:
-            with torch.no_grad():
-                outs = module(*example_inputs)
-            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-            out_4d = [i for i, o in enumerate(outs) if o.dim() == 4]
-        module = litert_torch.to_channel_last_io(module, args=four_d, outputs=out_4d).eval()
-        example_inputs = tuple(x.permute(0, 2, 3, 1).contiguous() if i in four_d else x
-                               for i, x in enumerate(example_inputs))
+    module, example_inputs = channels_last_io(module, example_inputs, nhwc, nhwc_outputs)
     with tempfile.TemporaryDirectory(prefix="mobileprune-tflite-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = Path(tmp) / "model.tflite"
@@ -91,6 +81,26 @@ def tflite_bytes(module: nn.Module, example_inputs: tuple, nhwc: bool = False,
         with EXPORT_LOCK, contextlib.redirect_stdout(io.StringIO()):
             litert_torch.convert(module, tuple(example_inputs), quant_config=quant_config).export(str(out))
         return out.read_bytes()
+
+
+def channels_last_io(module: nn.Module, example_inputs: tuple, nhwc: bool, nhwc_outputs: bool = False):
+    """(module, example inputs) taking 4-D inputs (``nhwc``) and giving 4-D outputs
+    (``nhwc_outputs``) channels-last, through litert-torch's wrapper (which its converter folds
+    into the flatbuffer's layout: no transposes at the edges); unchanged when neither is asked."""
+    if not (nhwc or nhwc_outputs):
+        return module, tuple(example_inputs)
+    import litert_torch
+
+    four_d = [i for i, x in enumerate(example_inputs) if x.dim() == 4] if nhwc else []
+    out_4d = []
+    if nhwc_outputs:
+        with torch.no_grad():
+            outs = module(*example_inputs)
+        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+        out_4d = [i for i, o in enumerate(outs) if o.dim() == 4]
+    wrapped = litert_torch.to_channel_last_io(module, args=four_d, outputs=out_4d).eval()
+    return wrapped, tuple(x.permute(0, 2, 3, 1).contiguous() if i in four_d else x
+                          for i, x in enumerate(example_inputs))
 
 
 def to_tflite(module: nn.Module, example_inputs: tuple, path, nhwc: bool = False,

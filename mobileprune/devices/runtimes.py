@@ -120,9 +120,12 @@ def _litert_int8_config():
 
 
 def _lower_tflite_int8(module, example_inputs, path, channels_last: bool = False) -> Path:
-    from .programs import to_tflite
+    from .programs import channels_last_io, to_tflite
 
-    # Random calibration as for .int8.pte; int8 inputs and outputs, whose layout is the model's.
+    # Channels-last I/O as for float .tflite rows, wrapped before quantizing (quantize/dequantize
+    # pairs between the wrapper's permutes and the op would keep the transposes); random
+    # calibration as for .int8.pte.
+    module, example_inputs = channels_last_io(module.eval(), example_inputs, channels_last, channels_last)
     return to_tflite(_int8_litert(module, example_inputs, None), example_inputs, path, quant_config=_litert_int8_config())
 
 
@@ -145,6 +148,7 @@ def _build_tflite(module, example_inputs, nhwc: bool = False) -> tuple[bytes, No
 
 
 RUNTIMES: dict[str, Runtime] = {}
+LITERT_NHWC_KINDS = frozenset({"conv", "dwconv", "gconv", "maxpool", "avgpool"})  # LiteRT runs these NHWC
 
 
 def register(runtime: Runtime) -> Runtime:
@@ -187,17 +191,19 @@ register(Runtime("executorch-int8", "ExecuTorch-XNNPACK int8", ".int8.pte", "exe
 # cost 2-8x their in-model time, docs/latency.md).
 register(Runtime("tflite", "LiteRT", ".tflite", "ai-edge-litert", per_op_events=False,
                  fused_activations=CLAMP_ACTIVATIONS,
-                 channels_last_kinds=frozenset({"conv", "dwconv", "gconv", "maxpool", "avgpool"}), lower=_lower_tflite,
+                 channels_last_kinds=LITERT_NHWC_KINDS, lower=_lower_tflite,
                  build=_build_tflite, interpreters=("litert",), optional_interpreters=("tensorflow",),
                  nhwc_inputs=True,
                  worker=WorkerCode("host_worker:run_tflite", "host_worker:outputs_tflite",
                                    preload=("ai_edge_litert.interpreter",))))
 
 # int8 LiteRT: litert-torch's PT2E quantizer and converter; the flatbuffer takes and gives int8
-# tensors (the worker quantizes and dequantizes at its edges with their scales). Taken NCHW:
-# channels-last I/O of a quantized graph is not offered.
+# tensors (the worker quantizes and dequantizes at its edges with their scales). Exported NCHW
+# (channels-last inputs of an exported int8 model are not offered yet); its micro-programs of
+# NHWC ops take channels-last I/O, as float LiteRT's do.
 register(Runtime("tflite-int8", "LiteRT int8", ".int8.tflite", "ai-edge-litert", per_op_events=False,
-                 fused_activations=CLAMP_ACTIVATIONS, channels_last_kinds=frozenset(), lower=_lower_tflite_int8,
+                 fused_activations=CLAMP_ACTIVATIONS,
+                 channels_last_kinds=LITERT_NHWC_KINDS, lower=_lower_tflite_int8,
                  build=_build_tflite_int8, interpreters=("litert",), optional_interpreters=("tensorflow",),
                  export_format="tflite-int8",
                  worker=WorkerCode("host_worker:run_tflite", "host_worker:outputs_tflite",
