@@ -181,8 +181,9 @@ def latency_and_export(console, profile, saved: Path, budget_ms: float, data) ->
         for a in manifest["artifacts"]:
             delegated = f", {100 * a['delegation']['delegated_share']:.0f}% of ops in XNNPACK" if a["delegation"] else ""
             against = "the fake-quantized model" if a["dtype"] == "int8" else "eager PyTorch"
-            console.print(f"  pruned   {a['format']:8s} {a['size_bytes'] / 1e6:.2f} MB, rel. diff from {against} "
-                          f"{a['parity']['rel_diff']:.1e} ({', '.join(a['checked_with'])}){delegated}")
+            console.print(f"  pruned   {a['format']:8s} {a['size_bytes'] / 1e6:.2f} MB, parity rel. diff "
+                          f"{a['parity']['rel_diff']:.1e} against {against} ({', '.join(a['checked_with'])})"
+                          f"{delegated}")
             if a.get("top1"):
                 console.print(f"           top-1 {100 * a['top1']['artifact']:.1f}% on {a['top1']['images']} held-out "
                               f"images (in float {100 * a['top1']['float_model']:.1f}%); top-1 agrees with the "
