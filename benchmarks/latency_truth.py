@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--block", type=int, help="block of the random plans (default: the profile's)")
     parser.add_argument("--pruned-from", nargs="*", default=PRUNED_FROM,
                         help="the models whose random prunings are predicted and measured too")
+    parser.add_argument("--ratios", nargs="*", type=float, default=RATIOS,
+                        help="the pruning ratios of the random plans, one plan each per --pruned-from model")
     parser.add_argument("--calibration", default="scale", choices=CALIBRATIONS, help="the one printed first")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -69,7 +71,7 @@ def main() -> None:
         analysis = mp.analyze(model, torch.randn(default_input_shape(spec)))
         cases.append((spec.split(":")[-1], spec, model, analysis, mp.PrunePlan.full(analysis)))
         if spec in args.pruned_from:
-            for seed, ratio in enumerate(RATIOS):
+            for seed, ratio in enumerate(args.ratios):
                 plan = mp.PrunePlan.random(analysis, ratio, args.block or profile.meta.block, seed)
                 cases.append((f"{spec.split(':')[-1]} -{int(ratio * 100)}%", spec, model, analysis, plan))
     without_fixed = DeviceProfile(dataclasses.replace(profile.meta, fixed_shares={}), profile.table)

@@ -16,7 +16,7 @@ from .cost import LatencyCost, fractions_from_plan
 from .cost.registry import CostError, CostInputs
 from .cost.registry import make as build_cost
 from .devices import runtimes
-from .devices.identity import compare, host_identity
+from .devices.identity import compare, host_identity, refuse_emulated
 from .devices.latency_table import DeviceProfile, ProfileError, profile_command
 from .devices.measuring import measure_for_profile, on_demand
 from .graph import Analysis
@@ -69,6 +69,8 @@ def predict(ref: ModelRef, profile: DeviceProfile | None, runner=None, measure: 
             predicted = model(fractions_from_plan(ref.analysis, ref.plan))
             return {"cost": cost, "unit": model.unit, "predicted": float(predicted), "original": float(model())}
     this = runner.identity() if runner is not None else host_identity()
+    if runner is not None:
+        refuse_emulated(this, runner.device, "a prediction measured or completed")
     match = compare(profile.meta.device_identity, this)
     if runner is not None and not match.matches:
         raise ProfileError(

@@ -15,7 +15,7 @@ from .cost.base import fractions_from_plan
 from .cost.calibrate import fixed_share
 from .cost.latency import LatencyCost, MissingConfigs
 from .devices import runtimes
-from .devices.identity import DeviceIdentity
+from .devices.identity import DeviceIdentity, refuse_emulated
 from .devices.builds import cache_dir
 from .devices.latency_table import DeviceProfile, check_same_device, default_profile_path
 from .devices.measuring import ProfilingConfig, measure_model, profile_rows
@@ -51,6 +51,7 @@ def calibrate_models(profile: DeviceProfile, models: dict, runner, config: Profi
     of it with the widths)."""
     config = config or ProfilingConfig()
     repeats, processes = config.repeats, config.processes
+    refuse_emulated(runner.identity(), runner.device, "calibrating a profile")
     check_same_device(profile.meta, runner.identity(), profile.path, runner.device)  # meta is a device fact too
     runtime = runtimes.get(profile.meta.runtime)
     reference = speed_reference(profile.meta, cache_dir(runtime))

@@ -185,7 +185,11 @@ def test_a_hung_runner_is_ended_by_the_devices_timeout(tmp_path, runner_binary, 
         assert "timeout 2 " in daemon.commands[-2]
 
 
-def test_a_missing_runner_or_one_of_another_abi_says_what_to_build(tmp_path, runner_binary, programs):
+def test_a_missing_runner_or_one_of_another_abi_says_what_to_build(tmp_path, runner_binary, programs, monkeypatch):
+    from mobileprune.devices import adb
+
+    monkeypatch.setattr(adb, "RUNNER_BUILDS", (tmp_path / "no-builds",))  # none given, none found
+    monkeypatch.delenv(adb.RUNNER_ENV, raising=False)
     with AdbDaemon() as daemon:
         none = AdbRunner(f"adb:{daemon.address}", runner_binary=None, remote_dir=str(tmp_path / "d"),
                          key_path=tmp_path / "adbkey")

@@ -43,3 +43,19 @@ def test_profile_refuses_zero_processes_before_measuring(capsys):
     out = run_cli(capsys, "profile", "--model", "torchvision:resnet18", "--processes", "0")
     assert out.returncode == 2 and "processes and repeats must be at least 1" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_profile_pairs_input_shapes_with_models(capsys):
+    out = run_cli(capsys, "profile", "--model", "torchvision:resnet18", "--model", "torchvision:mobilenet_v2",
+                  "--input-shape", "1,3,64,64", "--input-shape", "1,3,96,96", "--input-shape", "1,3,32,32")
+    assert out.returncode == 2 and "3 --input-shape for 2 --model" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bench_refuses_a_file_that_is_not_the_artifact_its_name_says(capsys, tmp_path):
+    for name, what in (("model.pte", "ExecuTorch-XNNPACK (.pte)"), ("model.int8.tflite", "LiteRT int8 (.int8.tflite)")):
+        (tmp_path / name).write_bytes(b"\x00\xffnot a flatbuffer at all")
+        out = run_cli(capsys, "bench", str(tmp_path / name))
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert f"is not an artifact of {what}" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    out = run_cli(capsys, "bench", str(tmp_path / "missing.pte"))
+    assert out.returncode == 2 and "no such file" in out.stderr

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from mobileprune.devices.runner import SpeedReference, measure_artifact, ratios_
 from mobileprune.graph.layers import layers
 
 from conftest import SHORT_SWEEP, TINY, TINY_SHAPE
+from in_process import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -212,9 +214,9 @@ def test_schema_and_corruption_errors_are_clear(tmp_path):
     df.assign(ms="fast").to_csv(path, index=False)
     with pytest.raises(ProfileError, match="column ms has non-numbers"):
         DeviceProfile.load(path)
-    pd.concat([df, df]).to_csv(path, index=False)
-    with pytest.raises(ProfileError, match="appears twice"):
-        DeviceProfile.load(path)
+    pd.concat([df, df.assign(ms=9.0)]).to_csv(path, index=False)  # (written by two unlocked processes)
+    with pytest.warns(UserWarning, match=r"1 key\(s\) appear more than once, the first row of each kept: conv"):
+        assert list(DeviceProfile.load(path).table["ms"]) == list(df["ms"])
     path.write_bytes(b"\x00\xff\xfe garbage \x00")
     with pytest.raises(ProfileError):
         DeviceProfile.load(path)
@@ -233,6 +235,47 @@ def test_a_partial_last_line_is_cut_and_measured_again(tmp_path):
     assert list(DeviceProfile.load(path).table["ms"]) == [0.5, 0.7]
 
 
+# Two processes extending one profile at once (two prunes measuring missing rows on one
+# device): each writes the same 300 keys, in opposite orders, from a common start.
+_WRITER = """
+import sys, time
+from pathlib import Path
+from mobileprune.devices.latency_table import ProfileMeta, ProfileWriter
+path, go, order = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+row = {c: 0 for c in ("k", "stride", "padding", "dilation", "h", "w", "group_width", "cin", "cout", "repeats")}
+keys = range(300) if order == "up" else range(299, -1, -1)
+with ProfileWriter(path, ProfileMeta.read(path.with_suffix(".json"))) as writer:
+    while not go.exists():
+        time.sleep(0.01)
+    for k in keys:
+        writer.add({**row, "key": f"conv|{k}", "op": "conv", "ms": 0.1, "total_ms": 0.1, "boundary_ms": 0.0,
+                    "spread": 1.0})
+"""
+
+
+def test_two_processes_extending_one_profile_write_every_key_once(tmp_path):
+    path = _saved(tmp_path, rows=[_row()])
+    go = tmp_path / "go"
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(go), order]) for order in ("up", "down")]
+    time.sleep(3)  # both importing and opened (a late one still finds the keys written, and skips them)
+    go.touch()
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no duplicate key to warn about
+        table = DeviceProfile.load(path).table
+    assert sorted(table["key"]) == sorted([_row()["key"], *(f"conv|{k}" for k in range(300))])
+
+
+def test_metadata_written_by_two_processes_keeps_both_calibrations(tmp_path):
+    path = _saved(tmp_path, overheads_ms={"a": 0.1})
+    mine, theirs = DeviceProfile.load(path), DeviceProfile.load(path)
+    mine.meta.overheads_ms["b"] = 0.2
+    mine.save_meta()
+    theirs.meta.overheads_ms["c"] = 0.3  # its copy was read before "b" was written
+    theirs.save_meta()
+    assert DeviceProfile.load(path).meta.overheads_ms == {"a": 0.1, "b": 0.2, "c": 0.3}
+
+
 def test_writer_refuses_mixing_runtimes(tmp_path):
     path = _saved(tmp_path)
     with pytest.raises(ProfileError, match="threads"):
@@ -244,6 +287,30 @@ def _profile_cmd(out):
            "--model", TINY, "--out", str(out), "--repeats", "3", "--block", "8", "--reference", TINY,
            "--processes", "2"]
     return cmd, dict(os.environ)  # built programs: the session's cache (conftest.py)
+
+
+_GRAY_NET = """
+from torch import nn
+
+
+def make():  # a user's own net on 1-channel 64x64 images (no INPUT_SHAPE: its size is given)
+    return nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+"""
+
+
+def test_a_model_of_its_own_input_shape_is_profiled_from_the_cli_and_predicted(tmp_path, shared_tiny_profile, capsys):
+    (tmp_path / "gray.py").write_text(_GRAY_NET)
+    spec, out = f"{tmp_path / 'gray.py'}:make", tmp_path / "gray.csv"
+    profiled = run_cli(capsys, "profile", "--model", spec, "--input-shape", "1,1,64,64", "--out", out, "--repeats",
+                       "3", "--block", "8", "--reference", TINY, "--processes", "2")
+    assert profiled.returncode == 0, profiled.stderr
+    profile = DeviceProfile.load(out)
+    assert max(profile.table["h"]) == 64 and 32 in set(profile.table["h"]), "rows at the given size, not 224x224"
+    predicted = run_cli(capsys, "predict", spec, "--input-shape", "1,1,64,64", "--profile", out, "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    whole = profile.meta.measured_ms[spec]  # calibrated at that size: the prediction is the measurement
+    assert json.loads(predicted.stdout)["predicted_ms"] == pytest.approx(whole, rel=1e-3)
 
 
 def _data_rows(csv: Path) -> int:

@@ -16,6 +16,7 @@ COMMANDS = (analyze, profile, predict, export, prune, finetune, bench)
 
 def main(argv=None) -> int:
     from ..errors import MobilepruneError
+    from ..user_code import SpecError
 
     parser = argparse.ArgumentParser(prog="mobileprune", description="The mobileprune command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -26,6 +27,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except MobilepruneError as exc:
         print(f"mobileprune {args.command}: {exc}", file=sys.stderr)
-        print(f"usage: see `{parser.prog} {args.command} --help`; MODEL is torchvision:NAME or "
-              f"path/to/file.py:factory", file=sys.stderr)
+        if isinstance(exc, SpecError):  # a model or argument it could not read: how to write one
+            print(f"usage: see `{parser.prog} {args.command} --help`; MODEL is torchvision:NAME or "
+                  f"path/to/file.py:factory", file=sys.stderr)
         return 2

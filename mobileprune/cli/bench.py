@@ -20,21 +20,19 @@ def add(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from ..devices import runtimes
     from ..devices.runner import measure_artifact
-    from ..spec import SpecError
 
-    runtimes.for_artifact(args.artifact)  # UnknownRuntime names the suffixes it knows
-    if not Path(args.artifact).is_file():
-        raise SpecError(f"{args.artifact}: no such file")
+    runtimes.check_artifact(args.artifact)  # named as none is, missing, or not what its name says
     runner = runner_for(args.device, args)
     result = measure_artifact(runner, args.artifact, args.threads, args.processes, args.repeats)
+    emulated = runner.identity().emulated
     if args.json:
-        print(json.dumps({"artifact": args.artifact, **result}))
+        print(json.dumps({"artifact": args.artifact, **result, "emulated": emulated}))
     else:
         print(f"{args.artifact} on {result['device']} ({args.threads} thread(s)): {result['ms']:.3f} ms "
               f"(lowest per-process median; median {result['median']:.3f}, highest {result['max']:.3f} "
               f"over {result['processes']} processes)")
+        if emulated:
+            print(f"note: {args.device} is emulated: it ran, but this time is the emulator's, not a device's latency")
     return 0

@@ -11,7 +11,8 @@ def runner_for(device: str | None, args=None):
 
 def device_options(p) -> None:
     """Where the on-device runner is, for --device adb:... (a phone or another ADB device)."""
-    p.add_argument("--runner", help="the on-device runner built for the phone's ABI (android_runner/; default "
-                   "$MOBILEPRUNE_ANDROID_RUNNER)")
+    p.add_argument("--runner", action="append", help="the on-device runner built for the phone's ABI "
+                   "(android_runner/); repeat it to offer builds for several ABIs, the device's is chosen "
+                   "(default: $MOBILEPRUNE_ANDROID_RUNNER, else the builds in build/runner-*/)")
     p.add_argument("--remote-dir", help="directory on the phone for the runner and programs (default "
                    "/data/local/tmp/mobileprune)")

@@ -78,6 +78,9 @@ def run(args) -> int:
             print(f"{a['path']}: top-1 {100 * t['artifact']:.2f}% on {t['images']} held-out images "
                   f"(the float model {100 * t['float_model']:.2f}%); agrees with the fake-quantized model on "
                   f"{100 * a['parity']['top1_agreement']:.1f}%")
+    if manifest["device_emulated"]:
+        print(f"note: {args.device} is emulated: parity was checked on it; its latency was not measured (the "
+              "emulator's timings are not a device's)")
     if not manifest["passed"]:
         for a in manifest["artifacts"]:
             if a["status"] != "ok":

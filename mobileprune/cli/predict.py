@@ -15,6 +15,8 @@ def add(sub) -> None:
 
     p = sub.add_parser("predict", help="predict (and measure) a model's latency from a profile")
     p.add_argument("model", help="torchvision:NAME, path/to/file.py:factory, or a saved pruned model dir")
+    p.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the model's usual size; a saved pruned "
+                   "model keeps the shape it was pruned at)")
     p.add_argument("--profile", help="the device's latency table (a latency cost needs one)")
     p.add_argument("--cost", default="latency", choices=list(COSTS),
                    help="what to price: latency on the profile's device (default), or another cost model")
@@ -35,8 +37,8 @@ def run(args) -> int:
         args.device = "host"
     profile = DeviceProfile.load(args.profile) if args.profile else None
     runner = runner_for(args.device, args) if args.device else None
-    result = predict(resolve(args.model), profile, runner, measure=args.measure, calibration=args.calibration,
-                     cost=args.cost)
+    result = predict(resolve(args.model, args.input_shape), profile, runner, measure=args.measure,
+                     calibration=args.calibration, cost=args.cost)
     if args.json:
         print(json.dumps({"model": args.model, **result}))
         return 0

@@ -14,6 +14,9 @@ def add(sub) -> None:
     p.add_argument("--runtime", default="executorch", choices=list(RUNTIMES))
     p.add_argument("--model", action="append", help="model spec to cover (repeatable; default: the "
                    "torchvision mobile and ResNet families)")
+    p.add_argument("--input-shape", action="append", help="e.g. 1,3,128,128: the input size a --model is "
+                   "profiled at (default: the model's usual size); one for every --model, paired in order, or "
+                   "one for all of them")
     p.add_argument("--out", help="device_profiles/NAME.csv (resumes if it exists; default: named after the "
                    "device, runtime and threads, e.g. device_profiles/host-amd-epyc-f25m17-executorch-1t.csv)")
     p.add_argument("--threads", type=int, default=1)
@@ -44,12 +47,25 @@ def run(args) -> int:
     if args.block != "auto" and not (args.block.isdigit() and int(args.block) > 0):
         raise SpecError(f"bad --block {args.block!r}: a positive channel count or 'auto'")
     block = None if args.block == "auto" else int(args.block)
+    models = args.model or DEFAULT_MODELS
     config = ProfilingConfig(runtime=runtimes.get(args.runtime).name, threads=args.threads, block=block,
                              repeats=args.repeats, processes=args.processes, fractions=fractions,
-                             reference=args.reference)
-    profiles = profile_devices(args.device or ["host"], args.model or DEFAULT_MODELS, config, out=args.out,
+                             reference=args.reference, input_shapes=_shapes_of(models, args.input_shape or []))
+    profiles = profile_devices(args.device or ["host"], models, config, out=args.out,
                                runner_binary=args.runner, remote_dir=args.remote_dir)
     for device, profile in profiles.items():
         print(f"{device}: {profile.path}: {len(profile.table)} rows, calibrated for "
               f"{len(profile.meta.overheads_ms)} models")
     return 0
+
+
+def _shapes_of(models: list, shapes: list) -> dict:
+    """{model: shape} from the --input-shape options: one per --model in order, or one for all."""
+    from ..spec import SpecError, parse_shape
+
+    if len(shapes) == 1:
+        shapes = shapes * len(models)
+    elif shapes and len(shapes) != len(models):
+        raise SpecError(f"{len(shapes)} --input-shape for {len(models)} --model: give one per --model "
+                        "(paired in order) or one for all of them")
+    return {model: parse_shape(shape) for model, shape in zip(models, shapes)}

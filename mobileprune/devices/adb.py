@@ -35,13 +35,18 @@ from .runner import Measurement, OpEvent, RunnerError
 
 DEFAULT_REMOTE_DIR = "/data/local/tmp/mobileprune"
 RUNNER_ENV = "MOBILEPRUNE_ANDROID_RUNNER"
-BUILD_HINT = ("build android_runner for it (android_runner/README.md: 'Building the Android runner') and "
-              f"pass its path with --runner or ${RUNNER_ENV}")
+BUILD_HINT = ("build android_runner for it (android_runner/README.md: 'Building the Android runner'; `make "
+              f"runner-arm64` for an emulated arm64 device) and pass its path with --runner or ${RUNNER_ENV}")
+# Where runner builds are found when none is given, one per ABI (build/runner-host for this
+# machine, build/runner-arm64-v8a from `make runner-arm64`): the current directory's build/ and
+# the checkout mobileprune is installed from (an editable install).
+RUNNER_BUILDS = (Path("build"), Path(__file__).resolve().parents[2] / "build")
 # ELF e_machine -> the Android ABI that runs it.
 ELF_ABIS = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
 PROPS = {"manufacturer": "ro.product.manufacturer", "model": "ro.product.model", "soc": "ro.soc.model",
          "board": "ro.board.platform", "hardware": "ro.hardware", "abi": "ro.product.cpu.abi",
-         "android": "ro.build.version.release", "sdk": "ro.build.version.sdk", "serial": "ro.serialno"}
+         "android": "ro.build.version.release", "sdk": "ro.build.version.sdk", "serial": "ro.serialno",
+         "emulated": "ro.kernel.qemu"}  # 1 on Android's emulators (and our emulated arm64 device)
 # Exit codes of the device's shell: timeout(1) killed it; the binary could not be run.
 TIMED_OUT, NOT_EXECUTABLE, NOT_FOUND = 124, 126, 127
 
@@ -53,6 +58,12 @@ def binary_abi(path) -> str | None:
     if len(head) < 20 or head[:4] != b"\x7fELF":
         return None
     return ELF_ABIS.get(struct.unpack("<H", head[18:20])[0], f"machine {struct.unpack('<H', head[18:20])[0]}")
+
+
+def found_runner_builds() -> list[Path]:
+    """The runner builds in RUNNER_BUILDS (build/runner-*/mobileprune_runner), one path each."""
+    found = {p.resolve(): p for d in RUNNER_BUILDS for p in sorted(d.glob("runner-*/mobileprune_runner"))}
+    return list(found.values())
 
 
 def pinned_cores(max_freqs_khz: list, threads: int) -> list[int]:
@@ -89,6 +100,7 @@ def read_facts(link: AdbLink) -> dict:
             freqs[int(core[3:])] = int(value) if value.strip().isdigit() else None
         elif kind in ("governor", "taskset"):
             facts[kind] = rest.strip() or None
+    facts["emulated"] = facts.get("emulated") == "1"
     facts["soc"] = facts.get("soc") or facts.pop("board", None) or facts.get("hardware")
     facts.pop("board", None)
     facts["cores"] = len(freqs) or None
@@ -106,8 +118,14 @@ class AdbRunner:
         self.link = link or AdbLink(device, key_path)
         self.remote_dir = remote_dir.rstrip("/")
         self.timeout_s, self.cooldown_s, self.pin = timeout_s, cooldown_s, pin
+        # Runner builds to choose from by the device's ABI: those given (a path, several, or
+        # $MOBILEPRUNE_ANDROID_RUNNER, os.pathsep-separated), else the builds found (RUNNER_BUILDS).
         given = runner_binary or os.environ.get(RUNNER_ENV)
-        self.runner_binary = Path(given) if given else None
+        if isinstance(given, (str, os.PathLike)):
+            given = str(given).split(os.pathsep)
+        self.given = bool(given)
+        self.runner_binaries = [Path(p) for p in given] if given else found_runner_builds()
+        self.runner_binary: Path | None = None  # the one chosen for the device, once it is run
         self._facts: dict | None = None
         # Run directories this runner started and has not removed yet. Only these are searched
         # for results a drop left behind: another process (or another device sharing the same
@@ -151,18 +169,25 @@ class AdbRunner:
 
     # --- files ----------------------------------------------------------------------------
     def _runner_on_device(self) -> str:
-        abi = self.facts().get("abi")
-        if self.runner_binary is None:
-            raise RunnerError(f"no runner binary for {self.device} (ABI {abi}): {BUILD_HINT}")
-        if not self.runner_binary.is_file():
-            raise RunnerError(f"runner binary {self.runner_binary} does not exist: {BUILD_HINT}")
-        built_for = binary_abi(self.runner_binary)
-        if abi and built_for != abi:
-            raise RunnerError(f"{self.runner_binary} is built for {built_for or 'no known ABI (not an ELF file)'}, "
-                              f"{self.device} runs {abi}: {BUILD_HINT}")
+        self.runner_binary = self._runner_for(self.facts().get("abi"))
         remote = f"{self.remote_dir}/bin/mobileprune_runner"
         self.link.push_missing({str(self.runner_binary): remote}, mode=0o755)
         return remote
+
+    def _runner_for(self, abi: str | None) -> Path:
+        """The runner build for the device's ABI (by each binary's ELF machine), or a RunnerError
+        naming what there is and what to build."""
+        if not self.runner_binaries:
+            raise RunnerError(f"no runner binary for {self.device} (ABI {abi}): {BUILD_HINT}")
+        missing = [p for p in self.runner_binaries if not p.is_file()]
+        if missing:
+            raise RunnerError(f"runner binary {missing[0]} does not exist: {BUILD_HINT}")
+        built_for = {p: binary_abi(p) for p in self.runner_binaries}
+        for path, binary in built_for.items():
+            if abi is None or binary == abi:  # (a device that does not say its ABI: the first given)
+                return path
+        found = ", ".join(f"{p} is built for {a or 'no known ABI (not an ELF file)'}" for p, a in built_for.items())
+        raise RunnerError(f"{found}, {self.device} runs {abi}: {BUILD_HINT}")
 
     def _programs_on_device(self, paths: list[str]) -> dict:
         """{local path: remote path}, pushed where missing; remote names carry the content hash."""

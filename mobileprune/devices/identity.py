@@ -22,6 +22,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import MobilepruneError
+
 # CPU flags that change which kernels a runtime runs (XNNPACK and LiteRT dispatch on them).
 KERNEL_FLAGS = (
     "sse4_1", "avx", "fma", "f16c", "avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni",
@@ -66,7 +68,7 @@ class DeviceIdentity:
 
     def describe(self) -> str:
         shown = [f"{key}={_shown(self.facts.get(key))}" for key in IDENTIFYING.get(self.kind, tuple(self.facts))]
-        return f"{self.name} ({', '.join(shown)})"
+        return f"{self.name} ({', '.join(shown)}{', emulated' if self.emulated else ''})"
 
     def differences(self, other: "DeviceIdentity") -> list[str]:
         """Identifying facts that differ, as 'key: ours vs theirs' ('unknown' where one side did
@@ -94,6 +96,12 @@ class DeviceIdentity:
 
     def matches(self, other: "DeviceIdentity") -> bool:
         return not self.differences(other)
+
+    @property
+    def emulated(self) -> bool:
+        """An emulator (an Android emulator, or an ARM device under qemu-user): what it runs
+        computes as the device's kernels compute, but its timings are the emulator's."""
+        return bool(self.facts.get("emulated"))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,6 +142,20 @@ class DeviceMatch:
                 f"{self.this_device.describe()} (differs in {'; '.join(self.differences)}). Its "
                 f"predictions are for the profile's device, not for this one, and are not compared "
                 f"with latencies measured here.")
+
+
+class EmulatedDevice(MobilepruneError, ValueError):
+    """A latency asked of an emulated device."""
+
+
+def refuse_emulated(identity: DeviceIdentity, device: str, doing: str) -> None:
+    """Refuse ``doing`` (a latency source: profiling, a prediction or budget checked by
+    measurement) on an emulated device, before anything is measured."""
+    if identity.emulated:
+        raise EmulatedDevice(
+            f"{device} is an emulated device ({identity.describe()}; ro.kernel.qemu=1): its timings are the "
+            f"emulator's on its host, not a device's, so {doing} on it is refused. Outputs computed there are "
+            f"real (export --device checks parity on it, bench runs artifacts); latencies need a real device")
 
 
 def compare(profile_device: DeviceIdentity, this_device: DeviceIdentity) -> DeviceMatch:

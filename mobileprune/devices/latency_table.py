@@ -2,14 +2,21 @@
 
 Stored as ``NAME.csv`` (one row per measured op configuration, pandas) and ``NAME.json``
 (metadata). Rows are appended and flushed one at a time, so a profiling run killed at any point
-resumes from the rows already on disk (see ``ProfileWriter``). The schema is documented in
-device_profiles/README.md.
+resumes from the rows already on disk (see ``ProfileWriter``); several processes may extend one
+profile at once (two prunes measuring missing rows on one device): appends and metadata writes
+hold a lock on the CSV, and a row another process wrote meanwhile is not written again. The
+schema is documented in device_profiles/README.md.
 """
 from __future__ import annotations
 
+import contextlib
+import csv as csv_module
+import fcntl
 import hashlib
+import io
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -128,8 +135,40 @@ class DeviceProfile:
         return csv
 
     def save_meta(self) -> None:
-        _, meta_path = self.paths(self.path)
-        meta_path.write_text(json.dumps(asdict(self.meta), indent=1, sort_keys=True))
+        """Write the metadata, keeping what another process recorded meanwhile (e.g. the
+        calibration of a model it measured): the per-model entries are merged, ours first."""
+        csv, meta_path = self.paths(self.path)
+        with locked(csv):
+            if meta_path.is_file():
+                self.meta = merged_meta(ProfileMeta.read(meta_path), self.meta)
+            meta_path.write_text(json.dumps(asdict(self.meta), indent=1, sort_keys=True))
+
+
+PER_MODEL = ("overheads_ms", "measured_ms", "layer_counts", "fixed_shares")  # ProfileMeta's {spec: ...} fields
+
+
+def merged_meta(old: ProfileMeta, new: ProfileMeta) -> ProfileMeta:
+    """``new`` with the per-model entries and the device facts of ``old`` it lacks."""
+    for name in PER_MODEL:
+        setattr(new, name, {**getattr(old, name), **getattr(new, name)})
+    new.tiles = new.tiles or old.tiles
+    new.tile_probes = new.tile_probes or old.tile_probes
+    new.reference = new.reference or old.reference
+    new.call_overhead_ms = new.call_overhead_ms or old.call_overhead_ms
+    return new
+
+
+@contextlib.contextmanager
+def locked(csv: Path):
+    """An exclusive lock on a profile (its CSV, created if missing) across processes: an advisory
+    flock, which every writer here takes (an editor or a copy ignores it)."""
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv, "a", encoding="utf-8") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def read_table(csv: Path) -> pd.DataFrame:
@@ -148,8 +187,11 @@ def read_table(csv: Path) -> pd.DataFrame:
     if table["ms"].isna().any() or (table["ms"] < 0).any():
         raise ProfileError(f"{csv}: column ms must be a non-negative number on every row")
     dup = table["key"].duplicated()
-    if dup.any():
-        raise ProfileError(f"{csv}: key {table['key'][dup].iloc[0]!r} appears twice")
+    if dup.any():  # (two writers before writes were locked): each key's first row is what was measured first
+        keys = list(dict.fromkeys(table["key"][dup]))
+        warnings.warn(f"{csv}: {len(keys)} key(s) appear more than once, the first row of each kept: "
+                      f"{', '.join(map(str, keys[:5]))}{' ...' if len(keys) > 5 else ''}", stacklevel=2)
+        table = table[~dup].reset_index(drop=True)
     for col in ("act", "pattern"):  # text columns; pandas reads an all-empty one as float NaN
         table[col] = table[col].astype(object).fillna("")
     return table
@@ -164,30 +206,24 @@ class ProfileWriter:
 
     def __init__(self, path, meta: ProfileMeta) -> None:
         self.csv, self.meta_path = DeviceProfile.paths(path)
-        self.csv.parent.mkdir(parents=True, exist_ok=True)
-        if self.meta_path.is_file():
-            old = ProfileMeta.read(self.meta_path)
-            check_same_device(old, meta.device_identity, self.csv, meta.device)
-            for k in ("runtime", "runtime_version", "threads", "dtype", "block"):
-                if getattr(old, k) != getattr(meta, k):
-                    raise ProfileError(f"{self.csv} was measured with {k}={getattr(old, k)!r}, "
-                                       f"this run has {getattr(meta, k)!r}: use another --out")
-            meta.overheads_ms = {**old.overheads_ms, **meta.overheads_ms}
-            meta.measured_ms = {**old.measured_ms, **meta.measured_ms}
-            meta.layer_counts = {**old.layer_counts, **meta.layer_counts}
-            meta.fixed_shares = {**old.fixed_shares, **meta.fixed_shares}
-            meta.tiles = meta.tiles or old.tiles
-            meta.tile_probes = meta.tile_probes or old.tile_probes
-            meta.reference = meta.reference or old.reference
-            meta.call_overhead_ms = meta.call_overhead_ms or old.call_overhead_ms
-        self.meta_path.write_text(json.dumps(asdict(meta), indent=1, sort_keys=True))
-        self.meta = meta  # what the rows are measured with (runtime, threads, call overhead)
-        self._repair()
-        self.keys = set(read_table(self.csv)["key"]) if self.csv.stat().st_size else set()
+        with locked(self.csv):
+            if self.meta_path.is_file():
+                old = ProfileMeta.read(self.meta_path)
+                check_same_device(old, meta.device_identity, self.csv, meta.device)
+                for k in ("runtime", "runtime_version", "threads", "dtype", "block"):
+                    if getattr(old, k) != getattr(meta, k):
+                        raise ProfileError(f"{self.csv} was measured with {k}={getattr(old, k)!r}, "
+                                           f"this run has {getattr(meta, k)!r}: use another --out")
+                meta = merged_meta(old, meta)
+            self.meta_path.write_text(json.dumps(asdict(meta), indent=1, sort_keys=True))
+            self.meta = meta  # what the rows are measured with (runtime, threads, call overhead)
+            self._repair()
+            self.keys = set(read_table(self.csv)["key"])
+            self._read_up_to = self.csv.stat().st_size
         self._fh = open(self.csv, "a", encoding="utf-8")
 
     def _repair(self) -> None:
-        if not self.csv.exists() or self.csv.stat().st_size == 0:
+        if self.csv.stat().st_size == 0:
             with open(self.csv, "w", encoding="utf-8") as fh:
                 fh.write(",".join(COLUMNS) + "\n")
             return
@@ -201,10 +237,24 @@ class ProfileWriter:
         if row["key"] in self.keys:
             return
         line = pd.DataFrame([{c: row.get(c, "") for c in COLUMNS}]).to_csv(index=False, header=False)
-        self._fh.write(line)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        with locked(self.csv):
+            self._catch_up()
+            if row["key"] in self.keys:  # another process measured it meanwhile
+                return
+            self._fh.write(line)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._read_up_to = os.fstat(self._fh.fileno()).st_size
         self.keys.add(row["key"])
+
+    def _catch_up(self) -> None:
+        """The keys of rows other processes appended since this writer last looked."""
+        with open(self.csv, "rb") as fh:
+            fh.seek(self._read_up_to)
+            new = fh.read()
+        self._read_up_to += len(new)
+        at = COLUMNS.index("key")
+        self.keys.update(r[at] for r in csv_module.reader(io.StringIO(new.decode("utf-8"))) if len(r) > at)
 
     def close(self) -> None:
         self._fh.close()

@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from ..graph.capture import EXPORT_LOCK
 from ..graph.layers import layers
 from . import runtimes
 from .blockprobe import PROBES, probe_tiles
+from .identity import refuse_emulated
 from .builds import build_all, cache_dir, call_overhead_program
 from .latency_table import DeviceProfile, ProfileError, ProfileMeta, ProfileWriter, check_same_device, read_table
 from .microbench import grid_rows, op_and_boundary_ms
@@ -51,7 +53,8 @@ class ProfilingConfig:
     (devices/reference.py; MobileNetV2 at 224x224 by default), whole models (the reference
     included) in ``processes`` fresh processes each (the lowest median); ``fixed_share``: each
     model's fixed share measured too, from a half-width variant (cost/calibrate.py; False: one lowering
-    and measurement less per model, and predictions scale its whole latency)."""
+    and measurement less per model, and predictions scale its whole latency); ``input_shapes``:
+    {spec: input shape} for models not profiled at their usual size (spec.default_input_shape)."""
     runtime: str = "executorch"
     threads: int = 1
     block: int | None = None
@@ -60,10 +63,16 @@ class ProfilingConfig:
     reference: str = REFERENCE_MODEL
     processes: int = 5
     fixed_share: bool = True
+    input_shapes: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.processes < 1 or self.repeats < 1:
             raise SettingsError(f"processes and repeats must be at least 1 (got {self.processes}, {self.repeats})")
+
+    def input_shape(self, spec: str) -> tuple:
+        from ..spec import default_input_shape
+
+        return tuple(self.input_shapes.get(spec) or default_input_shape(spec))
 
 
 def new_meta(runner: Runner, runtime: Runtime, threads: int, block: int) -> ProfileMeta:
@@ -131,6 +140,7 @@ def profile_rows(specs: list, out, runner: Runner, config: ProfilingConfig, *,
     overhead. Returns {spec: (model, analysis)} for the calibration that follows
     (profiling.calibrate_models)."""
     runtime, threads, block = runtimes.get(config.runtime), config.threads, config.block
+    refuse_emulated(runner.identity(), runner.device, "profiling")
     meta_path = DeviceProfile.paths(out)[1]
     existing = ProfileMeta.read(meta_path) if meta_path.is_file() else None
     if existing is not None:  # before any measurement: never spend minutes on a run that must be refused
@@ -149,12 +159,11 @@ def profile_rows(specs: list, out, runner: Runner, config: ProfilingConfig, *,
     meta = new_meta(runner, runtime, threads, block)
     meta.tiles, meta.tile_probes = tiles, {k: {str(c): ms for c, ms in v.items()} for k, v in sweeps.items()}
     from ..spec import build as build_model
-    from ..spec import default_input_shape
 
     models, rows_of = {}, {}
     for spec in specs:
         model = build_model(spec).eval()
-        analysis = find_groups(model, (torch.randn(default_input_shape(spec)),))
+        analysis = find_groups(model, (torch.randn(config.input_shape(spec)),))
         models[spec] = (model, analysis)
         rows_of[spec] = grid_rows(layers(analysis, runtime.fused_activations), block, config.fractions)
     _build_before_measuring(rows_of, out, existing, runtime, config)
@@ -252,13 +261,15 @@ def measure_artifact_for_profile(path, runner: Runner, meta: ProfileMeta, proces
     """An artifact of the profile's runtime (an exported .pte, a timing program) measured on
     ``runner`` at the profile's threads, speed-normalised against the profile's reference: its
     ``ms`` is comparable with the profile's predictions."""
+    refuse_emulated(runner.identity(), runner.device, "a latency checked against a profile")
     return measure_artifact(runner, path, meta.threads, processes, repeats,
                             reference=speed_reference(meta, cache_dir(runtimes.get(meta.runtime))))
 
 
 def on_demand(profile: DeviceProfile, runner: Runner, repeats: int = 50):
     """A LatencyCost ``measure`` callback: measure missing rows on ``runner``'s device and append
-    them to the profile. Refused at once when the runner's device is not the profile's."""
+    them to the profile. Refused at once when the runner's device is not the profile's, or is emulated."""
+    refuse_emulated(runner.identity(), runner.device, "measuring rows of a latency table")
     check_same_device(profile.meta, runner.identity(), profile.path, runner.device)
     runtime = runtimes.get(profile.meta.runtime)
 

@@ -23,6 +23,10 @@ class UnknownRuntime(MobilepruneError, ValueError):
     pass
 
 
+class NotAnArtifact(MobilepruneError, ValueError):
+    """A file named as a runtime's artifact that is not one (or is missing)."""
+
+
 @dataclass(frozen=True)
 class WorkerCode:
     """What the measuring worker (host_worker.py, run in fresh processes) calls for a runtime's
@@ -61,6 +65,9 @@ class Runtime:
     # (None: export's, default 1e-4) and the least share of images with the reference's top-1.
     tolerance: float | None = None
     min_top1_agreement: float | None = None
+    # Its artifacts' FlatBuffers file identifier (bytes 4-8): a file without it is refused before
+    # a runtime's loader fails on it with an error of its own language (b"": not checked).
+    file_identifier: bytes = b""
 
     def __post_init__(self):
         if not self.export_format:
@@ -173,7 +180,7 @@ def unregister(name: str) -> None:
 
 register(Runtime("executorch", "ExecuTorch-XNNPACK", ".pte", "executorch", per_op_events=True,
                  fused_activations=CLAMP_ACTIVATIONS, channels_last_kinds=frozenset(), lower=_lower_pte,
-                 build=_build_pte, interpreters=("executorch",),
+                 build=_build_pte, interpreters=("executorch",), file_identifier=b"ET12",
                  worker=WorkerCode("host_worker:run_pte", "host_worker:outputs_pte",
                                    preload=("torch", "executorch.extension.pybindings._C"))))
 # int8 as apps ship it: PT2E static quantization lowered to XNNPACK's int8 kernels. Checked
@@ -181,7 +188,7 @@ register(Runtime("executorch", "ExecuTorch-XNNPACK", ".pte", "executorch", per_o
 # quanta apart (docs/export.md, "int8").
 register(Runtime("executorch-int8", "ExecuTorch-XNNPACK int8", ".int8.pte", "executorch", per_op_events=True,
                  fused_activations=CLAMP_ACTIVATIONS, channels_last_kinds=frozenset(), lower=_lower_pte_int8,
-                 build=_build_pte, interpreters=("executorch",), export_format="pte-int8",
+                 build=_build_pte, interpreters=("executorch",), export_format="pte-int8", file_identifier=b"ET12",
                  worker=WorkerCode("host_worker:run_pte", "host_worker:outputs_pte",
                                    preload=("torch", "executorch.extension.pybindings._C")),
                  quantize=_int8_xnnpack,
@@ -193,7 +200,7 @@ register(Runtime("tflite", "LiteRT", ".tflite", "ai-edge-litert", per_op_events=
                  fused_activations=CLAMP_ACTIVATIONS,
                  channels_last_kinds=LITERT_NHWC_KINDS, lower=_lower_tflite,
                  build=_build_tflite, interpreters=("litert",), optional_interpreters=("tensorflow",),
-                 nhwc_inputs=True,
+                 nhwc_inputs=True, file_identifier=b"TFL3",
                  worker=WorkerCode("host_worker:run_tflite", "host_worker:outputs_tflite",
                                    preload=("ai_edge_litert.interpreter",))))
 
@@ -205,7 +212,7 @@ register(Runtime("tflite-int8", "LiteRT int8", ".int8.tflite", "ai-edge-litert",
                  fused_activations=CLAMP_ACTIVATIONS,
                  channels_last_kinds=LITERT_NHWC_KINDS, lower=_lower_tflite_int8,
                  build=_build_tflite_int8, interpreters=("litert",), optional_interpreters=("tensorflow",),
-                 export_format="tflite-int8",
+                 export_format="tflite-int8", file_identifier=b"TFL3",
                  worker=WorkerCode("host_worker:run_tflite", "host_worker:outputs_tflite",
                                    preload=("ai_edge_litert.interpreter",)),
                  quantize=_int8_litert, dtype="int8", tolerance=0.05, min_top1_agreement=0.99))
@@ -224,6 +231,21 @@ def for_format(export_format: str) -> Runtime:
             return r
     raise UnknownRuntime(f"unknown export format {export_format!r}: one of "
                          f"{', '.join(r.export_format for r in RUNTIMES.values())}")
+
+
+def check_artifact(path) -> Runtime:
+    """The runtime of an artifact file, refused in one sentence when the file is missing or is not
+    what its name says (its FlatBuffers file identifier)."""
+    runtime = for_artifact(path)
+    path = Path(str(path))
+    if not path.is_file():
+        raise NotAnArtifact(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if runtime.file_identifier and head[4:8] != runtime.file_identifier:
+        raise NotAnArtifact(f"{path} is not an artifact of {runtime.label} ({runtime.suffix}): its file identifier is "
+                            f"{head[4:8]!r}, a {runtime.suffix} file has {runtime.file_identifier!r}")
+    return runtime
 
 
 def formats() -> tuple[str, ...]:

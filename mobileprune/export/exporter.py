@@ -16,7 +16,7 @@ import hashlib
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -131,6 +131,9 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, config
         raise ValueError(f"unknown format(s) {bad or formats}: choose from {', '.join(registered_formats())}")
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     runner = runner or HostRunner()
+    emulated = runner.identity().emulated
+    if emulated and measure:  # its outputs are real (parity is checked there), its timings the emulator's
+        measure, c = False, replace(c, measure=False)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -150,7 +153,8 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, config
         "versions": versions(),
         "parity_inputs": {"random": random_inputs, "images": n_images, "tolerance": tolerance},
         "predicted_latency_ms": _prediction_entry(prediction, runner if measure else None),
-        "device": runner.device if measure else None,
+        "device": runner.device if measure or emulated else None,
+        "device_emulated": emulated,
         "artifacts": [],
     }
     quantized = [f for f in formats if for_format(f).quantize is not None]

@@ -9,8 +9,11 @@ and the sync service (STAT, LIST, SEND, RECV, DATA, DONE, QUIT). Both adb-shell 
 ``adb`` client drive it in the tests.
 
 The device it stands for is this machine, with the Android property service answered by a
-``getprop`` on the shell's PATH (from ``props``). Faults for the tests, each fired once:
-``drop_after_push_bytes`` cuts the connection once that many bytes of pushed file data arrived;
+``getprop`` on the shell's PATH (from ``props``); or, with ``emulate_arm64``, an emulated arm64-v8a
+device (an Android emulator's properties: ``ro.kernel.qemu=1``) whose shell runs aarch64
+programs under qemu-user: the kernel hands them to qemu (binfmt_misc, registered by `make
+arm64-tools`), which finds the aarch64 C library and loader in Debian's cross sysroot. Faults for
+the tests, each fired once: ``drop_after_push_bytes`` cuts the connection once that many bytes of pushed file data arrived;
 ``drop_when(command)`` is asked every 50 ms while a shell command runs and cuts the connection
 when it answers True (as a pulled cable or lost Wi-Fi: the command is ended, as adbd ends it).
 """
@@ -34,6 +37,10 @@ DEFAULT_PROPS = {
     "ro.product.cpu.abi": "x86_64", "ro.build.version.release": "14", "ro.build.version.sdk": "34",
 }
 FEATURES = ("shell_v2", "cmd")
+ARM64_EMULATED = {"ro.product.manufacturer": "qemu", "ro.product.model": "emulated-arm64",
+                  "ro.soc.model": "qemu-aarch64", "ro.product.cpu.abi": "arm64-v8a", "ro.product.cpu.abilist": "arm64-v8a", "ro.kernel.qemu": "1"}
+AARCH64_SYSROOT = "/usr/aarch64-linux-gnu"  # Debian's libc6-arm64-cross (with g++-aarch64-linux-gnu)
+BINFMT_AARCH64 = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 
 
 class Stream:
@@ -219,14 +226,18 @@ class AdbDaemon:
 
     def __init__(self, *, require_auth: bool = True, accept_new_keys: bool = True, trusted: tuple = (),
                  props: dict | None = None, drop_after_push_bytes: int | None = None,
-                 drop_when=None) -> None:
+                 drop_when=None, emulate_arm64: bool = False) -> None:
+        if emulate_arm64 and not (BINFMT_AARCH64.is_file() and "enabled" in BINFMT_AARCH64.read_text()):
+            raise RuntimeError(f"aarch64 programs are not handed to qemu on this machine ({BINFMT_AARCH64} is not "
+                               "registered): `make arm64-tools` registers it as root")
+        self.emulate_arm64 = emulate_arm64
         self.require_auth, self.accept_new_keys = require_auth, accept_new_keys
         self._trusted = list(trusted)
         self.refused_keys: list = []
         self.client_banners: list[str] = []
         self.opened: list[str] = []  # services opened, in order
         self.commands: list[str] = []  # shell commands run, in order
-        self.props = {**DEFAULT_PROPS, **(props or {})}
+        self.props = {**DEFAULT_PROPS, **(ARM64_EMULATED if emulate_arm64 else {}), **(props or {})}
         self.drop_after_push_bytes, self.drop_when = drop_after_push_bytes, drop_when
         self.drops = 0  # connections cut by a fault
         self.connections: list[Connection] = []
@@ -251,7 +262,10 @@ class AdbDaemon:
             self._trusted.append(key)
 
     def shell_env(self) -> dict:
-        return dict(os.environ, PATH=f"{self._bin}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+        env = dict(os.environ, PATH=f"{self._bin}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+        if self.emulate_arm64:
+            env["QEMU_LD_PREFIX"] = AARCH64_SYSROOT
+        return env
 
     def _write_getprop(self) -> None:
         """Android's getprop: all properties as '[key]: [value]', or one value."""
