@@ -113,3 +113,16 @@ def test_an_emulated_device_is_refused_as_a_latency_source(tmp_path, runners, ti
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
         assert "is an emulated device" in refused.stderr and f"so {doing}" in refused.stderr, refused.stderr
     assert not ran and not (tmp_path / "phone.csv").exists(), "refused before anything was measured"
+
+
+def test_a_latency_budget_on_an_emulated_device_is_refused_before_pruning(tmp_path, runners, tiny_profile):
+    import mobileprune as mp
+    from mobileprune.devices.identity import EmulatedDevice
+    from mobileprune.spec import build, default_input_shape
+
+    with AdbDaemon(emulate_arm64=True) as phone:
+        device = _runner(phone, tmp_path, runners)
+        target = mp.Target(budget="50%", profile=tiny_profile, device=device, measured=mp.MeasuredRounds())
+        with pytest.raises(EmulatedDevice, match="emulated device .* so measuring rows of a latency table"):
+            mp.prune(build(TINY), torch.randn(default_input_shape(TINY)), data=None, method="l1", target=target)
+        assert not [c for c in phone.commands if "mobileprune_runner" in c]

@@ -30,6 +30,9 @@ def add(sub) -> None:
     p.add_argument("--data-dir", help="a directory with the four Fashion-MNIST idx files")
     p.add_argument("--calibration-images", type=int, default=256,
                    help="training images a quantized format's activations are calibrated on (default 256)")
+    p.add_argument("--check-images", type=int, default=1000,
+                   help="held-out images a quantized artifact's top-1 agreement (99%%) and accuracy are measured on "
+                        "(default 1000)")
     device_options(p)
     p.set_defaults(func=run)
 
@@ -52,7 +55,7 @@ def run(args) -> int:
     runner = runner_for(args.device, args) if args.device else None
     config = ExportConfig(nhwc=args.nhwc, tolerance=args.tolerance, threads=args.threads,
                           measure=args.device is not None, processes=args.processes, check=False,
-                          calibration_images=args.calibration_images)
+                          calibration_images=args.calibration_images, data_images=args.check_images)
     origin = ModelOrigin(ref.spec, ref.plan if ref.plan.keep else None, prediction)
     data = load_data(args.data, ref.example_inputs[0].shape, args.data_dir) if args.data else None
     manifest = export(ref.model, ref.example_inputs, args.out, formats, config=config, runner=runner, origin=origin,
