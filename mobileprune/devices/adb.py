@@ -123,7 +123,6 @@ class AdbRunner:
         given = runner_binary or os.environ.get(RUNNER_ENV)
         if isinstance(given, (str, os.PathLike)):
             given = str(given).split(os.pathsep)
-        self.given = bool(given)
         self.runner_binaries = [Path(p) for p in given] if given else found_runner_builds()
         self.runner_binary: Path | None = None  # the one chosen for the device, once it is run
         self._facts: dict | None = None
