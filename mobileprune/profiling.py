@@ -130,13 +130,9 @@ def profile_devices(devices: list[str], specs: list, config: ProfilingConfig | N
     results a cut-off run left on the device are collected: devices/adb.py). Returns {device:
     DeviceProfile}; raises after all devices finished if any failed, naming each failure.
     ``config``: what each profile holds, as for profile_device."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from .progress import Steps
 
     from .devices import open_runner
     from .devices.adb_link import DeviceDisconnected
@@ -147,7 +143,7 @@ def profile_devices(devices: list[str], specs: list, config: ProfilingConfig | N
     config = config or ProfilingConfig()
     runtime = runtimes.get(config.runtime)
     results, failures, runners, paths = {}, {}, {}, {}
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    progress = Steps(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     for device in devices:
         try:
             runners[device] = open_runner(device, **adb_options)

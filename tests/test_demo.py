@@ -132,3 +132,5 @@ def test_demo_uses_a_cached_profile_of_this_machine(tmp_path, monkeypatch, capsy
                                                         out).groups()[::-1])
     assert plan_ms <= budget_ms + 0.0005  # printed to the microsecond
     assert re.search(r"pruned +pte .* parity rel\. diff", out) and re.search(r"pruned +tflite .* parity", out)
+    # its output is not a terminal here: the long steps said how far they were, in plain lines
+    assert re.search(r"training \d+/20 \(\d+ s\): loss [\d.]+", out), out[:3000]

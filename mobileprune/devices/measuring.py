@@ -32,6 +32,7 @@ from ..graph import find_groups
 from ..graph.capture import EXPORT_LOCK
 from ..graph.layers import layers
 from . import runtimes
+from ..progress import Steps
 from .blockprobe import PROBES, probe_tiles
 from .identity import refuse_emulated
 from .builds import build_all, cache_dir, call_overhead_program
@@ -89,7 +90,7 @@ ROWS_PER_PROCESS = 24  # row programs one measuring process times before a fresh
 
 
 def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, build_dir, *, repeats: int = 50,
-                 show_progress: bool | Progress = True, reference: SpeedReference | None = None) -> int:
+                 show_progress: bool | Steps = True, reference: SpeedReference | None = None) -> int:
     """Measure every row whose key is not in the profile yet, on the runtime and threads of the
     writer's profile; returns how many were added.
 
@@ -97,7 +98,7 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, build_
     the whole program's time less the profile's call overhead. With a ``reference`` the program
     is timed in turns with it and the row is speed-normalized like whole models (devices/reference.py):
     per-op times are scaled by the program's normalized over its wall-clock time, measured just
-    before them in the same process. ``show_progress`` may be a Progress shared by several
+    before them in the same process. ``show_progress`` may be a Steps (or rich Progress) shared by several
     devices profiled at once: the rows get a bar of their own in it."""
     todo = [r for r in rows if r["key"] not in writer.keys]
     runtime, threads = runtimes.get(writer.meta.runtime), writer.meta.threads
@@ -108,8 +109,8 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, build_
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
     all_paths = build_all(todo, runtime, build_dir)
-    shared = show_progress if isinstance(show_progress, Progress) else None
-    with contextlib.nullcontext(shared) if shared else Progress(*columns, disable=not show_progress) as progress:
+    shared = show_progress if isinstance(show_progress, (Progress, Steps)) else None
+    with contextlib.nullcontext(shared) if shared else Steps(*columns, show=bool(show_progress)) as progress:
         task = progress.add_task(f"{runner.device} {runtime.label}", total=len(todo))
         for start in range(0, len(todo), batch):
             chunk = todo[start:start + batch]
@@ -132,7 +133,7 @@ def measure_rows(rows: list[dict], runner: Runner, writer: ProfileWriter, build_
 
 
 def profile_rows(specs: list, out, runner: Runner, config: ProfilingConfig, *,
-                 show_progress: bool | Progress = True, log=print) -> dict:
+                 show_progress: bool | Steps = True, log=print) -> dict:
     """Measure (or resume) the table rows of every model in ``specs`` into the profile at ``out``:
     first the device's tiles (the existing profile's; else, with ``config.block`` given, that
     block for every kind; else probed), the speed reference (``config.reference``, unless the

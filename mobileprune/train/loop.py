@@ -24,18 +24,13 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ..errors import MobilepruneError
 from ..layout import channels_last
+from ..progress import Steps
 
 
 class CheckpointError(MobilepruneError, ValueError):
@@ -198,8 +193,8 @@ def _train(model, dataset, loss_fn, config, device, method, checkpoint, run_key,
         forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     batches = iter(loader)
     t0, last_loss, step = time.perf_counter(), float("nan"), start
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[status]}"), disable=not show or rank != 0, transient=False)
+    progress = Steps(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                     TextColumn("{task.fields[status]}"), show=show and rank == 0, transient=False)
     with progress:
         task = progress.add_task("training", total=config.steps, completed=start, status="")
         end = min(config.steps, stop_at) if stop_at is not None else config.steps
