@@ -26,6 +26,7 @@ spec (data resized to it) with N pruning steps (default 200), budget B (default 
 as its speed reference (default MobileNetV2 at 224x224) and --block=N as its channel block
 (default: the device's tile, probed), --measure-processes=N fresh processes per whole-model
 latency measurement (default 3); the tests give a tiny net, its own reference, block 8, one process.
+Log lines of torch, TensorFlow and absl that say nothing here are silenced; --verbose keeps them.
 """
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ BLOCK = int(OPTIONS["block"]) if "block" in OPTIONS else None
 # starts torch and ExecuTorch: 3-4 s)
 MEASURE_PROCESSES = int(OPTIONS.get("measure-processes", 3))
 INT8 = "--int8" in sys.argv[1:]
+VERBOSE = "--verbose" in sys.argv[1:]
 RUNTIME = "executorch-int8" if INT8 else "executorch"  # what the profile, the budget and the measurement are of
 
 
@@ -109,6 +111,10 @@ def profile_of_this_machine(console) -> DeviceProfile:
 
 
 def main() -> None:
+    if not VERBOSE:
+        from mobileprune.quiet import quiet_third_party_logs
+
+        quiet_third_party_logs()
     torch.manual_seed(0)
     # Training uses every core (about 1.6x faster on 2 cores than 1 thread). Latencies are
     # measured apart, in fresh processes of 1 thread each, never while this one trains.

@@ -1,7 +1,14 @@
 """mobileprune: prune PyTorch vision models to a latency budget measured on the phone."""
-from .graph import Analysis, CaptureError, ChannelGroup
-from .plan import PlanError, PrunePlan
-from .slim import SlimError, analyze, masked, slim
+import os as _os
+
+if _os.environ.get("MOBILEPRUNE_QUIET") == "1":  # a process started by a quiet CLI or demo (quiet.py)
+    from .quiet import apply_logger_levels
+
+    apply_logger_levels()
+
+from .graph import Analysis, CaptureError, ChannelGroup  # noqa: E402
+from .plan import PlanError, PrunePlan  # noqa: E402
+from .slim import SlimError, analyze, masked, slim  # noqa: E402
 
 __version__ = "0.1.0"
 

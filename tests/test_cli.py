@@ -4,9 +4,11 @@ each separate process imports torch and the library again, 6 s on a 2-core AMD E
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
+from conftest import TINY
 from in_process import run_cli
 
 
@@ -59,3 +61,15 @@ def test_bench_refuses_a_file_that_is_not_the_artifact_its_name_says(capsys, tmp
         assert f"is not an artifact of {what}" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     out = run_cli(capsys, "bench", str(tmp_path / "missing.pte"))
     assert out.returncode == 2 and "no such file" in out.stderr
+
+
+def test_the_cli_prints_no_log_lines_of_torch_tensorflow_or_absl(tmp_path):
+    """A .tflite export as a user runs it (its own process, so TensorFlow loads after the CLI
+    quieted it): torch's pytree notice, absl's banner and the converter's op count were printed
+    between our lines; --verbose keeps them."""
+    out = run("export", TINY, "--formats", "tflite", "--out", str(tmp_path / "quiet"))
+    assert out.returncode == 0, out.stderr
+    noise = re.compile(r"_pytree|absl|InitializeLog|flatbuffer_export|^[IWEF]\d{4} ")
+    assert not [line for line in (out.stdout + out.stderr).splitlines() if noise.search(line)], out.stderr
+    verbose = run("export", TINY, "--formats", "tflite", "--out", str(tmp_path / "verbose"), "--verbose")
+    assert verbose.returncode == 0 and noise.search(verbose.stderr), verbose.stderr

@@ -22,7 +22,14 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add(sub)
+    for command_parser in sub.choices.values():
+        command_parser.add_argument("--verbose", action="store_true", help="keep the log lines of torch, "
+                                    "TensorFlow and absl that mobileprune silences (mobileprune/quiet.py)")
     args = parser.parse_args(argv)
+    if not args.verbose:
+        from ..quiet import quiet_third_party_logs
+
+        quiet_third_party_logs()
     try:
         return args.func(args)
     except MobilepruneError as exc:
