@@ -75,7 +75,8 @@ $(ARM64_ET)/lib/libexecutorch.so: constraints.txt $(STAMP)
 
 arm64-tools:
 	@missing=""; command -v aarch64-linux-gnu-g++ >/dev/null || missing="$$missing g++-aarch64-linux-gnu"; \
-	command -v qemu-aarch64 >/dev/null || missing="$$missing qemu-user qemu-user-binfmt"; \
+	command -v qemu-aarch64 >/dev/null || missing="$$missing qemu-user"; \
+	[ -f /usr/lib/binfmt.d/qemu-aarch64.conf ] || missing="$$missing qemu-user-binfmt"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
