@@ -9,6 +9,7 @@ arrive as SystemExit). tests/test_cli.py still runs the command as a separate pr
 """
 from __future__ import annotations
 
+import os
 import subprocess
 
 from mobileprune import cli
@@ -19,10 +20,14 @@ def run_cli(capsys, *args) -> subprocess.CompletedProcess:
     argv = [str(a) for a in args]
     capsys.readouterr()  # what the test printed before is not the command's
     message = ""
+    environ = dict(os.environ)  # the command's settings (e.g. quiet.py's) end with it, as its process would
     try:
         code = cli.main(argv)
     except SystemExit as exit_:  # as the interpreter exits on it: a message goes to stderr, code 1
         code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
         message = "" if exit_.code is None or isinstance(exit_.code, int) else f"{exit_.code}\n"
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
     printed = capsys.readouterr()
     return subprocess.CompletedProcess(["mobileprune", *argv], code, printed.out, printed.err + message)

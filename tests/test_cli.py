@@ -4,6 +4,7 @@ each separate process imports torch and the library again, 6 s on a 2-core AMD E
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,9 +13,9 @@ from conftest import TINY
 from in_process import run_cli
 
 
-def run(*args):
+def run(*args, env=None):
     return subprocess.run([sys.executable, "-m", "mobileprune.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
 def test_analyze_table_and_json(capsys):
@@ -67,9 +68,12 @@ def test_the_cli_prints_no_log_lines_of_torch_tensorflow_or_absl(tmp_path):
     """A .tflite export as a user runs it (its own process, so TensorFlow loads after the CLI
     quieted it): torch's pytree notice, absl's banner and the converter's op count were printed
     between our lines; --verbose keeps them."""
-    out = run("export", TINY, "--formats", "tflite", "--out", str(tmp_path / "quiet"))
+    from mobileprune.quiet import ENV, ENV_FLAG
+
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_FLAG, *ENV)}  # as from a user's shell
+    out = run("export", TINY, "--formats", "tflite", "--out", str(tmp_path / "quiet"), env=env)
     assert out.returncode == 0, out.stderr
     noise = re.compile(r"_pytree|absl|InitializeLog|flatbuffer_export|^[IWEF]\d{4} ")
     assert not [line for line in (out.stdout + out.stderr).splitlines() if noise.search(line)], out.stderr
-    verbose = run("export", TINY, "--formats", "tflite", "--out", str(tmp_path / "verbose"), "--verbose")
+    verbose = run("export", TINY, "--formats", "tflite", "--out", str(tmp_path / "verbose"), "--verbose", env=env)
     assert verbose.returncode == 0 and noise.search(verbose.stderr), verbose.stderr
