@@ -25,17 +25,18 @@ data:
 		     "or pass --data-dir DIR with the four idx files to mobileprune prune"; exit 1; \
 	fi
 
-# What the ADB tests need besides Python: a C++ toolchain and CMake for the host build of the
-# on-device runner, and Debian's adb client (it talks to the tests' ADB daemon). Installed here
-# when we can (root with apt-get), otherwise say how.
-TOOLS := cmake g++ make adb
+# What the tests need besides Python: a C++ toolchain and CMake for the host build of the
+# on-device runner, Debian's adb client (it talks to the tests' ADB daemon), and Chromium (the
+# report's page is checked in a real browser, tests/test_report.py). Installed here when we can
+# (root with apt-get), otherwise say how. Each command is its Debian package's name.
+TOOLS := cmake g++ make adb chromium
 tools:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ make adb; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else \
-		echo "missing:$$missing; run 'sudo apt-get install cmake g++ make adb' (Debian/Ubuntu)"; exit 1; \
+		echo "missing:$$missing; run 'sudo apt-get install$$missing' (Debian/Ubuntu)"; exit 1; \
 	fi
 
 # The on-device runner built for this machine against the pinned executorch wheel (android_runner/).
@@ -115,10 +116,10 @@ demo-int8: $(STAMP) data
 # Everything CI runs, the slow marker (big models, the demo) included, in one run: its long
 # tests start first and each worker takes one test at a time (tests/conftest.py), so neither
 # waits idle while the other finishes a long one.
-test: $(STAMP) data $(RUNNER) $(RUNNER_ARM64)
+test: $(STAMP) data $(RUNNER) $(RUNNER_ARM64) | tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --maxschedchunk=1 tests
 
-test-fast: $(STAMP) data $(RUNNER) $(RUNNER_ARM64)
+test-fast: $(STAMP) data $(RUNNER) $(RUNNER_ARM64) | tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --maxschedchunk=1 -m "not slow" tests
 
 # Every table of docs/results.md (and the distillation table of docs/finetune.md), part by part,
@@ -130,11 +131,11 @@ test-fast: $(STAMP) data $(RUNNER) $(RUNNER_ARM64)
 BENCH := $(PY) benchmarks
 results: $(STAMP) data
 	@test -n "$(PROFILE)" || { echo "usage: make results PROFILE=device_profiles/<this machine>.csv"; exit 2; }
-	$(BENCH)/peers.py --profile $(PROFILE) --specs fashion:mobilenet_w1 --shares 0.5
-	$(BENCH)/peers.py --profile $(PROFILE) --specs fashion:resnet_w0.5 --shares 0.5
-	$(BENCH)/peers.py --profile $(PROFILE) --specs fashion:resnet_w0.5 --shares 0.3
-	$(BENCH)/ablations.py --profile $(PROFILE) --specs fashion:resnet_w0.5 --shares 0.5 --families fisher
-	$(BENCH)/ablations.py --profile $(PROFILE) --specs fashion:resnet_w0.5 --shares 0.5 --families gates
+	$(BENCH)/peers.py --profile $(PROFILE) --specs fashion:mobilenet_w1 --shares 0.5 --plots docs/plots
+	$(BENCH)/peers.py --profile $(PROFILE) --specs fashion:resnet_w0.5 --shares 0.5 --plots docs/plots
+	$(BENCH)/peers.py --profile $(PROFILE) --specs fashion:resnet_w0.5 --shares 0.3 --plots docs/plots
+	$(BENCH)/ablations.py --profile $(PROFILE) --specs fashion:resnet_w0.5 --shares 0.5 --families fisher --plots docs/plots
+	$(BENCH)/ablations.py --profile $(PROFILE) --specs fashion:resnet_w0.5 --shares 0.5 --families gates --plots docs/plots
 	$(BENCH)/hierarchical_kd.py --profile $(PROFILE) --threads 2
 
 clean:

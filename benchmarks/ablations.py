@@ -26,7 +26,7 @@ import copy
 import time
 
 from measured import this_machine
-from peers import Contender, Measured, add_arguments, run, settle, table
+from peers import Contender, Measured, add_arguments, plot, run, settle, table
 from resume import forget
 
 ABLATIONS = (
@@ -89,6 +89,8 @@ def main(argv=None) -> list[dict]:
     started = time.perf_counter()
     here = this_machine(args.profile, args.processes, "ablations", args.threads)
     rows = ablations(args, here, Measured(here))
+    if args.plots:
+        plot(rows, args.plots, "ablations-" + "-".join(args.families))
     forget()
     print(f"\nall done in {(time.perf_counter() - started) / 60:.1f} min")
     return rows

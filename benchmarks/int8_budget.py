@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +59,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--test-images", type=int, default=10_000)
     p.add_argument("--processes", type=int, default=5)
     p.add_argument("--threads", type=int, default=2, help="torch threads for pruning and training")
+    p.add_argument("--plot", help="also draw the table as a PNG here: int8 top-1 against measured int8 latency")
     p.add_argument("--quick", action="store_true", help="CI: a few steps and images, one measuring process")
     args = p.parse_args(argv)
     if args.quick:
@@ -106,6 +108,12 @@ def main(argv=None) -> list[dict]:
         r = rows[-1]
         print(f"{label:12s} {ms:8.3f} {100 * ms / budget_ms:8.1f}% {100 * r['int8_top1']:9.2f}% "
               f"{100 * r['float_top1']:10.2f}% {macs / 1e6:7.2f} {params / 1e3:8.1f}", flush=True)
+    if args.plot:
+        from mobileprune.report.plots import accuracy_vs_latency
+
+        points = [{"name": r["plan"], "ms": r["int8_ms"], "top1": 100 * r["int8_top1"]} for r in rows]
+        Path(args.plot).write_bytes(accuracy_vs_latency(points, [budget_ms], f"{args.spec} int8 at {share} (one seed)"))
+        print(f"plot: {args.plot}")
     print(f"(one seed; {time.perf_counter() - started:.0f} s)")
     return rows
 

@@ -41,8 +41,10 @@ import copy
 import faulthandler
 import multiprocessing
 import pickle
+import re
 import statistics
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import torch
@@ -217,6 +219,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fresh", action="store_true",
                         help="start over even if an earlier run of this command stopped half-way (its pruned nets "
                              "and scores are kept until it completes, and it resumes from them by default)")
+    parser.add_argument("--plots", help="also draw each place's table in this directory: top-1 against measured "
+                        "latency per contender, with its spread over seeds and the budget (PNG)")
     parser.add_argument("--quick", action="store_true",
                         help="CI: one net, one budget, two seeds, 2+2 steps, 200 images (checks that it runs)")
 
@@ -255,6 +259,8 @@ def main(argv=None) -> list[dict]:
     contenders = [Contender(m, m) for m in args.methods]
     pruned, budgets = run(contenders, args.specs, args.shares, args, here, Measured(here), headline=args.ours)
     rows = table(pruned, budgets, contenders, args, headline=args.ours)
+    if args.plots:
+        plot(rows, args.plots, "peers")
     targets(rows, args.ours)
     forget()
     print(f"\nall done in {(time.perf_counter() - started) / 60:.1f} min")
@@ -584,6 +590,27 @@ def table(pruned: list[Pruned], budgets: dict, contenders: list[Contender], args
             rows.append(row)
             print(line, flush=True)
     return rows
+
+
+def plot(rows: list[dict], out_dir, name: str) -> list[Path]:
+    """Each place's table as a figure, ``out_dir/NAME-SPEC-SHARE.png``: every contender's mean
+    top-1 against its mean measured latency, bars spanning its seeds (latency: lowest to
+    highest; top-1: one standard deviation), and the budget as a line."""
+    from mobileprune.report.plots import accuracy_vs_latency
+
+    out_dir, written = Path(out_dir), []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for (spec, share) in dict.fromkeys((r["spec"], r["share"]) for r in rows):
+        here = [r for r in rows if (r["spec"], r["share"]) == (spec, share)]
+        points = [{"name": r["method"], "ms": r["measured_ms"], "top1": 100 * r["top1_mean"],
+                   "ms_err": [[r["measured_ms"] - min(r["measured"])], [max(r["measured"]) - r["measured_ms"]]],
+                   "top1_err": 100 * r["top1_sd"]} for r in here]
+        path = out_dir / f"{name}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.split('/')[-1])}-{100 * share:g}.png"
+        path.write_bytes(accuracy_vs_latency(points, [here[0]["budget_ms"]],
+                                             f"{spec} at {100 * share:g}% of its measured latency"))
+        written.append(path)
+        print(f"plot: {path}")
+    return written
 
 
 def paired(ours: list[Pruned], theirs: list[Pruned]) -> dict:

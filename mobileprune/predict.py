@@ -84,12 +84,15 @@ def predict(ref: ModelRef, profile: DeviceProfile | None, runner=None, measure: 
     fractions = fractions_from_plan(ref.analysis, ref.plan)
     predicted = float(latency(fractions))
     by_kind: dict[str, float] = {}
+    by_layer = []  # in graph order: the report's per-layer table (report/)
     for layer, ms in latency.per_layer(fractions):  # calibrated like the total
         by_kind[layer.op] = by_kind.get(layer.op, 0.0) + ms * latency.scale
+        by_layer.append({"node": layer.node, "op": layer.op, "cin": float(layer.cin.at(fractions)),
+                         "cout": float(layer.cout.at(fractions)), "ms": ms * latency.scale, "tile": latency.tile(layer)})
     if latency.overhead_ms:
         by_kind["overhead"] = latency.overhead_ms
     result = {"cost": "latency", "unit": "ms", "predicted": predicted, "original": float(latency()),
-              "predicted_ms": predicted, "by_kind_ms": by_kind, "profile": str(profile.path),
+              "predicted_ms": predicted, "by_kind_ms": by_kind, "by_layer": by_layer, "profile": str(profile.path),
               "runtime": runtimes.get(profile.meta.runtime).label, "threads": profile.meta.threads,
               "calibration": {"mode": latency.calibration, "scale": latency.scale, "overhead_ms": latency.overhead_ms},
               **match.to_dict(), "device_note": None if match.matches else match.warning(),

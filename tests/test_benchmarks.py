@@ -73,8 +73,10 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
     from mobileprune.devices.latency_table import DeviceProfile
 
     DeviceProfile(tiny_profile.meta, tiny_profile.table.copy()).save(tmp_path / "tiny.csv")
-    rows = peers.main(["--profile", str(tmp_path / "tiny.csv"), "--specs", TINY, "--shares", "0.85", "--quick"])
+    rows = peers.main(["--profile", str(tmp_path / "tiny.csv"), "--specs", TINY, "--shares", "0.85", "--quick",
+                       "--plots", str(tmp_path / "plots")])
     out = capsys.readouterr().out
+    assert_png(tmp_path / "plots" / "peers-tiny.py_make-85.png")
     assert [r["method"] for r in rows] == list(peers.CONTENDERS)
     by = {r["method"]: r for r in rows}
     for r in rows:
@@ -102,6 +104,15 @@ def test_peers_quick(tiny_profile, tmp_path, capsys):
     # The target against the better of Torch-Pruning's two and against uniform, met or not.
     assert out.count("\ntarget, ") == 1
     assert len([line for line in out.splitlines() if "(target +" in line]) == 2
+
+
+def assert_png(path) -> None:
+    """A figure a benchmark drew: a PNG that decodes to a picture of a readable size."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        assert image.format == "PNG" and image.width >= 400 and image.height >= 250
 
 
 @pytest.mark.long
@@ -424,12 +435,14 @@ def _saved_state(runs) -> dict:
 
 
 @pytest.mark.long
-def test_int8_budget_quick(shared_tiny_int8_profile, tiny_profile, capsys):
+def test_int8_budget_quick(shared_tiny_int8_profile, tiny_profile, tmp_path, capsys):
     """The three plans, each pruned, measured as int8, fine-tuned, quantized and scored."""
     import int8_budget
 
     rows = int8_budget.main(["--int8-profile", str(shared_tiny_int8_profile.path), "--float-profile",
-                             str(tiny_profile.path), "--spec", TINY, "--share", "0.85", "--quick"])
+                             str(tiny_profile.path), "--spec", TINY, "--share", "0.85", "--quick",
+                             "--plot", str(tmp_path / "int8.png")])
+    assert_png(tmp_path / "int8.png")
     assert [r["plan"] for r in rows] == ["int8 table", "float table", "FLOPs"]
     for r in rows:
         assert r["int8_ms"] > 0 and 0 <= r["int8_top1"] <= 1 and 0 <= r["float_top1"] <= 1 and r["macs"] > 0

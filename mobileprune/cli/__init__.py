@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import analyze, bench, export, finetune, predict, profile, prune
+from . import analyze, bench, export, finetune, predict, profile, prune, report
 
-COMMANDS = (analyze, profile, predict, export, prune, finetune, bench)
+COMMANDS = (analyze, profile, predict, export, prune, finetune, bench, report)
 
 
 def main(argv=None) -> int:

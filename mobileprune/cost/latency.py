@@ -15,6 +15,7 @@ A width outside the measured grid is never priced at zero: it raises MissingConf
 from __future__ import annotations
 
 import bisect
+import math
 from typing import Callable
 
 import numpy as np
@@ -150,6 +151,21 @@ def _bilinear(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor
     lo = t00 + u * (t10 - t00)
     hi = t01 + u * (t11 - t01)
     return lo + v * (hi - lo)
+
+
+def staircase_prices(rows, two_widths: bool, tile: int | None, cin: float, widths, full: int) -> list:
+    """The uncalibrated price LatencyCost gives one layer configuration at each output width of
+    ``widths`` (for a one-width kind the width is its input width too): rounded up to ``tile``
+    (at most ``full``), interpolated on the monotone grid of ``rows`` (one signature of a
+    table). None where the table does not bracket a width. For the report's staircases."""
+    grid, out = _Grid(rows), []
+    for w in widths:
+        up = min(math.ceil(w / tile - 1e-9) * tile, full) if tile else w
+        ci = cin if two_widths else up
+        b = grid.bracket(ci, up, two_widths)
+        out.append(None if b is None else float(_bilinear(*(torch.tensor([float(v)], dtype=torch.float64)
+                                                            for v in (ci, up)), torch.tensor([b], dtype=torch.float64))))
+    return out
 
 
 class LatencyCost(LayerCost):
