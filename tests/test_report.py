@@ -51,7 +51,7 @@ def test_the_report_of_a_pruned_net_holds_the_numbers_of_predict_and_the_manifes
     # Measured: whole models in turns with the reference, and ExecuTorch's per-op events, every
     # layer family of the tiny net mapped (conv, depthwise, SE multiply, add, pools, linear).
     assert all(ms > 0 for ms in report["latency"]["measured"])
-    assert report["per_op"]["measured"] and report["per_op"]["unmapped"] == [{}, {}]
+    assert report["per_op"]["measured"] and report["per_op"]["unmapped"] == [[], []]
     mapped = [r for r in report["layers"] if r["measured_ms"][0] is not None]
     assert {r["op"] for r in mapped} >= {"conv", "dwconv", "mul", "add", "gap", "linear"}
     assert all(ms > 0 for r in mapped for ms in r["measured_ms"])
@@ -67,6 +67,31 @@ def test_the_report_of_a_pruned_net_holds_the_numbers_of_predict_and_the_manifes
     for label in ("multiply-adds", "parameters"):
         assert label in page
     assert report["size"]["macs"][1] < report["size"]["macs"][0]
+
+
+def test_per_op_events_align_with_layers_and_a_missing_operator_unmaps_only_its_layer():
+    """The tiny net's ETDump as ExecuTorch 1.5.1 wrote it (a 1x1 conv is a Fully Connected GEMM,
+    hardsigmoid is Add, Clamp, Divide); without the SE multiply's event, only that layer is left
+    unmapped and the layers after it still get their own times."""
+    from mobileprune.devices.runner import OpEvent
+    from mobileprune.report.per_op import map_events
+
+    run = [("Transpose (ND, X32) #1", 0.01), ("Convolution (NHWC, F32) IGEMM #1", 0.064),
+           ("Convolution (NHWC, F32) DWConv #1", 0.032), ("Fully Connected (NC, F32) GEMM #1", 0.02),
+           ("Mean (ND) Reduce2 #1", 0.003), ("Fully Connected (NC, F32) GEMM #2", 0.001),
+           ("Fully Connected (NC, F32) GEMM #3", 0.002), ("Add (ND) #1", 0.0005), ("Clamp (NC) #1", 0.0006),
+           ("Divide (ND) #1", 0.0007), ("Multiply (ND) #1", 0.009), ("Add (ND) #2", 0.003),
+           ("Fully Connected (NC, F32) GEMM #4", 0.036), ("HardSwish (NC) #1", 0.007), ("Mean (ND) Reduce2 #2", 0.004),
+           ("Static Reshape (NC) #1", 0.0), ("Fully Connected (NC, F32) GEMM #5", 0.0001)]
+    ops = "conv dwconv conv gap conv conv hardsigmoid mul add conv hardswish gap linear".split()
+    mapped = map_events(ops, [OpEvent(name, [ms]) for name, ms in run])
+    assert mapped.unmapped == [] and mapped.other_ms == pytest.approx(0.01)
+    assert mapped.ms == pytest.approx([0.064, 0.032, 0.02, 0.003, 0.001, 0.002, 0.0018, 0.009, 0.003, 0.036, 0.007,
+                                       0.004, 0.0001])
+    without_mul = map_events(ops, [OpEvent(name, [ms]) for name, ms in run if not name.startswith("Multiply")])
+    assert without_mul.unmapped == [ops.index("mul")]
+    assert [ms for i, ms in enumerate(without_mul.ms) if i != ops.index("mul")] == \
+        [ms for i, ms in enumerate(mapped.ms) if i != ops.index("mul")]
 
 
 def test_the_report_of_a_profile_draws_its_probes_and_staircases(tmp_path, capsys):

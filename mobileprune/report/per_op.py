@@ -1,44 +1,54 @@
 """ExecuTorch's per-op times (ETDump events of the XNNPACK delegate) mapped to the priced layers.
 
 An ETDump event names the XNNPACK operator that ran ('Convolution (NHWC, F32) IGEMM #3'), not
-the PyTorch module it came from: XNNPACK's events carry no debug handle back to the graph. The
-delegate runs its operators in the exported graph's order, which is the order graph/layers.py
-walks, so within one family of operators (every convolution, every add, ...) the n-th event is
-the n-th layer of that family. A family whose counts differ (an op the delegate split or fused
-differently) is left unmapped and said so; events of no family (layout changes, standalone
-activations) are summed as "other".
+the PyTorch module it came from: XNNPACK's events carry no handle back to the graph. What ties
+them: the delegate runs its operators in the exported graph's order, the order graph/layers.py
+lists layers in, and each layer kind becomes a known short sequence of operators (a 1x1 conv is
+a 'Fully Connected' GEMM in NHWC, a hardsigmoid is Add, Clamp, Divide; seen on ExecuTorch
+1.5.1). So both sides are written as sequences of operator tokens and aligned with difflib's
+SequenceMatcher (the longest matching runs, in order); a layer all of whose tokens align takes
+the sum of its events' times. Layers that do not align are left unmapped (the page says how
+many), events that align with no layer (layout changes, activations the table does not price)
+are summed as "other".
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
-# Layer kind (graph/kinds.py) -> the family its XNNPACK operator belongs to; the family's event
-# names start with one of FAMILY_EVENTS' prefixes.
-FAMILY_OF_KIND = {"conv": "convolution", "dwconv": "convolution", "gconv": "convolution",
-                  "linear": "fully connected", "add": "add", "sub": "subtract", "mul": "multiply",
-                  "div": "divide", "maxpool": "max pooling", "avgpool": "average pooling",
-                  "gap": "global average pooling", "cat": "concatenate"}
-FAMILY_EVENTS = {"convolution": ("Convolution",), "fully connected": ("Fully Connected",), "add": ("Add",),
-                 "subtract": ("Subtract",), "multiply": ("Multiply",), "divide": ("Divide",),
-                 "max pooling": ("Max Pooling", "Argmax Pooling"), "average pooling": ("Average Pooling",),
-                 "global average pooling": ("Global Average Pooling", "Mean", "Global Sum Pooling"),
-                 "concatenate": ("Concatenate", "Copy")}
+# Event name prefix -> token; names of no prefix here (Transpose, Static Reshape, Convert) are
+# layout work, never a layer's.
+EVENT_TOKENS = (("Convolution", "gemm"), ("Deconvolution", "gemm"), ("Fully Connected", "gemm"),
+                ("Add", "add"), ("Subtract", "sub"), ("Multiply", "mul"), ("Divide", "div"),
+                ("Max Pooling", "maxpool"), ("Argmax Pooling", "maxpool"), ("Average Pooling", "avgpool"),
+                ("Global Average Pooling", "mean"), ("Global Sum Pooling", "mean"), ("Mean", "mean"),
+                ("Concatenate", "cat"), ("Clamp", "clamp"), ("HardSwish", "hardswish"),
+                ("Sigmoid", "sigmoid"), ("Tanh", "tanh"), ("GELU", "gelu"))
+
+# Layer kind (graph/kinds.py) -> the operator tokens XNNPACK runs for it, in order.
+KIND_TOKENS = {"conv": ("gemm",), "dwconv": ("gemm",), "gconv": ("gemm",), "linear": ("gemm",),
+               "add": ("add",), "sub": ("sub",), "mul": ("mul",), "div": ("div",), "maxpool": ("maxpool",),
+               "avgpool": ("avgpool",), "gap": ("mean",), "cat": ("cat",), "relu": ("clamp",),
+               "relu6": ("clamp",), "hardtanh": ("clamp",), "hardswish": ("hardswish",),
+               "hardsigmoid": ("add", "clamp", "div"), "sigmoid": ("sigmoid",), "tanh": ("tanh",),
+               "silu": ("sigmoid", "mul"), "gelu": ("gelu",)}
 
 
-def family_of_event(name: str) -> str | None:
-    for family, prefixes in FAMILY_EVENTS.items():
-        if name.startswith(prefixes):
-            return family
+def token_of(event_name: str) -> str | None:
+    for prefix, token in EVENT_TOKENS:
+        if event_name.startswith(prefix):
+            return token
     return None
 
 
 @dataclass
 class Mapped:
-    """Per-op times as layers: ``ms[i]`` is layer i's time (None where its family was not
-    mapped), ``other_ms`` the events of no family, ``unmapped`` why a family was left out."""
+    """Per-op times as layers: ``ms[i]`` is layer i's time (None where it did not align),
+    ``other_ms`` the events of no layer, ``unmapped`` the layers that run operators but did not
+    align."""
     ms: list
     other_ms: float = 0.0
-    unmapped: dict = field(default_factory=dict)  # family -> "3 events for 4 layers"
+    unmapped: list = field(default_factory=list)
 
     @property
     def total_ms(self) -> float:
@@ -48,26 +58,26 @@ class Mapped:
 def map_events(layer_ops: list[str], events: list) -> Mapped:
     """``events`` (OpEvent: name, median_ms; in execution order) onto layers of kinds
     ``layer_ops`` (in graph order)."""
-    ms: list = [None] * len(layer_ops)
-    by_family: dict[str, list] = {}
-    other = 0.0
-    for e in events:
-        family = family_of_event(e.name)
-        if family is None:
-            other += e.median_ms
-        else:
-            by_family.setdefault(family, []).append(e.median_ms)
-    layers_of: dict[str, list[int]] = {}
+    timed = [(token_of(e.name), e.median_ms) for e in events]
+    observed = [(t, ms) for t, ms in timed if t is not None]
+    expected, owner = [], []  # token, and the layer it belongs to
     for i, op in enumerate(layer_ops):
-        if op in FAMILY_OF_KIND:
-            layers_of.setdefault(FAMILY_OF_KIND[op], []).append(i)
-    unmapped = {}
-    for family in sorted(set(by_family) | set(layers_of)):
-        times, idx = by_family.get(family, []), layers_of.get(family, [])
-        if len(times) == len(idx):
-            for i, t in zip(idx, times):
-                ms[i] = t
-        else:
-            unmapped[family] = f"{len(times)} event(s) for {len(idx)} layer(s)"
-            other += sum(times)
+        for token in KIND_TOKENS.get(op, ()):
+            expected.append(token)
+            owner.append(i)
+    matcher = difflib.SequenceMatcher(None, expected, [t for t, _ in observed], autojunk=False)
+    event_of = {}  # expected position -> observed position
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            event_of[block.a + k] = block.b + k
+    ms: list = [None] * len(layer_ops)
+    used = set()
+    for i in range(len(layer_ops)):
+        positions = [p for p, o in enumerate(owner) if o == i]
+        if positions and all(p in event_of for p in positions):
+            ms[i] = sum(observed[event_of[p]][1] for p in positions)
+            used.update(event_of[p] for p in positions)
+    other = sum(ms_ for t, ms_ in timed if t is None) + sum(observed[j][1] for j in range(len(observed))
+                                                              if j not in used)
+    unmapped = [i for i, op in enumerate(layer_ops) if KIND_TOKENS.get(op) and ms[i] is None]
     return Mapped(ms, other, unmapped)
