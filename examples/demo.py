@@ -12,6 +12,8 @@
    delegation.
 5. Predict and measure its latency here (ExecuTorch-XNNPACK, 1 thread, normalised to the
    profile's speed; the pruned model as its exported .pte), against the budget.
+6. Write its page (`mobileprune report`, demo-report.html, --report=PATH elsewhere): before and
+   after, per group and per layer, the staircases, the exported artifacts.
 
 With --int8 (`make demo-int8`) the whole path is int8, as apps ship it: the profile is of
 ExecuTorch-XNNPACK's int8 kernels (runtime executorch-int8), the budget is int8 latency, the
@@ -62,6 +64,8 @@ BLOCK = int(OPTIONS["block"]) if "block" in OPTIONS else None
 # fresh processes per whole-model latency measurement, the profile's included (each process
 # starts torch and ExecuTorch: 3-4 s)
 MEASURE_PROCESSES = int(OPTIONS.get("measure-processes", 3))
+# the page of the pruned model (mobileprune report): where the milliseconds go, per layer
+REPORT = Path(OPTIONS.get("report", "demo-report.html"))
 INT8 = "--int8" in sys.argv[1:]
 VERBOSE = "--verbose" in sys.argv[1:]
 RUNTIME = "executorch-int8" if INT8 else "executorch"  # what the profile, the budget and the measurement are of
@@ -202,6 +206,11 @@ def latency_and_export(console, profile, saved: Path, budget_ms: float, data) ->
         m = measure_artifact_for_profile(pte, runner, profile.meta, MEASURE_PROCESSES)
         _print_latency(console, "pruned  ", runtime.label, prediction["predicted_ms"], m,
                        f"; budget {budget_ms:.3f} ms, measured {100 * (m['ms'] / budget_ms - 1):+.1f}% of it")
+        from mobileprune.report import model_report, write
+
+        page = write(model_report(saved, profile=profile, export_dir=out, data=data, images=VAL_IMAGES), REPORT)
+        console.print(f"  report: {page.resolve()} (open it in a browser: where the milliseconds go, per layer)",
+                      soft_wrap=True)
 
 
 def _print_latency(console, label: str, runtime_label: str, predicted_ms: float, m: dict, tail: str = "") -> None:

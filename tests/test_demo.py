@@ -7,6 +7,7 @@ fresh machine (profiling), called in the test's process, and the whole demo as `
 runs it on a machine whose profile is cached, in its own process with its output to a file."""
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ DEMO = [sys.executable, str(ROOT / "examples" / "demo.py"), SPEC, "--steps=20", 
         f"--reference={TINY}", f"--larger={TINY}", "--block=8", "--measure-processes=1"]
 
 
+
 def _fresh_cache(tmp_path, program_cache) -> Path:
     """An XDG cache with no profile (a fresh machine), sharing the run's lowered programs
     (conftest.py): lowering is not what these tests test."""
@@ -37,8 +39,8 @@ def _fresh_cache(tmp_path, program_cache) -> Path:
 
 def _demo(cache: Path, log: Path) -> str:
     """The whole demo as `make demo > log` runs it: its own process, stdout and stderr to a file
-    (not a terminal), from a shell that set no quieting of ours, ``cache`` as the XDG cache; what
-    it printed, lines joined (rich wraps long lines). Its own process so that the log lines of
+    (not a terminal), from a shell that set no quieting of ours, ``cache`` as the XDG cache, its
+    page written beside ``log``; returns what it printed. Its own process so that the log lines of
     torch, TensorFlow and absl it prints as it imports them are seen (98 s alone on a 2-core AMD
     EPYC VM, 67.5 s in the test's process, where they were imported long before)."""
     import os
@@ -48,8 +50,8 @@ def _demo(cache: Path, log: Path) -> str:
 
     env = {k: v for k, v in os.environ.items() if k not in (ENV_FLAG, *ENV)}
     with open(log, "w") as out:
-        subprocess.run(DEMO, stdout=out, stderr=subprocess.STDOUT, env={**env, "XDG_CACHE_HOME": str(cache)},
-                       check=True, timeout=600, cwd=ROOT)
+        subprocess.run(DEMO + [f"--report={log.with_name('demo-report.html')}"], stdout=out, stderr=subprocess.STDOUT,
+                       env={**env, "XDG_CACHE_HOME": str(cache)}, check=True, timeout=600, cwd=ROOT)
     return log.read_text()
 
 
@@ -124,7 +126,7 @@ def test_demo_uses_a_cached_profile_of_this_machine(tmp_path, program_cache, sha
     printed = _demo(cache, tmp_path / "demo.log")
     noise = re.compile(r"_pytree|absl|InitializeLog|flatbuffer_export|^[IWEF]\d{4} ")  # as test_cli's
     assert not [line for line in printed.splitlines() if noise.search(line)], printed
-    out = " ".join(printed.split())
+    out = " ".join(printed.split())  # rich wraps long lines
     assert "profiled this machine" not in out
     assert f"profile of this machine: {profile}" in out, out[:1000]
     _latency_lines(out)
@@ -137,3 +139,9 @@ def test_demo_uses_a_cached_profile_of_this_machine(tmp_path, program_cache, sha
     assert re.search(r"pruned +pte .* parity rel\. diff", out) and re.search(r"pruned +tflite .* parity", out)
     # its output is not a terminal here: the long steps said how far they were, in plain lines
     assert re.search(r"training \d+/20 \(\d+ s\): loss [\d.]+", out), out[:3000]
+    # and the page of the pruned model, with the prediction the demo printed
+    report = json.loads((tmp_path / "demo-report.json").read_text())
+    assert f"report: {tmp_path / 'demo-report.html'}" in out
+    assert f"{report['latency']['predicted'][1]:.3f}" == re.search(r"pruned +ExecuTorch-XNNPACK, 1 thread: predicted "
+                                                                 r"([\d.]+) ms", out).group(1)
+    assert report["export"]["passed"] and report["top1"]["images"] == 2000
