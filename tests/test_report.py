@@ -110,6 +110,9 @@ def test_the_report_of_a_profile_draws_its_probes_and_staircases(tmp_path, capsy
     assert all(prices[w] == prices[(w + tile - 1) // tile * tile] for w in prices if (w + tile - 1) // tile * tile in prices)
     bad = run_cli(capsys, "report", profile, "--device", "host", "--out", tmp_path / "q.html")
     assert bad.returncode == 2 and "describe a model" in bad.stderr
+    missing = run_cli(capsys, "report", tmp_path / "nothing-here", "--out", tmp_path / "r.html")
+    assert missing.returncode == 2 and "neither a saved pruned model" in missing.stderr
+    assert not (tmp_path / "r.html").exists()
 
 
 CHECK = """<script>
