@@ -104,9 +104,15 @@ def _latency(report: dict, profile: DeviceProfile, original: ModelRef, pruned: M
                         "why_not": None if runtime.per_op_events else
                         f"{runtime.label} gives no per-op times from Python (its interpreter has no profiler "
                         f"API there): measured whole models only"}
-    labels = _module_paths(original.analysis)
-    layers_ms = sum(r["ms"] for r in before["by_layer"])
-    for i, (b, a) in enumerate(zip(before["by_layer"], after["by_layer"])):
+    report["layers"] = _layer_rows(before["by_layer"], after["by_layer"], per_op, _module_paths(original.analysis))
+    report["staircases"] = _staircases(report["layers"], original, profile)
+
+
+def _layer_rows(before: list, after: list, per_op, labels: dict) -> list[dict]:
+    """One row per priced layer: its widths, predicted (and measured) time before and after, the
+    share of its work and of its time it kept, and whether it did not get faster."""
+    rows, layers_ms = [], sum(r["ms"] for r in before)
+    for i, (b, a) in enumerate(zip(before, after)):
         two = kind(b["op"]).two_widths
         work = (a["cin"] * a["cout"]) / (b["cin"] * b["cout"]) if two else a["cout"] / b["cout"]
         row = {"index": i, "node": b["node"], "module": labels.get(b["node"], b["node"]), "op": b["op"],
@@ -117,8 +123,8 @@ def _latency(report: dict, profile: DeviceProfile, original: ModelRef, pruned: M
         row["kept_time"] = kept
         row["not_faster"] = (kept is not None and work <= WORK_CUT and kept >= SLOWER_THAN_WORK
                              and b["ms"] >= MATTERS * layers_ms)
-        report["layers"].append(row)
-    report["staircases"] = _staircases(report["layers"], original, profile)
+        rows.append(row)
+    return rows
 
 
 def _kept_share(row: dict) -> float | None:
