@@ -15,7 +15,6 @@ A width outside the measured grid is never priced at zero: it raises MissingConf
 from __future__ import annotations
 
 import bisect
-import math
 from typing import Callable
 
 import numpy as np
@@ -159,8 +158,9 @@ def staircase_prices(rows, two_widths: bool, tile: int | None, cin: float, width
     (at most ``full``), interpolated on the monotone grid of ``rows`` (one signature of a
     table). None where the table does not bracket a width. For the report's staircases."""
     grid, out = _Grid(rows), []
-    for w in widths:
-        up = min(math.ceil(w / tile - 1e-9) * tile, full) if tile else w
+    ups = _round_up(torch.tensor([float(w) for w in widths], dtype=torch.float64),
+                    torch.tensor(float(tile or 0), dtype=torch.float64), torch.tensor(float(full), dtype=torch.float64))
+    for up in ups.tolist():
         ci = cin if two_widths else up
         b = grid.bracket(ci, up, two_widths)
         out.append(None if b is None else float(_bilinear(*(torch.tensor([float(v)], dtype=torch.float64)
