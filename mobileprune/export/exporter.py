@@ -151,7 +151,7 @@ def export(model: nn.Module, example_inputs, out_dir, formats=FORMATS, *, config
         "format": "mobileprune.export/1",
         "model": {"spec": spec, "pruned": plan is not None and bool(plan.keep),
                   "plan_fingerprint": plan.fingerprint if plan is not None else None,
-                  "plan_sha256": _plan_hash(plan)},
+                  "plan_sha256": plan_hash(plan)},
         "inputs": _tensor_info(example_inputs, "input_", "NCHW"),
         "outputs": _tensor_info(example_out, "output_", "NCHW"),
         "versions": versions(),
@@ -288,7 +288,8 @@ def _prediction_entry(prediction: dict | None, runner) -> dict | None:
     return entry
 
 
-def _plan_hash(plan) -> str | None:
+def plan_hash(plan) -> str | None:
+    """The sha256 of a plan as the manifest records it (None: no plan, an unpruned model)."""
     if plan is None:
         return None
     return hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode()).hexdigest()

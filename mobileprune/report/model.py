@@ -17,7 +17,7 @@ from ..devices import runtimes
 from ..devices.latency_table import DeviceProfile
 from ..devices.measuring import timing_program
 from ..errors import MobilepruneError
-from ..export.exporter import MANIFEST
+from ..export.exporter import MANIFEST, plan_hash
 from ..graph.kinds import kind
 from ..graph.layers import SIGNATURE_FIELDS
 from ..plan import PrunePlan
@@ -191,9 +191,12 @@ def _export(export_dir: Path, pruned: ModelRef) -> dict:
     manifest = _json(export_dir / MANIFEST)
     if manifest is None:
         raise ReportError(f"{export_dir} holds no {MANIFEST}: give the directory `mobileprune export --out` wrote")
-    if manifest["model"].get("plan_fingerprint") not in (None, pruned.plan.fingerprint):
-        raise ReportError(f"{export_dir / MANIFEST} is the export of another model (plan fingerprint "
-                          f"{manifest['model']['plan_fingerprint']}, this one {pruned.plan.fingerprint})")
+    # The plan's hash, not its fingerprint: the fingerprint names the architecture, which every
+    # plan of one net shares; the hash tells this plan's export from another's.
+    ours = {plan_hash(pruned.plan), plan_hash(pruned.plan if pruned.plan.keep else None)}  # (a plan that keeps all: none)
+    if manifest["model"].get("plan_sha256") not in ours:
+        raise ReportError(f"{export_dir / MANIFEST} is the export of another model or plan (plan sha256 "
+                          f"{manifest['model'].get('plan_sha256')}, this one's {plan_hash(pruned.plan)})")
     return {"dir": str(export_dir), "passed": manifest["passed"], "device": manifest.get("device"),
             "predicted_latency_ms": manifest.get("predicted_latency_ms"),
             "artifacts": [{k: a.get(k) for k in ("format", "path", "status", "dtype", "size_bytes", "latency_ms",
