@@ -56,6 +56,28 @@ def test_int8_export_passes_its_checks_and_reports_top1(tmp_path, capsys):
     assert out.stdout.count("held-out images") == 2
 
 
+def test_the_post_training_quantizer_builds_the_stock_xnnpack_quantizers_program():
+    """Our XNNPACK quantizer skips the conv+BatchNorm patterns (quantization-aware training's;
+    BatchNorm is folded before annotation here): the .int8.pte it leads to is the stock
+    quantizer's, byte for byte, on a net with conv+BN(+ReLU), depthwise, SE, add and linear."""
+    import hashlib
+
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    from mobileprune.devices import quantize
+    from mobileprune.devices.programs import lower_pte
+
+    model, inputs = build(TINY).eval(), (torch.randn(TINY_SHAPE),)
+    stock = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    programs = [quantize._quantized(model, inputs, None, stock, fold=True), quantize.int8_xnnpack(model, inputs)]
+    digests = [hashlib.sha256(lower_pte(q, inputs).to_executorch().buffer).hexdigest() for q in programs]
+    assert digests[0] == digests[1]
+    assert any("quantize_per_tensor" in str(n.target) for n in programs[1].graph.nodes)  # it is int8
+
+
 @pytest.mark.long
 def test_a_miscalibrated_int8_artifact_is_refused(tmp_path, fashion):
     """An artifact built from activations calibrated on inputs twenty times too small (their
@@ -108,6 +130,10 @@ def test_a_latency_budget_is_never_priced_by_a_profile_of_another_dtype(tmp_path
         mp.prune(build(TINY).eval(), torch.randn(TINY_SHAPE), method="l1",
                  target=mp.Target(budget="50%", profile=int8_profile, dtype="float32"), output=mp.Output(show=False))
     assert not (tmp_path / "a").exists()
+    # a FLOPs budget counts the same in any dtype: an int8 intent there is a mistake, said as such
+    out = run_cli(capsys, "prune", TINY, "--method", "l1", "--cost", "flops", "--dtype", "int8", "--out", tmp_path / "b")
+    assert out.returncode == 2 and "a flops budget with no profile counts the same in any dtype" in out.stderr
+    assert not (tmp_path / "b").exists()
     # a profile whose rows claim another dtype than its runtime computes in is corrupt, not priced
     with pytest.raises(ProfileError, match="computes in int8"):
         DeviceProfile.load(_profile_as(tmp_path, "executorch-int8", "float32"))

@@ -172,6 +172,10 @@ def prune(model: nn.Module, example_inputs, data=None, *, target: Target | None 
     spec = spec_of(spec if spec is not None else model) if out is not None else spec
     if isinstance(profile, (str, Path)):
         profile = DeviceProfile.load(profile)
+    if target.dtype is not None and profile is None:
+        raise PruneError(f"dtype={target.dtype!r} says which profile prices a latency budget; a {cost} budget with "
+                         f"no profile counts the same in any dtype: leave dtype out, or price latency by a "
+                         f"{target.dtype} profile")
     if target.dtype is not None and profile is not None and profile.meta.dtype != target.dtype:
         raise PruneError(_other_dtype(profile, target.dtype))
 
