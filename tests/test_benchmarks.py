@@ -381,6 +381,76 @@ def test_ours_is_pruned_again_until_level_with_the_fastest_contender_in_turns(ca
     assert peers.Place.level_with(stand_in, fisher, 0, 0.3, []).aim_ms == tried[2]
 
 
+def test_ours_meets_each_latency_group_of_the_contenders_at_its_own_latency(capsys):
+    """Where the contenders of a seed end at different latencies (uniform 4% under Torch-Pruning
+    at 30% of resnet_w0.5, 2026-12-07), the headline is levelled with each group apart, so each
+    contender is compared with a net of ours at its own latency, not at the lowest of all; a
+    method of ours not timed with them is compared with the net at the lowest aim."""
+    import argparse
+
+    import peers
+
+    def entry(method, ms, seed=0, aim=None):
+        return peers.Pruned(TINY, 0.3, method, seed, None, steps=0, measured_ms=ms, aim_ms=aim)
+
+    theirs = [entry("tp-magnitude", 1.468), entry("tp-taylor", 1.468), entry("uniform", 1.407)]
+    groups = peers.latency_groups(theirs, margin=0.02)
+    assert [[p.method for p in g] for g in groups] == [["uniform"], ["tp-magnitude", "tp-taylor"]]
+    assert len(peers.latency_groups(theirs, margin=0.025)) == 1  # 1.468 is within 5% of 1.407
+    assert len(peers.latency_groups([entry("a", 1.0), entry("b", 1.039), entry("c", 1.041)], 0.02)) == 2
+
+    timed = []
+    stand_in = argparse.Namespace(args=argparse.Namespace(pair_tries=3, margin=0.02))
+    stand_in.prune = lambda contender, seed, aim_ms: peers.Pruned(TINY, 0.3, contender.label, seed, None, steps=0,
+                                                                  aim_ms=aim_ms)
+
+    def compare(net, group):  # within the window at once
+        timed.append([p.method for p in group])
+        net.against = {p.method: 0.99 for p in group}
+
+    stand_in.compare = compare
+    stand_in.level_with = lambda *a: peers.Place.level_with(stand_in, *a)
+    nets = peers.Place.level_with_each(stand_in, peers.Contender("fisher", "fisher"), 0, 1.526, theirs)
+    assert timed == [["uniform"], ["tp-magnitude", "tp-taylor"]]
+    assert [n.aim_ms for n in nets] == pytest.approx([0.98 * 1.407, 0.98 * 1.468])
+    assert [n.label for n in nets] == ["fisher @uniform", "fisher @tp-magnitude"]
+    assert "levelled with tp-magnitude, tp-taylor (1.468 ms)" in capsys.readouterr().out
+    for method, aim in (("tp-taylor", 1.468), ("uniform", 1.407), ("gates", 1.407)):
+        (net,) = peers.headline_for(nets, method)
+        assert net.aim_ms == pytest.approx(0.98 * aim)
+    # the table: a row of ours per group, each contender paired with the net levelled with it
+    from mobileprune.spec import build
+
+    model = build(TINY)
+    pruned = []
+    for seed in (0, 1):
+        for method, levelled, ms, top1, against in (("tp-magnitude", "", 1.468, 0.88, ()),
+                                                    ("uniform", "", 1.407, 0.85, ()),
+                                                    ("fisher", "uniform", 1.38, 0.86, ("uniform",)),
+                                                    ("fisher", "tp-magnitude", 1.44, 0.89, ("tp-magnitude",))):
+            p = peers.Pruned(TINY, 0.3, method, seed, model, steps=0, measured_ms=ms, levelled=levelled,
+                             against={a: 0.99 for a in against},
+                             scores={lr: {"val": top1 + seed / 100 + (lr == 3e-3) / 1000, "test": top1 + seed / 100}
+                                     for lr in (1e-3, 3e-3)})
+            pruned.append(p)
+    pruned.append(peers.Pruned(TINY, 0.3, "fisher", 2, model, steps=0, measured_ms=1.4, levelled="",
+                               against={"uniform": 1.0, "tp-magnitude": 0.97}, scores={1e-3: {"test": 0.87}}))
+    peers.choose_lrs(pruned, (1e-3, 3e-3))
+    assert {p.lr for p in pruned} == {3e-3}  # seed 2's one group takes seed 0's choice for fisher
+    args = argparse.Namespace(measured_rounds=1, seeds=2, prune_steps=1, finetune_steps=1, batch_size=32)
+    rows = peers.table(pruned[:-1], {(TINY, 0.3): {"budget_ms": 1.526, "original_ms": 5.0, "block": 4}},
+                       [peers.Contender(m, m) for m in ("fisher", "tp-magnitude", "uniform")], args, headline="fisher")
+    assert [r["method"] for r in rows] == ["fisher @tp-magnitude", "fisher @uniform", "tp-magnitude", "uniform"]
+    by = {r["method"]: r for r in rows}
+    assert by["tp-magnitude"]["paired"]["diffs"] == pytest.approx([0.01, 0.01])
+    assert by["uniform"]["paired"]["diffs"] == pytest.approx([0.01, 0.01])
+    assert by["uniform"]["paired"]["equal_latency"] is True
+
+    # one group (the usual case): one net, named as the method alone, compared with everyone
+    (net,) = peers.Place.level_with_each(stand_in, peers.Contender("fisher", "fisher"), 0, 1.3, theirs[:2])
+    assert net.label == "fisher" and net.aim_ms == pytest.approx(1.3)  # the budget caps the aim
+
+
 def test_a_run_stopped_by_a_fault_resumes_without_pruning_or_measuring_again(tiny_profile, tmp_path, monkeypatch,
                                                                            capsys):
     """peers.py keeps each net and budget's pruned nets, and each score, on disk until the
