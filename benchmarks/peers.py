@@ -621,13 +621,12 @@ def table(pruned: list[Pruned], budgets: dict, contenders: list[Contender], args
         print(f"{'method':26s} {'measured ms':>11s} {'of budget':>9s} {'M MACs':>7s} {'k params':>8s} {'lr':>7s} "
               f"{'top-1 %':>15s}" + (f"  {headline} minus it (95% interval), at equal latency" if headline else ""))
         place = [p for p in pruned if (p.spec, p.share) == (spec, share)]
+        ours = [p for p in place if p.method == headline]
         here: dict[str, list[Pruned]] = {}  # row label -> its entries, by seed (the headline: a row per group)
         for c in contenders:
             for p in sorted((p for p in place if p.method == c.label), key=lambda p: (p.levelled, p.seed)):
                 here.setdefault(p.label, []).append(p)
         for label, entries in here.items():
-            if not entries:
-                continue
             ms = statistics.mean(p.measured_ms for p in entries)
             counts = [macs_params(p.model, shape) for p in entries]
             macs, params = (statistics.mean(c[i] for c in counts) for i in (0, 1))
@@ -639,8 +638,7 @@ def table(pruned: list[Pruned], budgets: dict, contenders: list[Contender], args
                    "measured": [p.measured_ms for p in entries]}
             line = (f"{label:26s} {ms:11.3f} {100 * ms / b['budget_ms']:8.1f}% {macs / 1e6:7.2f} {params / 1e3:8.1f} "
                     f"{entries[0].lr:7.0e} {100 * mean:8.2f} +- {100 * sd:4.2f}")
-            ours = [p for p in place if p.method == headline]
-            if headline and entries[0].method != headline and ours:
+            if ours and entries[0].method != headline:
                 row["paired"] = paired(headline_for(ours, label), entries)
                 line += "  " + describe_pair(row["paired"])
             if not row["reached"]:
