@@ -566,14 +566,14 @@ def choose_lrs(pruned: list[Pruned], lrs) -> None:
     """Each net's learning rate: the best held-out top-1 of seed 0's net of its row (contender,
     net, budget; the headline per latency group), ties to the smaller rate. A headline net
     levelled with a group seed 0 did not have takes seed 0's choice for the same method."""
-    chosen = {}
+    chosen = {}  # (spec, share, method) -> {levelled: learning rate}
     for p in pruned:
         if p.seed == 0:
-            chosen[(p.spec, p.share, p.label)] = max(lrs, key=lambda lr: (p.scores[lr]["val"], -lr))
+            chosen.setdefault((p.spec, p.share, p.method), {})[p.levelled] = max(
+                lrs, key=lambda lr: (p.scores[lr]["val"], -lr))
     for p in pruned:
-        p.lr = chosen.get((p.spec, p.share, p.label)) or next(
-            lr for (spec, share, label), lr in chosen.items()
-            if (spec, share) == (p.spec, p.share) and label.split(" @")[0] == p.method)
+        of_method = chosen[(p.spec, p.share, p.method)]
+        p.lr = of_method.get(p.levelled, next(iter(of_method.values())))
 
 
 _DATA: dict = {}  # per worker: spec -> data splits
