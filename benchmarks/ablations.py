@@ -54,6 +54,19 @@ FAMILIES = ("fisher", "gates")
 QUICK = tuple(c for c in ABLATIONS if c.block != 1)
 
 
+def chosen(families, variants=None, quick=False) -> list:
+    """The variants a run makes: those of ``families``, only ``variants`` (labels) where given,
+    and always each family's reference row (the method as we run it), which the others are
+    paired with. (Why a subset: the whole fisher half takes about 2 hours here, more than a
+    session on a machine that keeps nothing between sessions; two parts of it each finish.)"""
+    offered = QUICK if quick else ABLATIONS
+    unknown = set(variants or ()) - {c.label for c in ABLATIONS}
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; choose among {[c.label for c in ABLATIONS]}")
+    return [c for c in offered if c.method in families
+            and (variants is None or c.label == c.method or c.label in variants)]
+
+
 def ablations(args, here, measure: Measured) -> list[dict]:
     """The ablation table of the first net and budget."""
     spec, share = args.specs[0], args.shares[0]
@@ -63,16 +76,16 @@ def ablations(args, here, measure: Measured) -> list[dict]:
     # device's block); without them an ablation also costs one lowering instead of three.
     settings = copy.copy(args)
     settings.measured_rounds = args.ablation_rounds
-    chosen = [c for c in (QUICK if args.quick else ABLATIONS) if c.method in args.families]
-    print(f"\nablations: {spec} at {100 * share:g}% of its measured latency ({len(chosen)} variants; "
+    variants = chosen(args.families, args.variants, args.quick)
+    print(f"\nablations: {spec} at {100 * share:g}% of its measured latency ({len(variants)} variants; "
           + ("plans chosen on the profile's prediction, measured once" if not settings.measured_rounds else
              f"up to {settings.measured_rounds} plans measured") + ")", flush=True)
-    pruned, budgets = run(list(chosen), [spec], [share], settings, here, measure, headline=None,
+    pruned, budgets = run(variants, [spec], [share], settings, here, measure, headline=None,
                           name="ablations")
     if args.quick:
         print("(--quick: without the block-1 ablation)", flush=True)
     return [row for family in args.families
-            for row in table(pruned, budgets, [c for c in chosen if c.method == family], settings, headline=family)]
+            for row in table(pruned, budgets, [c for c in variants if c.method == family], settings, headline=family)]
 
 
 def main(argv=None) -> list[dict]:
@@ -85,6 +98,9 @@ def main(argv=None) -> list[dict]:
     # by family (the whole run takes about 3 hours here; each part resumes on its own).
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=FAMILIES,
                         help="which method's variants to run (default: all)")
+    parser.add_argument("--variants", nargs="*", metavar="LABEL",
+                        help="only these variants (their labels in the table, e.g. 'fisher, no floor'), besides "
+                             "each family's reference row (default: all of --families)")
     args = settle(parser.parse_args(argv), quick_seeds=1)
     started = time.perf_counter()
     here = this_machine(args.profile, args.processes, "ablations", args.threads)

@@ -143,6 +143,20 @@ def test_ablations_quick(tiny_profile, tmp_path, capsys):
     assert "of its measured latency (plans chosen at 85% of its predicted latency)" in out
 
 
+
+def test_an_ablation_part_keeps_its_reference_row_and_refuses_unknown_variants():
+    """--variants splits a family's ablations into parts that each fit a session; every part
+    keeps the reference row its variants are paired with, and a misspelt label is an error,
+    not a silently empty table."""
+    import ablations
+
+    part = ablations.chosen(["fisher"], ["fisher, no floor", "fisher, block 1"])
+    assert [c.label for c in part] == ["fisher", "fisher, no floor", "fisher, block 1"]
+    assert [c.label for c in ablations.chosen(["fisher"], ["fisher, block 1"], quick=True)] == ["fisher"]
+    assert len(ablations.chosen(["fisher", "gates"])) == len(ablations.ABLATIONS)
+    with pytest.raises(SystemExit, match="unknown variants"):
+        ablations.chosen(["fisher"], ["fisher, no flor"])
+
 def test_each_architecture_is_measured_once_per_run_at_each_input_shape(tiny_profile, monkeypatch):
     """ThisMachine.measure (every benchmark's measurement): two nets of one architecture with
     other weights are one measurement, so methods that end at the same widths are compared at
