@@ -67,6 +67,13 @@ def chosen(families, variants=None, quick=False) -> list:
             and (variants is None or c.label == c.method or c.label in variants)]
 
 
+def plot_name(families, variants=None) -> str:
+    """A part's figure is named after its variants too, so two parts of a family do not
+    overwrite each other's: ``ablations-fisher-no-floor-block-1``."""
+    words = [*families, *(v.split(", ", 1)[-1] for v in variants or ())]
+    return "ablations-" + "-".join(w.replace(" ", "-") for w in words)
+
+
 def ablations(args, here, measure: Measured) -> list[dict]:
     """The ablation table of the first net and budget."""
     spec, share = args.specs[0], args.shares[0]
@@ -106,7 +113,7 @@ def main(argv=None) -> list[dict]:
     here = this_machine(args.profile, args.processes, "ablations", args.threads)
     rows = ablations(args, here, Measured(here))
     if args.plots:
-        plot(rows, args.plots, "ablations-" + "-".join(args.families))
+        plot(rows, args.plots, plot_name(args.families, args.variants))
     forget()
     print(f"\nall done in {(time.perf_counter() - started) / 60:.1f} min")
     return rows

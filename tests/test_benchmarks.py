@@ -156,6 +156,8 @@ def test_an_ablation_part_keeps_its_reference_row_and_refuses_unknown_variants()
     assert len(ablations.chosen(["fisher", "gates"])) == len(ablations.ABLATIONS)
     with pytest.raises(SystemExit, match="unknown variants"):
         ablations.chosen(["fisher"], ["fisher, no flor"])
+    assert ablations.plot_name(["fisher"], ["fisher, no floor", "fisher, block 1"]) == "ablations-fisher-no-floor-block-1"
+    assert ablations.plot_name(["fisher", "gates"]) == "ablations-fisher-gates"
 
 def test_each_architecture_is_measured_once_per_run_at_each_input_shape(tiny_profile, monkeypatch):
     """ThisMachine.measure (every benchmark's measurement): two nets of one architecture with
