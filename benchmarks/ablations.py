@@ -57,8 +57,8 @@ QUICK = tuple(c for c in ABLATIONS if c.block != 1)
 def chosen(families, variants=None, quick=False) -> list:
     """The variants a run makes: those of ``families``, only ``variants`` (labels) where given,
     and always each family's reference row (the method as we run it), which the others are
-    paired with. (Why a subset: the whole fisher half takes about 2 hours here, more than a
-    session on a machine that keeps nothing between sessions; two parts of it each finish.)"""
+    paired with. (Why a subset: the fisher half took 82 minutes on the AMD EPYC VM, in three
+    parts that each finished within a session on a machine that keeps nothing between them.)"""
     offered = QUICK if quick else ABLATIONS
     unknown = set(variants or ()) - {c.label for c in ABLATIONS}
     if unknown:
@@ -102,7 +102,7 @@ def main(argv=None) -> list[dict]:
                         help="measured rounds of the variants (0: plans chosen on the profile's prediction, each "
                              "measured once for the table)")
     # Each family's rows are paired with its own reference row only, so the run splits into parts
-    # by family (the whole run takes about 3 hours here; each part resumes on its own).
+    # by family (the whole run took about 2 hours on the AMD EPYC VM; each part resumes on its own).
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=FAMILIES,
                         help="which method's variants to run (default: all)")
     parser.add_argument("--variants", nargs="*", metavar="LABEL",

@@ -143,7 +143,6 @@ def test_ablations_quick(tiny_profile, tmp_path, capsys):
     assert "of its measured latency (plans chosen at 85% of its predicted latency)" in out
 
 
-
 def test_an_ablation_part_keeps_its_reference_row_and_refuses_unknown_variants():
     """--variants splits a family's ablations into parts that each fit a session; every part
     keeps the reference row its variants are paired with, and a misspelt label is an error,
@@ -158,6 +157,7 @@ def test_an_ablation_part_keeps_its_reference_row_and_refuses_unknown_variants()
         ablations.chosen(["fisher"], ["fisher, no flor"])
     assert ablations.plot_name(["fisher"], ["fisher, no floor", "fisher, block 1"]) == "ablations-fisher-no-floor-block-1"
     assert ablations.plot_name(["fisher", "gates"]) == "ablations-fisher-gates"
+
 
 def test_each_architecture_is_measured_once_per_run_at_each_input_shape(tiny_profile, monkeypatch):
     """ThisMachine.measure (every benchmark's measurement): two nets of one architecture with
